@@ -1,0 +1,5 @@
+import sys
+
+from ktools.cli import main
+
+sys.exit(main())

@@ -1,0 +1,343 @@
+"""Settings from the environment and `.env` files: the one place that reads them.
+
+Precedence (highest first): the process environment, the step folder's `.env`,
+the repository root's `.env`, then the defaults below. That way a scheduler can
+override anything, a step can specialise, and the root `.env` holds what is common.
+
+Every setting has one environment variable (the names users of the reference
+notebooks already know) and a parser that turns a bad value into a `ConfigError`
+naming the variable, the value, where it came from and the expected form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("local", "openai", "anthropic", "gemini", "ollama", "vllm")
+# Names people use for the same providers (the Training Data Generator says
+# "claude" and calls Ollama "local"; we keep "local" for the embedded teacher).
+PROVIDER_ALIASES = {"claude": "anthropic", "google": "gemini", "vertex": "gemini"}
+
+EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
+LOCAL_TEACHER_HOST = "127.0.0.1"
+LOCAL_TEACHER_PORT = 8765
+LOCAL_TEACHER_BASE_URL = f"http://{LOCAL_TEACHER_HOST}:{LOCAL_TEACHER_PORT}/v1"
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message says which and how to fix it."""
+
+
+class Secret(str):
+    """A string that never shows itself in repr/str formatting of containers or logs."""
+
+    def __repr__(self) -> str:  # pragma: no cover - trivial
+        return mask_secret(str.__str__(self))
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+def mask_secret(value: str | None) -> str:
+    if not value:
+        return "<unset>"
+    if len(value) <= 8:
+        return "****"
+    return f"{value[:3]}…{value[-2:]} ({len(value)} chars)"
+
+
+# --- parsers: each returns the typed value or raises ValueError(expected form) ---
+
+def _parse_bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in {"1", "true", "yes", "on", "y"}:
+        return True
+    if v in {"0", "false", "no", "off", "n", ""}:
+        return False
+    raise ValueError("true or false (also accepted: 1/0, yes/no, on/off)")
+
+
+def _parse_int(minimum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("an integer, e.g. 8") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _parse_optional_int(raw: str) -> int | None:
+    if raw.strip() in {"", "none", "None", "0"}:
+        return None
+    return _parse_int(1)(raw)
+
+
+def _parse_float(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("a number, e.g. 0.7") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ValueError(f"a number between {minimum} and {maximum}")
+        return value
+
+    return parse
+
+
+def _parse_cut_sizes(raw: str) -> list[int]:
+    parts = [p for p in re.split(r"[,\s]+", raw.strip()) if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError("comma-separated positive integers, e.g. CUT_SIZES=5,50") from None
+    if not values or any(v < 1 for v in values):
+        raise ValueError("comma-separated positive integers, e.g. CUT_SIZES=5,50")
+    return sorted(set(values))
+
+
+def _parse_provider(raw: str) -> str:
+    v = raw.strip().lower()
+    v = PROVIDER_ALIASES.get(v, v)
+    if v not in PROVIDERS:
+        raise ValueError("one of " + ", ".join(PROVIDERS) + " (aliases: claude, google)")
+    return v
+
+
+def _parse_url(raw: str) -> str:
+    v = raw.strip().rstrip("/")
+    if v and not re.match(r"^https?://[^\s/]+", v):
+        raise ValueError("an http(s) URL, e.g. http://localhost:8000/v1")
+    return v
+
+
+def _parse_str(raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_secret(raw: str) -> Secret:
+    return Secret(raw.strip())
+
+
+@dataclass(frozen=True)
+class _Field:
+    attr: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+_FIELDS: tuple[_Field, ...] = (
+    _Field("teacher_provider", "TEACHER_PROVIDER", _parse_provider, "",
+           "openai, anthropic, gemini, ollama, vllm or local (embedded); default: local unless a base URL is set"),
+    _Field("teacher_model_name", "TEACHER_MODEL_NAME", _parse_str, "", "model the teacher endpoint serves"),
+    _Field("teacher_base_url", "TEACHER_MODEL_BASE_URL", _parse_url, "", "OpenAI-compatible base URL (…/v1)"),
+    _Field("teacher_api_key", "TEACHER_MODEL_API_KEY", _parse_secret, Secret(""), "API key (never shown)"),
+    _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_str, EMBEDDED_MODEL_NAME,
+           "student to fine-tune: the embedded SmolLM2, a transformers name or a local path"),
+    _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_str, "",
+           "tokenizer for chunking and token counts; default: the student's"),
+    _Field("cut_sizes", "CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes"),
+    _Field("qa_per_doc", "QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix"),
+    _Field("save_gpt_oss_format", "SAVE_GPT_OSS_FORMAT", _parse_bool, False, "also write GPT-OSS format"),
+    _Field("number_of_summaries", "NUMBER_OF_SUMMARIES", _parse_int(1), 5, "summaries per chunk (n)"),
+    _Field("max_concurrency", "MAX_CONCURRENCY", _parse_int(1), 16, "requests in flight, whole run"),
+    _Field("enable_reasoning", "ENABLE_REASONING", _parse_bool, False, "ask the teacher for reasoning"),
+    _Field("seed_data_subsample", "SEED_DATA_SUBSAMPLE", _parse_optional_int, None,
+           "use only the first N seed chunks (empty: all)"),
+    _Field("customisation_prompt", "CUSTOMISATION_PROMPT", _parse_str, "", "extra instructions for every prompt"),
+    _Field("max_seq_len", "MAX_SEQ_LEN", _parse_optional_int, None, "drop mix rows longer than this"),
+    _Field("request_timeout", "TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 600.0,
+           "seconds per teacher request"),
+    _Field("max_retries", "TEACHER_MAX_RETRIES", _parse_int(0), 6, "retries per teacher request"),
+    _Field("temperature", "TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7, "teacher sampling temperature"),
+    _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
+    _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
+    _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_str, "",
+           "converted models cache (default: ~/.cache/ktools)"),
+)
+
+ENV_NAMES = {f.attr: f.env for f in _FIELDS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    teacher_provider: str
+    teacher_model_name: str
+    teacher_base_url: str
+    teacher_api_key: Secret = field(repr=False)
+    student_model_name: str
+    tokenizer_model_name: str
+    cut_sizes: list[int]
+    qa_per_doc: int
+    save_gpt_oss_format: bool
+    number_of_summaries: int
+    max_concurrency: int
+    enable_reasoning: bool
+    seed_data_subsample: int | None
+    customisation_prompt: str
+    max_seq_len: int | None
+    request_timeout: float
+    max_retries: int
+    temperature: float
+    max_tokens: int
+    output_dir: str
+    cache_dir: str
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        items = []
+        for f in dataclasses.fields(self):
+            if f.name == "sources":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "teacher_api_key":
+                value = mask_secret(value)
+            items.append(f"{f.name}={value!r}")
+        return "Settings(" + ", ".join(items) + ")"
+
+    __str__ = __repr__
+
+    @property
+    def uses_embedded_teacher(self) -> bool:
+        return self.teacher_provider == "local"
+
+    @property
+    def effective_tokenizer(self) -> str:
+        return self.tokenizer_model_name or self.student_model_name
+
+    def as_table(self) -> list[dict[str, str]]:
+        """Rows for display (notebooks, `ktools status`), the key masked."""
+        rows = []
+        for f in _FIELDS:
+            value = getattr(self, f.attr)
+            shown = mask_secret(value) if f.attr == "teacher_api_key" else value
+            rows.append({"variable": f.env, "value": str(shown),
+                         "from": self.sources.get(f.env, "default"), "meaning": f.help})
+        return rows
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The directory holding pyproject.toml of ktools (or the cwd if none found)."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "pyproject.toml").is_file() and (candidate / "src" / "ktools").is_dir():
+            return candidate
+    # Installed as a package outside a checkout: fall back to the working directory.
+    return here
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def load_settings(
+    step_dir: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    repo_root: str | Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read settings. `overrides` (attribute names) win over everything, e.g. from notebook parameters."""
+    root = Path(repo_root) if repo_root else find_repo_root()
+    env = dict(os.environ if environ is None else environ)
+    layers: list[tuple[str, dict[str, str]]] = [(str(root / ".env"), _read_dotenv(root / ".env"))]
+    if step_dir is not None:
+        step_path = Path(step_dir)
+        if not step_path.is_absolute():
+            step_path = root / step_path
+        layers.append((str(step_path / ".env"), _read_dotenv(step_path / ".env")))
+    layers.append(("environment", env))
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for f in _FIELDS:
+        raw, origin = None, None
+        for origin_name, layer in layers:  # later layers win
+            if f.env in layer:
+                raw, origin = layer[f.env], origin_name
+        if raw is None or (raw.strip() == "" and f.attr != "teacher_api_key"):
+            values[f.attr] = f.default
+            continue
+        try:
+            values[f.attr] = f.parse(raw)
+        except ValueError as exc:
+            shown = mask_secret(raw) if f.attr == "teacher_api_key" else raw
+            raise ConfigError(
+                f"{f.env}={shown!r} (from {origin}) is invalid: expected {exc}. "
+                f"Fix it in {origin if origin != 'environment' else 'your environment'} or unset it "
+                f"to use the default ({f.default!r})."
+            ) from None
+        sources[f.env] = origin or "default"
+
+    for name, value in overrides.items():
+        if name not in ENV_NAMES:
+            raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(ENV_NAMES))}")
+        if value is None:
+            continue
+        if isinstance(value, str) and name != "teacher_api_key":
+            field_def = next(f for f in _FIELDS if f.attr == name)
+            try:
+                value = field_def.parse(value)
+            except ValueError as exc:
+                raise ConfigError(f"parameter {name}={value!r} is invalid: expected {exc}") from None
+        values[name] = Secret(value) if name == "teacher_api_key" else value
+        sources[ENV_NAMES[name]] = "parameter"
+
+    if not values["teacher_provider"]:
+        values["teacher_provider"] = "local" if not values["teacher_base_url"] else "openai"
+    settings = Settings(**values, sources=sources)
+    register_secret(settings.teacher_api_key)
+    log.debug("settings loaded: %r", settings)
+    return settings
+
+
+# --- keep secrets out of every log line, whichever library logs it ---
+
+_SECRETS: set[str] = set()
+_base_record_factory = logging.getLogRecordFactory()
+
+
+class _RedactingLogRecord(logging.LogRecord):
+    def getMessage(self) -> str:  # noqa: N802 - logging's name
+        message = super().getMessage()
+        for secret in _SECRETS:
+            if secret in message:
+                message = message.replace(secret, mask_secret(secret))
+        return message
+
+
+def register_secret(value: str | None) -> None:
+    """Make every later log record mask `value` (API keys; called by load_settings)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(str.__str__(value))
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_record_factory(*args, **kwargs)
+    if _SECRETS and not isinstance(record, _RedactingLogRecord):
+        record.__class__ = _RedactingLogRecord
+    return record
+
+
+logging.setLogRecordFactory(_redacting_factory)

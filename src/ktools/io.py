@@ -1,0 +1,179 @@
+"""JSON/JSONL files that survive crashes.
+
+- `write_atomic` / `write_json` / `write_jsonl`: write a temp file beside the target,
+  fsync, then `os.replace` — a reader sees the old file or the new one, never half.
+- `JsonlJournal`: append-only, one complete JSON object per line, flushed per record.
+  A `kill -9` can leave a torn last line; `read_jsonl` drops it (and only it) with a
+  warning, and `JsonlJournal` truncates it before appending so later lines stay valid.
+- Bad records in the middle of a file are real corruption: `JsonlError` names the
+  file, the line number and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class JsonlError(ValueError):
+    """A JSONL file has a bad record; the message names file, line and problem."""
+
+
+def _dumps(record: Any) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    return write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise JsonlError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
+    """Atomically replace `path` with one JSON object per line."""
+    return write_atomic(path, "".join(_dumps(r) + "\n" for r in records))
+
+
+def iter_jsonl(path: str | Path, *, drop_torn_tail: bool = True) -> Iterator[dict[str, Any]]:
+    """Yield records; a torn (unterminated, unparsable) last line is dropped with a warning."""
+    path = Path(path)
+    with path.open("rb") as fh:
+        data = fh.read()
+    if not data:
+        return
+    lines = data.split(b"\n")
+    ends_with_newline = data.endswith(b"\n")
+    if ends_with_newline:
+        lines = lines[:-1]
+    last = len(lines) - 1
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            if i == last and drop_torn_tail:
+                log.warning("%s: dropping torn last line %d (%d bytes) left by an interrupted write",
+                            path, i + 1, len(raw))
+                return
+            raise JsonlError(
+                f"{path}, line {i + 1}: not valid JSON ({exc}). Fix or delete that line; "
+                "the other lines are intact."
+            ) from None
+        if not isinstance(record, dict):
+            raise JsonlError(f"{path}, line {i + 1}: expected a JSON object, got {type(record).__name__}")
+        yield record
+
+
+def read_jsonl(path: str | Path, *, drop_torn_tail: bool = True) -> list[dict[str, Any]]:
+    return list(iter_jsonl(path, drop_torn_tail=drop_torn_tail))
+
+
+def require_fields(record: dict[str, Any], fields: Iterable[str], *, path: str | Path, line: int) -> None:
+    """Raise a JsonlError naming file, line and the missing/empty field."""
+    for name in fields:
+        if name not in record:
+            raise JsonlError(f"{path}, record {line}: missing field {name!r}")
+
+
+def repair_torn_tail(path: str | Path) -> int:
+    """Cut an unterminated last line off an append-only file; return bytes removed."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with path.open("rb+") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        if size == 0:
+            return 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        # Walk back to the previous newline.
+        pos = size - 1
+        chunk = 4096
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            buf = fh.read(pos - start)
+            idx = buf.rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        fh.truncate(keep)
+        log.warning("%s: removed torn last line (%d bytes) before appending", path, size - keep)
+        return size - keep
+
+
+class JsonlJournal:
+    """Append-only JSONL writer: each `append` writes one whole line and flushes it.
+
+    `fsync=True` makes each record durable against power loss too (slower); the
+    default survives process crashes and `kill -9`, which is what resume needs.
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(self.path)
+        self._fh = self.path.open("ab")
+        self._fsync = fsync
+
+    def append(self, record: Any) -> None:
+        self._fh.write((_dumps(record) + "\n").encode("utf-8"))
+        self._fh.flush()
+        if self._fsync:
+            os.fsync(self._fh.fileno())
+
+    def extend(self, records: Iterable[Any]) -> None:
+        data = "".join(_dumps(r) + "\n" for r in records)
+        if data:
+            self._fh.write(data.encode("utf-8"))
+            self._fh.flush()
+            if self._fsync:
+                os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> JsonlJournal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
