@@ -1,0 +1,242 @@
+"""Run step notebooks in order with papermill; skip completed steps; report failures precisely."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ktools.config import find_repo_root, load_settings
+from ktools.io import read_json, write_json
+from ktools.paths import GENERATORS, STEP_FOLDERS, OutputPaths
+
+log = logging.getLogger(__name__)
+
+KERNEL_NAME = "python3"
+
+
+@dataclass(frozen=True)
+class NotebookStep:
+    number: int
+    folder: str
+    notebook: str
+    # Files that exist once the step has done its job (relative to output/).
+    outputs: Callable[[OutputPaths], list[Path]]
+
+    @property
+    def name(self) -> str:
+        return f"{self.number:02d} {self.notebook.removesuffix('.ipynb').replace('_', ' ')}"
+
+    def notebook_path(self, repo_root: Path) -> Path:
+        return repo_root / self.folder / self.notebook
+
+    def executed_path(self, paths: OutputPaths) -> Path:
+        return paths.executed_dir / f"{self.number:02d}_{self.notebook}"
+
+    def marker_path(self, paths: OutputPaths) -> Path:
+        return paths.executed_dir / f"step_{self.number:02d}.done.json"
+
+
+def _step_notebook(n: int) -> str:
+    # "02_Data_Processing" -> "Data_Processing.ipynb"
+    return STEP_FOLDERS[n].split("_", 1)[1] + ".ipynb"
+
+
+STEPS: tuple[NotebookStep, ...] = (
+    NotebookStep(0, STEP_FOLDERS[0], _step_notebook(0), lambda p: []),
+    NotebookStep(1, STEP_FOLDERS[1], _step_notebook(1), lambda p: [p.base_eval_json]),
+    NotebookStep(2, STEP_FOLDERS[2], _step_notebook(2), lambda p: [p.chunks, p.seed_data]),
+    NotebookStep(3, STEP_FOLDERS[3], _step_notebook(3),
+                 lambda p: [p.generation_report] + [p.generated(g) for g in GENERATORS]),
+    NotebookStep(4, STEP_FOLDERS[4], _step_notebook(4), lambda p: [p.mix_stats, p.eval_set]),
+    NotebookStep(5, STEP_FOLDERS[5], _step_notebook(5), lambda p: []),
+    NotebookStep(6, STEP_FOLDERS[6], _step_notebook(6), lambda p: [p.eval_report_json, p.eval_report_md]),
+)
+
+
+class StepFailed(RuntimeError):
+    """A notebook raised; the message names the step, the cell and the error."""
+
+    def __init__(self, step: NotebookStep, message: str, executed: Path | None):
+        super().__init__(message)
+        self.step = step
+        self.executed = executed
+
+
+@dataclass
+class StepOutcome:
+    step: NotebookStep
+    status: str  # "ran" | "skipped" | "failed" | "missing"
+    seconds: float = 0.0
+    executed: Path | None = None
+    message: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_steps(spec: str | None) -> list[int]:
+    """'2-4' -> [2, 3, 4]; '3' -> [3]; '0,2-3' -> [0, 2, 3]; None/'all' -> every step."""
+    known = [s.number for s in STEPS]
+    if spec is None or spec.strip().lower() in {"", "all"}:
+        return known
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                chosen.update(range(lo, hi + 1))
+            else:
+                chosen.add(int(part))
+        except ValueError:
+            raise ValueError(f"--steps {spec!r}: {part!r} is not a step number or range like 2-4") from None
+    unknown = sorted(chosen - set(known))
+    if unknown:
+        raise ValueError(f"--steps {spec!r}: no step {unknown}; steps are {known[0]}-{known[-1]}")
+    return sorted(chosen)
+
+
+def declared_parameters(notebook: Path) -> dict[str, Any]:
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def _fingerprint(notebook: Path, parameters: Mapping[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(notebook.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def is_complete(step: NotebookStep, paths: OutputPaths, fingerprint: str) -> bool:
+    marker = step.marker_path(paths)
+    if not marker.is_file():
+        return False
+    try:
+        done = read_json(marker)
+    except Exception:  # a damaged marker just means "run it again"
+        return False
+    if done.get("fingerprint") != fingerprint:
+        return False
+    return all(Path(p).exists() for p in done.get("outputs", []))
+
+
+def _source_cell_number(executed: Path, cell_index: int) -> tuple[int, int]:
+    """1-based position of the failing cell in the *source* notebook (papermill
+    inserts an injected-parameters cell that the user never sees), and the cell count."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(executed), as_version=4).cells
+    except Exception:
+        return cell_index + 1, 0
+    def added(cell) -> bool:  # cells papermill adds: injected parameters, error banners
+        tags = cell.metadata.get("tags", [])
+        return "injected-parameters" in tags or "papermill-error-cell-tag" in tags
+
+    injected = sum(1 for c in cells[:cell_index] if added(c))
+    total = sum(1 for c in cells if not added(c))
+    return cell_index - injected + 1, total
+
+
+def _describe_failure(step: NotebookStep, exc: Exception, executed: Path) -> str:
+    index = getattr(exc, "cell_index", None)
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    source = (getattr(exc, "source", "") or "").strip().splitlines()
+    where = "a cell"
+    if index is not None:
+        number, total = _source_cell_number(executed, index)
+        where = f"cell {number}" + (f" of {total}" if total else "")
+    first_line = f": `{source[0][:100]}`" if source else ""
+    return f"step {step.name} ({step.folder}/{step.notebook}) failed in {where}{first_line}\n  {ename}: {evalue}"
+
+
+def run_pipeline(
+    steps: Iterable[int] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    force: bool = False,
+    repo_root: Path | None = None,
+    paths: OutputPaths | None = None,
+    kernel_name: str = KERNEL_NAME,
+    on_event: Callable[[str, StepOutcome], None] | None = None,
+    stop_on_failure: bool = True,
+) -> list[StepOutcome]:
+    """Execute the chosen steps in order. Raises StepFailed on the first failing notebook."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    root = repo_root or find_repo_root()
+    paths = paths or OutputPaths.from_settings(load_settings(repo_root=root), repo_root=root)
+    wanted = set(parse_steps(None) if steps is None else steps)
+    parameters = dict(parameters or {})
+    outcomes: list[StepOutcome] = []
+    used: set[str] = set()
+
+    for step in (s for s in STEPS if s.number in wanted):
+        notebook = step.notebook_path(root)
+        if not notebook.is_file():
+            outcome = StepOutcome(step, "missing", message=f"{notebook} does not exist yet")
+            outcomes.append(outcome)
+            if on_event:
+                on_event("missing", outcome)
+            continue
+        declared = declared_parameters(notebook)
+        own = {k: v for k, v in parameters.items() if k in declared}
+        used.update(own)
+        fingerprint = _fingerprint(notebook, own)
+        executed = step.executed_path(paths)
+        if not force and is_complete(step, paths, fingerprint):
+            outcome = StepOutcome(step, "skipped", executed=executed, parameters=own,
+                                  message="outputs complete (use --force to run again)")
+            outcomes.append(outcome)
+            if on_event:
+                on_event("skipped", outcome)
+            continue
+        if on_event:
+            on_event("start", StepOutcome(step, "running", parameters=own))
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(executed), parameters=own, kernel_name=kernel_name,
+                cwd=str(notebook.parent), progress_bar=False, log_output=False,
+            )
+        except PapermillExecutionError as exc:
+            outcome = StepOutcome(step, "failed", time.perf_counter() - started, executed,
+                                  _describe_failure(step, exc, executed), own)
+            outcomes.append(outcome)
+            if on_event:
+                on_event("failed", outcome)
+            if stop_on_failure:
+                raise StepFailed(step, outcome.message, executed) from None
+            continue
+        seconds = time.perf_counter() - started
+        expected = [str(p) for p in step.outputs(paths)]
+        missing = [p for p in expected if not Path(p).exists()]
+        if missing:
+            message = f"step {step.name} ran but did not write {', '.join(missing)}"
+            outcome = StepOutcome(step, "failed", seconds, executed, message, own)
+            outcomes.append(outcome)
+            if on_event:
+                on_event("failed", outcome)
+            if stop_on_failure:
+                raise StepFailed(step, message, executed)
+            continue
+        write_json(step.marker_path(paths), {"fingerprint": fingerprint, "parameters": own,
+                                             "outputs": expected, "seconds": round(seconds, 1)})
+        outcome = StepOutcome(step, "ran", seconds, executed, parameters=own)
+        outcomes.append(outcome)
+        if on_event:
+            on_event("ran", outcome)
+
+    unused = sorted(set(parameters) - used)
+    if unused:
+        log.warning("parameters declared by no executed notebook: %s", ", ".join(unused))
+    return outcomes
