@@ -126,22 +126,28 @@ def is_complete(step: NotebookStep, paths: OutputPaths, fingerprint: str) -> boo
     return all(Path(p).exists() for p in done.get("outputs", []))
 
 
-def _source_cell_number(executed: Path, cell_index: int) -> tuple[int, int]:
-    """1-based position of the failing cell in the *source* notebook (papermill
-    inserts an injected-parameters cell that the user never sees), and the cell count."""
+def _source_cell_number(executed: Path, cell_index: int, source: str) -> tuple[int, int]:
+    """1-based position of the failing cell in the *source* notebook, and the cell count.
+
+    papermill adds cells the user never wrote (injected parameters, error banners),
+    some after reporting `cell_index`, so we find the failing cell by its error output."""
     import nbformat
 
     try:
         cells = nbformat.read(str(executed), as_version=4).cells
     except Exception:
         return cell_index + 1, 0
-    def added(cell) -> bool:  # cells papermill adds: injected parameters, error banners
+
+    def added(cell) -> bool:
         tags = cell.metadata.get("tags", [])
         return "injected-parameters" in tags or "papermill-error-cell-tag" in tags
 
-    injected = sum(1 for c in cells[:cell_index] if added(c))
-    total = sum(1 for c in cells if not added(c))
-    return cell_index - injected + 1, total
+    own = [c for c in cells if not added(c)]
+    for number, cell in enumerate(own, start=1):
+        failed = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+        if failed and cell.source == source:
+            return number, len(own)
+    return cell_index + 1, len(own)
 
 
 def _describe_failure(step: NotebookStep, exc: Exception, executed: Path) -> str:
@@ -151,7 +157,7 @@ def _describe_failure(step: NotebookStep, exc: Exception, executed: Path) -> str
     source = (getattr(exc, "source", "") or "").strip().splitlines()
     where = "a cell"
     if index is not None:
-        number, total = _source_cell_number(executed, index)
+        number, total = _source_cell_number(executed, index, getattr(exc, "source", "") or "")
         where = f"cell {number}" + (f" of {total}" if total else "")
     first_line = f": `{source[0][:100]}`" if source else ""
     return f"step {step.name} ({step.folder}/{step.notebook}) failed in {where}{first_line}\n  {ename}: {evalue}"
