@@ -1,0 +1,50 @@
+"""Plain text and markdown: decode (UTF-8, else detect the encoding and say so)."""
+
+from __future__ import annotations
+
+import codecs
+
+from ktools.documents.errors import DocumentError
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode_text(data: bytes, source: str, warnings: list[str] | None = None) -> tuple[str, str]:
+    """Return (text, encoding). Non-UTF-8 text is decoded with the detected encoding and a
+    warning; binary data or an undetectable encoding is a DocumentError with the line."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return _normalise(data.decode(encoding)), encoding
+    if b"\x00" in data[:8192]:
+        raise DocumentError(source, "binary data, not text (NUL bytes near the start)",
+                            "check the file is really text/markdown; a Word or PDF file needs the "
+                            ".docx / .pdf extension")
+    try:
+        return _normalise(data.decode("utf-8")), "utf-8"
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        bad = data[exc.start: exc.start + 1]
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:  # pragma: no cover - charset-normalizer is a dependency of the docs extra
+        best = None
+    else:
+        best = from_bytes(data).best()
+    if best is None or not best.encoding:
+        raise DocumentError(source, f"not UTF-8 (byte {bad!r}) and the encoding could not be detected",
+                            "re-save the file as UTF-8", line=line)
+    message = (f"{source}: not UTF-8 (first bad byte {bad!r} at line {line}); decoded as {best.encoding}. "
+               "Re-save as UTF-8 if characters look wrong.")
+    if warnings is not None:
+        warnings.append(message)
+    return _normalise(str(best)), best.encoding
+
+
+def _normalise(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def text_to_markdown(data: bytes, source: str, warnings: list[str]) -> tuple[str, str]:
+    """Markdown and .txt pass through unchanged (only decoded and newline-normalised)."""
+    return decode_text(data, source, warnings)
