@@ -1,0 +1,457 @@
+"""One engine for all four generators: pipelined, resumable, deterministic.
+
+Units of work are (generator, chunk) pairs. Each unit walks its flow (`flows.py`)
+item by item: as soon as one item's answers are back, its children go on to the next
+step - there is no barrier across items, chunks or generators. Every teacher call
+goes through `_complete`, which
+
+1. looks the request up in the response store (replay, no request sent);
+2. otherwise waits for a slot of the ONE global concurrency gate (a priority gate:
+   earlier chunks first, so chunks finish in seed order and progress is honest),
+   asks the teacher only for the samples not stored yet, and stores them (committed)
+   before returning them.
+
+Outputs are not appended as units finish: at the end of a run (also after Ctrl+C or
+a token budget stop) they are rebuilt from the units' results in seed order and
+written atomically, so an interrupted + resumed run writes byte-identical files to an
+uninterrupted one (results are pure functions of the stored responses).
+
+A request that fails after the client's retries fails its unit only; the unit's
+status (done / rejected_all / failed + reason) is recorded in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ktools.generate.cache import ResponseStore, request_hash
+from ktools.generate.flows import FLOWS, JUDGE_PROMPTS, Flow, Step
+from ktools.generate.judges import JudgeSpec, judge_fields, judge_row
+from ktools.generate.options import JUDGES, GenerationOptions
+from ktools.generate.parsing import PARSERS, strip_reasoning
+from ktools.generate.report import UnitResult
+from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL, fingerprint
+from ktools.llm.types import Choice, SamplingParams, TeacherError
+from ktools.prompts import Prompt, load_prompt, load_prompt_file
+
+log = logging.getLogger(__name__)
+
+# Seed fields every template may use; missing optional ones default to "".
+SEED_TEXT_FIELDS = ("document_outline", "domain", "icl_document", "icl_query_1", "icl_query_2", "icl_query_3")
+MAX_PARTIAL_REFILLS = 3
+
+
+class BudgetReached(Exception):
+    """The token budget is spent: no new requests; the unit stays pending."""
+
+
+class PriorityGate:
+    """A semaphore whose waiters are served lowest priority value first (FIFO among equals)."""
+
+    def __init__(self, limit: int):
+        self.limit = max(1, int(limit))
+        self._in_use = 0
+        self._waiters: list[tuple[Any, int, asyncio.Future]] = []
+        self._counter = itertools.count()
+
+    async def acquire(self, priority: Any) -> None:
+        if self._in_use < self.limit and not self._waiters:
+            self._in_use += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._counter), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed over just as we got cancelled
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)  # hand the slot over; _in_use stays the same
+                return
+        self._in_use -= 1
+
+
+@dataclass
+class RunCounters:
+    requests_sent: int = 0     # HTTP requests the client reported
+    calls_sent: int = 0        # prompts that needed the teacher
+    calls_cached: int = 0      # prompts answered entirely from the store
+    failed: int = 0            # prompts that failed after retries
+    prompt_tokens: int = 0     # of requests sent in this run
+    completion_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {"sent": self.requests_sent, "calls_sent": self.calls_sent, "cached": self.calls_cached,
+                "failed": self.failed, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens}
+
+
+@dataclass
+class Unit:
+    order: int
+    generator: str
+    seed: dict[str, Any]
+    result: UnitResult
+    calls: int = 0
+    tokens: int = 0  # usage of every call of this unit, sent or replayed (for dry-run estimates)
+    truncated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _item_vars(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+class Engine:
+    def __init__(self, client: Any, store: ResponseStore, options: GenerationOptions, *, model: str,
+                 embedded_teacher: bool, concurrency: int):
+        self.client = client
+        self.store = store
+        self.options = options
+        self.model = model
+        self.counters = RunCounters()
+        self.gate = PriorityGate(concurrency)
+        self.stopping = False  # set by the token budget: no new requests
+        self._inflight: dict[str, asyncio.Future] = {}
+        self.prompts = self._load_prompts()
+        self.judges = [
+            JudgeSpec(name, JUDGE_PROMPTS[name], options.threshold(name),
+                      int(self.prompts[JUDGE_PROMPTS[name]].meta.get("scale", 1)))
+            for name in JUDGES if options.judge_enabled(name, embedded_teacher)
+        ]
+        self.params = self._sampling_params()
+        self.judge_params = SamplingParams(temperature=0.0, max_tokens=options.judge_max_tokens,
+                                           top_p=None, stop=None, seed=options.seed)
+        self.fingerprints = {g: self._fingerprint(FLOWS[g]) for g in options.generators}
+
+    # ------------------------------------------------------------ setup
+    def _load_prompts(self) -> dict[str, Prompt]:
+        names = {s.prompt for g in self.options.generators for s in FLOWS[g].steps} | set(JUDGE_PROMPTS.values())
+        prompts = {name: load_prompt(name, self.options.prompt_overrides_dir) for name in names}
+        for name, path in self.options.prompt_overrides.items():
+            if name not in prompts:
+                raise ValueError(f"prompt_overrides: no prompt step named {name!r}; "
+                                 f"known: {', '.join(sorted(prompts))}")
+            prompts[name] = load_prompt_file(path, name)
+        return prompts
+
+    def _sampling_params(self) -> SamplingParams:
+        o = self.options
+        extra = dict(o.extra_sampling)
+        if o.enable_reasoning:
+            extra.setdefault("chat_template_kwargs", {"enable_thinking": True})
+        return SamplingParams(temperature=o.temperature, max_tokens=o.max_tokens, top_p=o.top_p,
+                              stop=o.stop, seed=o.seed, extra=tuple(sorted(extra.items())))
+
+    def _fingerprint(self, flow: Flow) -> str:
+        o = self.options
+        return fingerprint({
+            "model": self.model, "flow": flow.name,
+            "prompts": {s.prompt: self.prompts[s.prompt].fingerprint for s in flow.steps},
+            "judges": [(j.name, j.threshold, self.prompts[j.prompt].fingerprint) for j in self.judges],
+            "params": self.params.as_dict(), "system": o.system_message, "extra": o.extra_instructions,
+            "counts": [o.number_of_summaries, o.questions_per_chunk, o.facts_per_chunk, o.qa_per_fact],
+        })
+
+    # ------------------------------------------------------------ teacher calls
+    async def _complete(self, unit: Unit, messages: list[dict[str, str]], params: SamplingParams,
+                        n: int) -> list[Choice]:
+        """n samples for this prompt: stored ones replayed, missing ones asked for and stored first.
+
+        Identical prompts in flight at the same time are sent once (single flight): the
+        followers wait for the leader and then read the store, so every use of a key sees
+        the same stored answer - in this run and in any resumed one.
+        """
+        req_hash = request_hash(self.model, messages, params)
+        unit.calls += 1
+        sent = False
+        while True:
+            stored = self.store.lookup(req_hash)
+            missing = [i for i in range(n) if i not in stored]
+            if not missing:
+                if not sent:
+                    self.counters.calls_cached += 1
+                    unit.tokens += sum(stored[i].prompt_tokens + stored[i].completion_tokens for i in range(n))
+                return [stored[i].as_choice() for i in range(n)]
+            leader = self._inflight.get(req_hash)
+            if leader is not None:
+                await asyncio.shield(leader)
+                continue
+            if not sent:
+                unit.tokens += sum(s.prompt_tokens + s.completion_tokens for i, s in stored.items() if i < n)
+                self.counters.calls_sent += 1
+            sent = True
+            done = asyncio.get_running_loop().create_future()
+            self._inflight[req_hash] = done
+            try:
+                await self._fill(unit, req_hash, messages, params, n)
+            finally:
+                del self._inflight[req_hash]
+                done.set_result(None)
+
+    async def _fill(self, unit: Unit, req_hash: str, messages: list[dict[str, str]], params: SamplingParams,
+                    n: int) -> None:
+        """Ask the teacher for the samples of this request not stored yet, and store them."""
+        for _ in range(MAX_PARTIAL_REFILLS):
+            stored = self.store.lookup(req_hash)
+            missing = [i for i in range(n) if i not in stored]
+            if not missing:
+                return
+            if self.stopping or (self.options.token_budget and self.counters.tokens >= self.options.token_budget):
+                self.stopping = True
+                raise BudgetReached
+            await self.gate.acquire(unit.order)
+            try:
+                result = await self.client.achat(messages, params, n=len(missing))
+            except TeacherError:
+                self.counters.failed += 1
+                raise
+            finally:
+                self.gate.release()
+            got = result.choices[: len(missing)]
+            usage = result.usage
+            self.counters.requests_sent += getattr(result, "requests_sent", 1)
+            self.counters.prompt_tokens += usage.prompt_tokens
+            self.counters.completion_tokens += usage.completion_tokens
+            unit.tokens += usage.prompt_tokens + usage.completion_tokens
+            if got:
+                await self.store.put(req_hash, self.model, messages, params,
+                                     {missing[j]: c for j, c in enumerate(got)},
+                                     usage.prompt_tokens, usage.completion_tokens)
+            if len(got) == len(missing):
+                return
+        self.counters.failed += 1
+        raise TeacherError(f"the teacher returned fewer samples than asked for {n} after "
+                           f"{MAX_PARTIAL_REFILLS} attempts")
+
+    # ------------------------------------------------------------ flows
+    def _option(self, value: int | str | None) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        return int(getattr(self.options, value))
+
+    def _render(self, prompt_name: str, variables: dict[str, Any], judge: bool = False) -> list[dict[str, str]]:
+        system = None if judge else self.options.system_message
+        return self.prompts[prompt_name].render(system_override=system, **variables)
+
+    async def run_unit(self, unit: Unit) -> UnitResult:
+        res = unit.result
+        flow = FLOWS[unit.generator]
+        root = dict(unit.seed)
+        root["raw_document"] = unit.seed["document"]
+        root["extra_instructions"] = self.options.extra_instructions
+        root["_item_id"] = f"{unit.seed['chunk_id']}/{flow.default_item_id}"
+        root["_truncated"] = False
+        root["_reasoning"] = None
+        try:
+            leaves = await self._expand(unit, flow, 0, root)
+        except BudgetReached:
+            res.status = PENDING
+            return res
+        except asyncio.CancelledError:
+            res.status = PENDING
+            raise
+        except TeacherError as exc:
+            res.status, res.error = FAILED, str(exc) or type(exc).__name__
+            return res
+        except Exception as exc:  # noqa: BLE001 - a bug or an unexpected client error fails this unit only
+            log.exception("%s / %s failed", unit.generator, unit.seed["chunk_id"])
+            res.status, res.error = FAILED, f"{type(exc).__name__}: {exc}"
+            return res
+        for kept, row in leaves:
+            (res.rows if kept else res.rejected).append(row)
+        res.status = DONE if res.rows else REJECTED_ALL
+        return res
+
+    async def _expand(self, unit: Unit, flow: Flow, index: int, item: dict[str, Any]) -> list[tuple[bool, dict]]:
+        """Run steps[index:] for one item; returns (kept?, row) in deterministic order."""
+        if index == len(flow.steps):
+            return [await self._finish(unit, flow, item)]
+        step = flow.steps[index]
+        children = await self._run_step(unit, step, item)
+        results = await asyncio.gather(*(self._expand(unit, flow, index + 1, c) for c in children),
+                                       return_exceptions=True)
+        out: list[tuple[bool, dict]] = []
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+            out.extend(r)
+        return out
+
+    async def _run_step(self, unit: Unit, step: Step, item: dict[str, Any]) -> list[dict[str, Any]]:
+        res = unit.result
+        counts = res.stage(step.name)
+        variables = _item_vars(item)
+        for var, option in step.variables.items():
+            variables[var] = getattr(self.options, option)
+        messages = self._render(step.prompt, variables)
+        n = self._option(step.n) or 1
+        choices = await self._complete(unit, messages, self.params, n)
+        counts.calls += 1
+        counts.samples += len(choices)
+        parser = PARSERS[step.parser]
+        outputs: list[tuple[Any, Choice, str | None]] = []
+        for choice in choices:
+            text, think = strip_reasoning(choice.text)
+            reasoning = choice.reasoning or think
+            if choice.truncated:
+                counts.truncated += 1
+            parsed = parser(text, truncated=choice.truncated)
+            if not parsed:
+                counts.unparsable += 1
+                res.rejected.append(self._rejected(unit, item, stage=step.name, reason="unparsable",
+                                                   raw=choice.text, finish_reason=choice.finish_reason))
+                continue
+            outputs.extend((p, choice, reasoning) for p in parsed)
+        limit = self._option(step.limit)
+        if limit is not None:
+            outputs = outputs[:limit]
+        counts.parsed += len(outputs)
+        collected = None
+        if step.collect:
+            collected = "\n".join(f"{k + 1}. {value}" for k, (value, _, _) in enumerate(outputs))
+        children = []
+        for k, (value, choice, reasoning) in enumerate(outputs):
+            child = dict(item)
+            if isinstance(value, dict):
+                child.update({f: value[f] for f in step.outputs})
+            else:
+                child[step.outputs[0]] = value
+            if step.item_id:
+                child["_item_id"] = f"{unit.seed['chunk_id']}/{step.item_id}/{k}"
+            if step.collect:
+                child[step.collect] = collected
+            child["_truncated"] = item["_truncated"] or choice.truncated
+            if step.answer:
+                child["_reasoning"] = reasoning
+            children.append(child)
+        return children
+
+    def _row(self, unit: Unit, flow: Flow, item: dict[str, Any]) -> dict[str, Any]:
+        seed = unit.seed
+        row = {
+            "question": item["question"],
+            "response": item["response"],
+            "document": item[flow.document_field],
+            "raw_document": seed["document"],
+            "document_outline": seed.get("document_outline", ""),
+            "domain": seed.get("domain", ""),
+            "chunk_id": seed["chunk_id"],
+            "source": seed.get("source", ""),
+            "generator": flow.name,
+            "item_id": item["_item_id"],
+            "reasoning": item["_reasoning"],
+            "truncated": bool(item["_truncated"]),
+        }
+        row.update({f"judge_{name}": None for name in JUDGES})
+        for f in flow.row_fields:
+            row[f] = item.get(f)
+        return row
+
+    async def _finish(self, unit: Unit, flow: Flow, item: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        row = self._row(unit, flow, item)
+        if not self.judges:
+            return True, row
+
+        async def call(spec: JudgeSpec) -> str:
+            messages = self._render(spec.prompt, {**_item_vars(item), **row}, judge=True)
+            choices = await self._complete(unit, messages, self.judge_params, 1)
+            stage = unit.result.stage(f"judge_{spec.name}")
+            stage.calls += 1
+            stage.samples += 1
+            return strip_reasoning(choices[0].text)[0]
+
+        verdicts = await judge_row(self.judges, call)
+        row.update(judge_fields(verdicts, JUDGES))
+        failed = [v for v in verdicts if not v.passed]
+        for v in verdicts:
+            stage = unit.result.stage(f"judge_{v.judge}")
+            if v.score is None:
+                stage.unparsable += 1
+            elif v.passed:
+                stage.parsed += 1
+        if not failed:
+            return True, row
+        first = failed[0]
+        unit.result.judge_rejections[first.judge] += 1
+        rejected = dict(row)
+        rejected.update({"stage": f"judge_{first.judge}", "reason": first.reason, "raw": first.raw,
+                         "failed_judges": [v.judge for v in failed]})
+        return False, rejected
+
+    def _rejected(self, unit: Unit, item: dict[str, Any], *, stage: str, reason: str, raw: str,
+                  finish_reason: str | None) -> dict[str, Any]:
+        return {"generator": unit.generator, "chunk_id": unit.seed["chunk_id"],
+                "source": unit.seed.get("source", ""), "item_id": item["_item_id"], "stage": stage,
+                "reason": reason, "raw": raw, "finish_reason": finish_reason,
+                "truncated": finish_reason == "length"}
+
+
+def make_units(seeds: list[dict[str, Any]], generators: Iterable[str]) -> list[Unit]:
+    """Units in seed order; within a chunk, generators in the given order."""
+    units = []
+    gens = list(generators)
+    for ci, seed in enumerate(seeds):
+        for gi, g in enumerate(gens):
+            order = ci * len(gens) + gi
+            units.append(Unit(order=order, generator=g, seed=seed,
+                              result=UnitResult(generator=g, chunk_id=seed["chunk_id"],
+                                                source=seed.get("source", ""))))
+    return units
+
+
+async def run_units(engine: Engine, units: list[Unit], *, window: int, on_done=None,
+                    skip: dict[int, tuple[str, str | None]] | None = None) -> None:
+    """Run units with at most `window` in flight, admitting them in order; `on_done(unit)` after each."""
+    skip = skip or {}
+    slots = asyncio.Semaphore(max(1, window))
+    tasks: set[asyncio.Task] = set()
+
+    async def one(unit: Unit) -> None:
+        try:
+            await engine.run_unit(unit)
+            if unit.result.status != PENDING:
+                await engine.store.set_status(unit.generator, unit.seed["chunk_id"], unit.result.status,
+                                              unit.result.error, engine.fingerprints[unit.generator])
+            if on_done:
+                on_done(unit)
+        finally:
+            slots.release()
+
+    try:
+        for unit in units:
+            if unit.order in skip:
+                unit.result.status, unit.result.error = skip[unit.order]
+                if on_done:
+                    on_done(unit)
+                continue
+            await slots.acquire()
+            if engine.stopping:
+                slots.release()
+                break
+            task = asyncio.create_task(one(unit), name=f"{unit.generator}:{unit.seed['chunk_id']}")
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+    except BaseException:
+        for t in list(tasks):
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -1,0 +1,157 @@
+"""`GenerationOptions`: every knob of a generation run, in one frozen dataclass.
+
+The CLI (`ktools generate`), `QAGenerator` and the notebook all map their flags,
+environment variables and parameters onto this one type. Options that change what
+the teacher is asked (sampling, prompts, system message, extra instructions) end up
+in the response-store key, so changing them re-asks exactly the affected requests.
+Options that only steer the run (concurrency, subsample, retry_failed, dry_run,
+token_budget) do not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ktools.paths import GENERATORS
+
+# Judge names, in the order they run and appear in reports.
+JUDGES = ("question", "faithfulness", "relevancy")
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Parameters of one generation run (see the module docstring of `ktools.generate`).
+
+    generators:           which of the four flows to run (default: all four).
+    number_of_summaries:  summaries per chunk for the two summary generators (sampled with `n`).
+    questions_per_chunk:  questions per summary / Q&A pairs per chunk (document_based_qa).
+    facts_per_chunk:      at most this many key facts per chunk are used (key_facts_to_qa).
+    qa_per_fact:          Q&A pairs asked for per key fact.
+    temperature, max_tokens, top_p, stop, seed: sampling; `extra_sampling` carries
+                          provider knobs such as top_k or repeat_penalty (sent as extra_body).
+    system_message:       replaces the system message of the generator prompts.
+    extra_instructions:   appended to every generator prompt (CUSTOMISATION_PROMPT,
+                          `--qa-extra-instructions`). Judges never see it.
+    prompt_overrides_dir: a folder whose `<prompt name>.yaml` files replace the built-in ones.
+    prompt_overrides:     prompt name -> file (YAML prompt or plain Jinja2 text for the user
+                          message), e.g. {"document_qa": "custom_template.txt"}.
+    judge_question / judge_faithfulness / judge_relevancy: True, False or None (= auto:
+                          on for a real teacher, off for the embedded 135M model, which
+                          cannot judge reliably; see README).
+    question_threshold, faithfulness_threshold, relevancy_threshold: minimum normalised
+                          judge score (0..1) a row needs to be kept.
+    max_concurrency:      requests in flight for the whole run (None: the client's limit).
+    subsample:            use only the first N seed chunks.
+    retry_failed:         also re-run chunks recorded as failed (otherwise a resumed run
+                          skips them and reports them).
+    dry_run:              run `dry_run_chunks` chunks through every stage, write nothing to
+                          gen.jsonl, and estimate requests/tokens for the full run.
+    token_budget:         stop cleanly (no new requests) once this many tokens were spent
+                          on requests sent in this run (cached replays are free).
+    enable_reasoning:     ask the teacher to think (chat_template_kwargs.enable_thinking) and
+                          keep its reasoning in the row's `reasoning` field.
+    show_progress:        draw tqdm.auto progress bars.
+    """
+
+    generators: tuple[str, ...] = GENERATORS
+    number_of_summaries: int = 5
+    questions_per_chunk: int = 3
+    facts_per_chunk: int = 10
+    qa_per_fact: int = 2
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    extra_sampling: Mapping[str, Any] = field(default_factory=dict)
+    system_message: str | None = None
+    extra_instructions: str = ""
+    prompt_overrides_dir: str | Path | None = None
+    prompt_overrides: Mapping[str, str | Path] = field(default_factory=dict)
+    judge_question: bool | None = None
+    judge_faithfulness: bool | None = None
+    judge_relevancy: bool | None = None
+    question_threshold: float = 1.0
+    faithfulness_threshold: float = 1.0
+    relevancy_threshold: float = 0.5
+    judge_max_tokens: int = 256
+    max_concurrency: int | None = None
+    subsample: int | None = None
+    retry_failed: bool = False
+    dry_run: bool = False
+    dry_run_chunks: int = 2
+    token_budget: int | None = None
+    enable_reasoning: bool = False
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        gens = (self.generators,) if isinstance(self.generators, str) else tuple(self.generators)
+        unknown = [g for g in gens if g not in GENERATORS]
+        if unknown or not gens:
+            raise ValueError(f"unknown generator(s) {unknown or gens!r}; choose from {', '.join(GENERATORS)}")
+        object.__setattr__(self, "generators", tuple(dict.fromkeys(gens)))
+        if self.stop is not None and not isinstance(self.stop, tuple):
+            stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+            object.__setattr__(self, "stop", stop or None)
+        for name in ("number_of_summaries", "questions_per_chunk", "facts_per_chunk", "qa_per_fact",
+                     "max_tokens", "judge_max_tokens", "dry_run_chunks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"GenerationOptions.{name}={value!r}: expected an integer >= 1")
+        for name in ("question_threshold", "faithfulness_threshold", "relevancy_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"GenerationOptions.{name}={value!r}: expected a number between 0 and 1")
+        if not 0.0 <= float(self.temperature) <= 2.0:
+            raise ValueError(f"GenerationOptions.temperature={self.temperature!r}: expected 0..2")
+        for name in ("max_concurrency", "subsample", "token_budget"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"GenerationOptions.{name}={value!r}: expected an integer >= 1 or None")
+
+    def replace(self, **changes: Any) -> GenerationOptions:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> GenerationOptions:
+        """Options from `ktools.config.Settings` (NUMBER_OF_SUMMARIES, MAX_CONCURRENCY, ...)."""
+        values: dict[str, Any] = {
+            "number_of_summaries": settings.number_of_summaries,
+            "max_concurrency": settings.max_concurrency,
+            "enable_reasoning": settings.enable_reasoning,
+            "subsample": settings.seed_data_subsample,
+            "extra_instructions": settings.customisation_prompt or "",
+            "temperature": settings.temperature,
+            "max_tokens": settings.max_tokens,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def judge_enabled(self, judge: str, embedded_teacher: bool) -> bool:
+        value = getattr(self, f"judge_{judge}")
+        return (not embedded_teacher) if value is None else bool(value)
+
+    def threshold(self, judge: str) -> float:
+        return float(getattr(self, f"{judge}_threshold"))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["generators"] = list(self.generators)
+        d["stop"] = list(self.stop) if self.stop else None
+        d["extra_sampling"] = dict(self.extra_sampling)
+        d["prompt_overrides"] = {k: str(v) for k, v in self.prompt_overrides.items()}
+        d["prompt_overrides_dir"] = str(self.prompt_overrides_dir) if self.prompt_overrides_dir else None
+        return d
+
+
+def normalise_generators(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'all', 'a,b' or a list -> a tuple of generator names (validated by GenerationOptions)."""
+    if value is None or value == "all" or value == ["all"]:
+        return GENERATORS
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    return tuple(value)

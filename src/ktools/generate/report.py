@@ -1,0 +1,161 @@
+"""The yield report: how many items survived each stage, per generator and per document.
+
+An empty dataset always explains itself: the report shows whether the teacher's
+answers could not be parsed, were truncated, were rejected by a judge, or whether
+the chunks failed (with the error) or were never run (budget, Ctrl+C).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StageCounts:
+    calls: int = 0        # prompts sent (or replayed) at this stage
+    samples: int = 0      # completions received (calls x n)
+    parsed: int = 0       # items parsed out of those completions
+    unparsable: int = 0   # completions that yielded nothing
+    truncated: int = 0    # completions cut off by max_tokens (finish_reason == "length")
+
+    def add(self, other: StageCounts) -> None:
+        self.calls += other.calls
+        self.samples += other.samples
+        self.parsed += other.parsed
+        self.unparsable += other.unparsable
+        self.truncated += other.truncated
+
+
+@dataclass
+class UnitResult:
+    """The outcome of one (generator, chunk): rows kept, rows rejected, counts per stage."""
+
+    generator: str
+    chunk_id: str
+    source: str
+    status: str = "pending"  # done | rejected_all | failed | pending (not run: budget, interrupt)
+    error: str | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, StageCounts] = field(default_factory=dict)
+    judge_rejections: Counter = field(default_factory=Counter)
+
+    def stage(self, name: str) -> StageCounts:
+        if name not in self.stages:
+            self.stages[name] = StageCounts()
+        return self.stages[name]
+
+
+@dataclass
+class GenerationReport:
+    """What a run did. `to_dict()` is what `report.json` holds; `table()` is for notebooks."""
+
+    status: str = "complete"  # complete | incomplete | interrupted | budget_reached | dry_run
+    model: str = ""
+    out_dir: str = ""
+    wall_seconds: float = 0.0
+    chunks: int = 0
+    requests: dict[str, int] = field(default_factory=dict)  # sent, cached, failed, prompt/completion tokens
+    generators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    documents: dict[str, dict[str, int]] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    judges: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    estimate: dict[str, Any] | None = None  # dry run: projected requests/tokens for the full run
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dry run: example rows
+    options: dict[str, Any] = field(default_factory=dict)
+    resume_hint: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(g.get("rows", 0) for g in self.generators.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("complete", "dry_run") and not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status, "model": self.model, "out_dir": self.out_dir,
+            "wall_seconds": round(self.wall_seconds, 3), "chunks": self.chunks, "rows": self.rows,
+            "requests": self.requests, "generators": self.generators, "documents": self.documents,
+            "failures": self.failures, "judges": self.judges, "files": self.files,
+            "estimate": self.estimate, "options": self.options, "resume_hint": self.resume_hint,
+        }
+
+    def table(self):
+        """One row per generator: chunks, items per stage, rows kept/rejected (a pandas DataFrame)."""
+        import pandas as pd
+
+        records = []
+        for name, g in self.generators.items():
+            rec: dict[str, Any] = {"generator": name}
+            rec.update({f"chunks_{k}": v for k, v in g.get("chunks", {}).items()})
+            for stage, counts in g.get("stages", {}).items():
+                rec[f"{stage}_parsed"] = counts.get("parsed", 0)
+                if counts.get("unparsable"):
+                    rec[f"{stage}_unparsable"] = counts["unparsable"]
+                if counts.get("truncated"):
+                    rec[f"{stage}_truncated"] = counts["truncated"]
+            rec["rejected_by_judges"] = sum(g.get("judge_rejections", {}).values())
+            rec["rows"] = g.get("rows", 0)
+            records.append(rec)
+        frame = pd.DataFrame.from_records(records).fillna(0)
+        numeric = [c for c in frame.columns if c != "generator"]
+        frame[numeric] = frame[numeric].astype(int)
+        return frame.set_index("generator")
+
+    def documents_table(self):
+        import pandas as pd
+
+        return pd.DataFrame.from_dict(self.documents, orient="index").fillna(0).astype(int)
+
+    def summary(self) -> str:
+        per_gen = ", ".join(f"{k}: {v.get('rows', 0)}" for k, v in self.generators.items())
+        req = self.requests
+        text = (f"{self.status}: {self.rows} rows ({per_gen}); requests sent {req.get('sent', 0)}, "
+                f"cached {req.get('cached', 0)}, failed {req.get('failed', 0)}; "
+                f"tokens {req.get('prompt_tokens', 0) + req.get('completion_tokens', 0)}; "
+                f"{len(self.failures)} failed chunks; {self.wall_seconds:.1f}s")
+        if self.resume_hint:
+            text += f". {self.resume_hint}"
+        return text
+
+
+def build_report(units: list[UnitResult], *, generators: tuple[str, ...]) -> tuple[dict, dict, list]:
+    """Aggregate unit results into (per-generator, per-document, failures) sections."""
+    gens: dict[str, dict[str, Any]] = {}
+    docs: dict[str, dict[str, int]] = defaultdict(dict)
+    failures: list[dict[str, str]] = []
+    for g in generators:
+        gens[g] = {"chunks": Counter(), "stages": {}, "rows": 0, "rejected_rows": 0,
+                   "judge_rejections": Counter(), "unparsable": 0, "truncated_rows": 0,
+                   "distinct_items": 0}
+    for unit in units:
+        g = gens[unit.generator]
+        g["chunks"][unit.status] += 1
+        for name, counts in unit.stages.items():
+            g["stages"].setdefault(name, StageCounts()).add(counts)
+        g["rows"] += len(unit.rows)
+        g["rejected_rows"] += len(unit.rejected)
+        g["judge_rejections"].update(unit.judge_rejections)
+        g["truncated_rows"] += sum(1 for r in unit.rows if r.get("truncated"))
+        g["distinct_items"] += len({r["item_id"] for r in unit.rows})
+        doc = docs[unit.source]
+        doc[unit.generator] = doc.get(unit.generator, 0) + len(unit.rows)
+        if unit.status == "failed":
+            failures.append({"generator": unit.generator, "chunk_id": unit.chunk_id,
+                             "source": unit.source, "error": unit.error or ""})
+    for g in gens.values():
+        g["chunks"] = {k: g["chunks"].get(k, 0) for k in ("done", "rejected_all", "failed", "pending")}
+        g["stages"] = {k: vars(v) for k, v in g["stages"].items()}
+        g["judge_rejections"] = dict(g["judge_rejections"])
+        g["unparsable"] = sum(s["unparsable"] for s in g["stages"].values())
+    return gens, dict(docs), failures
+
+
+def files_written(paths: dict[str, Path]) -> dict[str, str]:
+    return {k: str(v) for k, v in paths.items()}
