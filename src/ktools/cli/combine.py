@@ -1,0 +1,55 @@
+"""`ktools combine`: per-document Q&A files (or step-03 output) -> one `training_data.json`.
+
+    ktools combine --qa-dir data/qa_results --output-file data/results/training_data.json
+    ktools combine --qa-dir output/step_03            # ktools' own gen.jsonl, grouped by source
+
+Defaults: --qa-dir from GENERATOR_OUTPUT_DIR, else output/step_03; --output-file from
+GENERATOR_OUTPUT_FILE, else `<qa-dir>/training_data.json`. Files that are not complete
+(status other than "completed") or not valid are skipped and listed; exit status 1 then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--qa-dir", help="folder of *_qa.json files, or a step-03 output folder "
+                        "(env GENERATOR_OUTPUT_DIR; default output/step_03)")
+    parser.add_argument("--output-file", help="combined JSON to write (env GENERATOR_OUTPUT_FILE; "
+                        "default <qa-dir>/training_data.json)")
+    parser.add_argument("--include-incomplete", action="store_true",
+                        help="also include documents whose generation did not finish")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ktools.config import ConfigError, load_settings
+    from ktools.export.inputs import combine_qa_dir
+    from ktools.export.qa_files import COMBINED_FILE_NAME, QAInputError
+    from ktools.paths import OutputPaths
+    from ktools.tdg_settings import load_tdg_settings
+
+    try:
+        tdg = load_tdg_settings()
+        qa_dir = Path(args.qa_dir or tdg.output_dir or OutputPaths.from_settings(load_settings()).step(3))
+        output = Path(args.output_file or tdg.output_file or qa_dir / COMBINED_FILE_NAME)
+        result = combine_qa_dir(qa_dir, output, include_incomplete=args.include_incomplete)
+    except (QAInputError, ConfigError) as exc:
+        print(f"ktools combine: {exc}", file=sys.stderr)
+        return 2
+    meta = result.combined["metadata"]
+    print(f"wrote {result.output_file}: {meta['total_qa_pairs']} Q&A pairs from {meta['num_documents']} "
+          f"documents")
+    for doc in result.combined["documents"]:
+        print(f"  {doc['source_file']}: {doc['qa_pairs_count']} pairs")
+    if result.errors:
+        print(f"{len(result.errors)} input(s) skipped:", file=sys.stderr)
+        for path, reason in result.errors:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
