@@ -99,6 +99,23 @@ def qa_documents_from_gen_rows(
     totals; `chunk_status`: chunk_id -> {"status": "done"|"failed"|..., "reason": ...};
     `documents`: source -> DocumentInfo for metadata and chunking settings.
     """
+    return [(name, doc) for _, name, doc in qa_documents_by_source(
+        rows, chunks=chunks, generation_info=generation_info, chunk_status=chunk_status,
+        documents=documents, search_dirs=search_dirs, status=status)]
+
+
+def qa_documents_by_source(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    chunks: Sequence[Mapping[str, Any]] | None = None,
+    generation_info: Mapping[str, Any] | None = None,
+    chunk_status: Mapping[str, Mapping[str, Any]] | None = None,
+    documents: Mapping[str, DocumentInfo] | None = None,
+    search_dirs: Sequence[str | Path] = (),
+    status: str = "completed",
+    qa_names: Mapping[str, str] | None = None,
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Like `qa_documents_from_gen_rows`, as `(source, qa file name, doc)`; `qa_names` fixes names."""
     chunk_infos = chunk_index_from_rows(chunks if chunks is not None else rows)
     if chunks is not None:  # rows may reference chunks the chunk list lacks
         for cid, info in chunk_index_from_rows(rows).items():
@@ -156,7 +173,8 @@ def qa_documents_from_gen_rows(
                 completed.append(c.index)
             elif state is None and c.index in with_pairs:
                 completed.append(c.index)
-        result.append((f"{stems[source]}{QA_FILE_SUFFIX}", build_qa_document(
+        name = (qa_names or {}).get(source) or f"{stems[source]}{QA_FILE_SUFFIX}"
+        result.append((source, name, build_qa_document(
             metadata=metadata, processing_info=processing, qa_generation_info=gen_info,
             training_pairs=pairs, total_chunks=len(doc_chunks), completed_chunks=completed,
             failed_chunks=failed, status=status, failures=failures,
