@@ -157,6 +157,12 @@ class ResponseStore:
         return {(r[0], r[1]): ChunkStatus(*r) for r in rows}
 
     def count_responses(self) -> int:
+        if self._closed:  # after close (end of run): a short-lived connection
+            conn = sqlite3.connect(str(self.path))
+            try:
+                return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            finally:
+                conn.close()
         return self._reader.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def stored_requests(self) -> list[dict[str, Any]]:

@@ -204,6 +204,12 @@ class Engine:
                 del self._inflight[req_hash]
                 done.set_result(None)
 
+    def _check_budget(self) -> None:
+        budget = self.options.token_budget
+        if self.stopping or (budget and self.counters.tokens >= budget):
+            self.stopping = True
+            raise BudgetReached
+
     async def _fill(self, unit: Unit, req_hash: str, messages: list[dict[str, str]], params: SamplingParams,
                     n: int) -> None:
         """Ask the teacher for the samples of this request not stored yet, and store them."""
@@ -212,11 +218,10 @@ class Engine:
             missing = [i for i in range(n) if i not in stored]
             if not missing:
                 return
-            if self.stopping or (self.options.token_budget and self.counters.tokens >= self.options.token_budget):
-                self.stopping = True
-                raise BudgetReached
+            self._check_budget()
             await self.gate.acquire(unit.order)
             try:
+                self._check_budget()  # others may have spent it while we waited for a slot
                 result = await self.client.achat(messages, params, n=len(missing))
             except TeacherError:
                 self.counters.failed += 1

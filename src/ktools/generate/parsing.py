@@ -37,7 +37,8 @@ _QA_LABEL = re.compile(
     r"(?:^|\n)[ \t]*(?:#+[ \t]*)?(?:\d{1,3}[\.\)][ \t]*)?\**[ \t]*(?P<a>question|q|answer|a|response)[ \t]*"
     r"#?\d{0,3}[ \t]*\**[ \t]*[:\.\)][ \t]*\**"
     r"|(?<=[\s\?\.])(?P<b>question|answer)[ \t]*\d{0,3}[ \t]*:"
-    r"|(?<=\?)[ \t]*(?P<c>A)\d{0,3}[ \t]*:",
+    r"|(?<=\?)[ \t]*(?P<c>A)\d{0,3}[ \t]*:"
+    r"|(?:^|\n)[ \t]*#+[ \t]*\**(?P<d>question|answer)[ \t]*\d{0,3}\**[ \t]*(?=\n)",
     re.I)
 _QUESTION_WORDS = re.compile(
     r"^(?:what|which|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|should|"
@@ -170,7 +171,7 @@ def parse_questions(text: str | None, truncated: bool = False) -> list[str]:
             split.extend(parts if len(parts) > 1 else [c])
         candidates = split
     candidates = [re.sub(r"^(?:question|q)\s*\d*\s*[:\.\)]\s*", "", _unquote(c), flags=re.I) for c in candidates]
-    questions = [q for q in (_as_question(c) for c in candidates) if q]
+    questions = [q[0].upper() + q[1:] for q in (_as_question(c) for c in candidates) if q]
     if truncated and len(questions) > 1 and not body.rstrip().endswith("?"):
         questions = questions[:-1]
     return _dedupe(questions)
@@ -186,7 +187,7 @@ def parse_qa_pairs(text: str | None, truncated: bool = False) -> list[dict[str, 
         labels.append((m.start(), m.end(), m.group(1).lower()[0]))
     if not labels:
         for m in _QA_LABEL.finditer(body):
-            kind = (m.group("a") or m.group("b") or m.group("c")).lower()[0]
+            kind = (m.group("a") or m.group("b") or m.group("c") or m.group("d")).lower()[0]
             labels.append((m.start(), m.end(), "q" if kind == "q" else "a"))
     if labels:
         labels.append((len(body), len(body), "e"))

@@ -1,0 +1,68 @@
+"""The response store: durable, keyed by (model, messages, params, sample index)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from ktools.generate.cache import ResponseStore, request_hash, response_key
+from ktools.llm.types import Choice, SamplingParams
+
+MSGS = [{"role": "user", "content": "hello"}]
+
+
+def test_key_changes_with_model_messages_params_and_index():
+    p = SamplingParams(temperature=0.5, max_tokens=10)
+    base = response_key("m", MSGS, p, 0)
+    assert base == response_key("m", [dict(MSGS[0])], SamplingParams(temperature=0.5, max_tokens=10), 0)
+    assert base != response_key("m2", MSGS, p, 0)
+    assert base != response_key("m", [{"role": "user", "content": "hello!"}], p, 0)
+    assert base != response_key("m", MSGS, SamplingParams(temperature=0.6, max_tokens=10), 0)
+    assert base != response_key("m", MSGS, SamplingParams(temperature=0.5, max_tokens=10, extra=(("top_k", 5),)), 0)
+    assert base != response_key("m", MSGS, p, 1)
+    assert len(request_hash("m", MSGS, p)) == 64
+
+
+def test_put_is_committed_before_it_returns_and_survives_reopen(tmp_path):
+    path = tmp_path / "r.sqlite"
+    p = SamplingParams()
+    h = request_hash("m", MSGS, p)
+
+    async def main(store):
+        await store.put(h, "m", MSGS, p, {0: Choice("a", "stop"), 2: Choice("c", "length", "why")}, 7, 3)
+        # Another connection sees it at once: the row is committed, not just queued.
+        other = sqlite3.connect(path)
+        assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 2
+        other.close()
+
+    store = ResponseStore(path)
+    asyncio.run(main(store))
+    assert store._reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    with ResponseStore(path) as again:
+        got = again.lookup(h)
+        assert sorted(got) == [0, 2]  # index 1 never answered: only it would be asked again
+        assert got[2].as_choice() == Choice("c", "length", "why")
+        assert got[0].prompt_tokens == 7 and got[2].prompt_tokens == 0
+        assert again.stored_requests()[0]["samples"] == [0, 2]
+
+
+def test_many_concurrent_puts_are_batched(tmp_path):
+    p = SamplingParams()
+
+    async def main(store):
+        await asyncio.gather(*(
+            store.put(request_hash("m", [{"role": "user", "content": str(i)}], p), "m",
+                      [{"role": "user", "content": str(i)}], p, {0: Choice(str(i))}) for i in range(500)))
+
+    with ResponseStore(tmp_path / "r.sqlite") as store:
+        asyncio.run(main(store))
+        assert store.count_responses() == 500
+        assert store.commits < 500  # one commit per batch, not per row
+
+
+def test_status_roundtrip(tmp_path):
+    with ResponseStore(tmp_path / "r.sqlite") as store:
+        store.set_status_sync("g", "c1", "failed", "HTTP 500", "fp")
+        s = store.statuses()[("g", "c1")]
+        assert (s.status, s.reason, s.fingerprint) == ("failed", "HTTP 500", "fp")
