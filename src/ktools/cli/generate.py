@@ -1,0 +1,198 @@
+"""`ktools generate`: step 03 from the command line, with the Training Data Generator's flags.
+
+    ktools generate                                   # all four generators over output/step_02/seed_data.jsonl
+    ktools generate --chunks-dir /data/chunks --qa-dir /data/qa_results \\
+        --provider local --model qwen3:14b --ollama-base-url http://192.168.50.133:11434 \\
+        --questions-per-chunk 5 --temperature 0.3
+    ktools generate --chunks-dir /data/chunks --qa-dir /data/qa_results --dry-run
+
+Every flag also has its environment variable (GENERATOR_*, OLLAMA_*; see
+`ktools.tdg_settings`), read from the environment and `.env`: CLI > env > .env > defaults.
+
+`--provider local` means Ollama when an Ollama URL is given (`--ollama-base-url` or
+OLLAMA_BASE_URL), as in the Training Data Generator, and the embedded SmolLM2 teacher
+otherwise (ktools' meaning of "local").
+
+Outputs go to --qa-dir (alias --out; env GENERATOR_OUTPUT_DIR; default output/step_03):
+`{document}_qa.json` per document, `qa_generation_summary.json`, `qa_failures.jsonl`, and
+the engine's `<generator>/gen.jsonl`, `report.json`, `responses.sqlite` (exact resume).
+Exit status: 0 all done, 1 some chunks or input files failed (listed), 2 bad settings or
+input, 130 interrupted (re-run the same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+SAMPLES_SHOWN = 2
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _batch(raw: str) -> int:
+    return _positive_int(raw)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("input (one of)")
+    either = src.add_mutually_exclusive_group()
+    either.add_argument("--seed", help="seed JSONL (default: output/step_02/seed_data.jsonl)")
+    either.add_argument("--chunks-dir", help="folder of chunk files: *_chunks.json, JSON/JSONL chunks, "
+                        ".txt/.md one chunk each (env GENERATOR_PROCESS_DIR)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--qa-dir", "--out", dest="qa_dir",
+                     help="output folder (env GENERATOR_OUTPUT_DIR; default output/step_03)")
+
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--generators", help="comma-separated: extractive_summary, detailed_summary, "
+                     "key_facts_to_qa, document_based_qa, or 'all' (default: all with --seed, "
+                     "document_based_qa with --chunks-dir)")
+    gen.add_argument("--questions-per-chunk", type=_positive_int,
+                     help="questions per chunk / per summary (env GENERATOR_QUESTIONS_PER_CHUNK; default 3)")
+    gen.add_argument("--summaries", type=_positive_int, help="summaries per chunk (env NUMBER_OF_SUMMARIES)")
+    gen.add_argument("--temperature", type=float, help="sampling temperature (env GENERATOR_TEMPERATURE)")
+    gen.add_argument("--max-tokens", type=_positive_int, help="max tokens per completion (env GENERATOR_MAX_TOKENS)")
+    gen.add_argument("--qa-system-message", help="system message for the generator prompts")
+    gen.add_argument("--qa-extra-instructions", help="extra instructions added to every generator prompt "
+                     "(also CUSTOMISATION_PROMPT)")
+    gen.add_argument("--qa-prompt-template-file", help="Q&A prompt template (the reference tool's {text}, "
+                     "{num_questions}, {extra_instructions} placeholders, Jinja2 text, or a prompt YAML); "
+                     "replaces the document_based_qa prompt")
+    gen.add_argument("--prompts-dir", help="folder of <prompt>.yaml files replacing the built-in prompts")
+    gen.add_argument("--judges", choices=("auto", "on", "off"), default="auto",
+                     help="question/faithfulness/relevancy judges (auto: on for a real teacher, off for the "
+                          "embedded one)")
+
+    llm = parser.add_argument_group("teacher")
+    llm.add_argument("--provider", help="openai, claude/anthropic, gemini, local (Ollama with an Ollama URL, "
+                     "else the embedded teacher), ollama, vllm (env GENERATOR_PROVIDER)")
+    llm.add_argument("--model", help="model name (env GENERATOR_MODEL)")
+    llm.add_argument("--base-url", help="OpenAI-compatible base URL (…/v1)")
+    llm.add_argument("--api-key", help="API key (better: env GENERATOR_API_KEY, OPENAI_API_KEY, "
+                     "TEACHER_MODEL_API_KEY…); never printed")
+    llm.add_argument("--ollama-base-url", help="Ollama server URL (env OLLAMA_BASE_URL)")
+
+    local = parser.add_argument_group("sampling for local models")
+    local.add_argument("--top-k", "--ollama-top-k", dest="top_k", type=_positive_int, help="env OLLAMA_TOP_K")
+    local.add_argument("--top-p", "--ollama-top-p", dest="top_p", type=float, help="env OLLAMA_TOP_P")
+    local.add_argument("--repeat-penalty", "--ollama-repeat-penalty", dest="repeat_penalty", type=float,
+                       help="env OLLAMA_REPEAT_PENALTY")
+    local.add_argument("--num-predict", "--ollama-num-predict", dest="num_predict", type=_positive_int,
+                       help="max tokens for a local model (env OLLAMA_NUM_PREDICT; wins over --max-tokens)")
+    local.add_argument("--stop", "--ollama-stop", dest="stop", action="append",
+                       help="stop sequence (repeatable)")
+
+    run = parser.add_argument_group("processing")
+    run.add_argument("--max-concurrency", type=_positive_int, help="requests in flight (env MAX_CONCURRENCY)")
+    run.add_argument("--batch-processing", nargs="?", const=True, type=_batch, metavar="N",
+                     help="the reference tool's name for concurrency: alone = concurrent (MAX_CONCURRENCY), "
+                          "with N = N requests in flight (env GENERATOR_BATCH_PROCESSING)")
+    run.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                     help="resume (default, env GENERATOR_RESUME); --no-resume starts over, moving earlier "
+                          "outputs to a backup folder")
+    run.add_argument("--retry-failed", action="store_true", help="also re-run chunks that failed before")
+    run.add_argument("--dry-run", action="store_true",
+                     help="run 2 chunks through every stage, show samples, estimate requests and tokens")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cli_values(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in (
+        "chunks_dir", "qa_dir", "provider", "model", "api_key", "base_url", "ollama_base_url", "temperature",
+        "max_tokens", "questions_per_chunk", "summaries", "max_concurrency", "top_k", "top_p",
+        "repeat_penalty", "num_predict", "stop")}
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"{summary['status']}: {summary['documents_done']}/{summary['total_files']} documents done, "
+          f"{summary['total_qa_pairs']} Q&A pairs; chunks {summary['chunks_completed']} done, "
+          f"{summary['chunks_failed']} failed, {summary['chunks_pending']} pending "
+          f"(success rate {summary['success_rate']:.0%}); requests sent {summary['requests_sent']}, "
+          f"cached {summary['requests'].get('cached', 0)}; tokens {summary['tokens']}; "
+          f"{summary['wall_seconds']:.1f}s ({summary['seconds_per_chunk'] or 0:.2f}s per chunk)")
+    for doc in summary["documents"]:
+        print(f"  {doc['qa_file']}: {doc['status']}, {doc['qa_pairs']} pairs, chunks "
+              f"{doc['chunks_completed']}/{doc['chunks']} done, {doc['chunks_failed']} failed")
+    print(f"summary: {summary['qa_directory']}/qa_generation_summary.json")
+    if summary["chunks_failed"] or summary["bad_input_files"]:
+        print(f"failures: {summary['failures_log']} (retry failed chunks with --retry-failed)", file=sys.stderr)
+    for bad in summary["bad_input_files"]:
+        print(f"  bad input {bad['file']}: {bad['reason']}", file=sys.stderr)
+    if summary.get("backup_dir"):
+        print(f"earlier outputs moved to {summary['backup_dir']}")
+    if summary.get("resume_hint"):
+        print(summary["resume_hint"], file=sys.stderr)
+
+
+def _print_dry_run(summary: dict) -> None:
+    est = summary.get("estimate") or {}
+    print(f"dry run over {summary['total_chunks']} chunks: estimated {est.get('requests', '?')} requests, "
+          f"{est.get('tokens', '?')} tokens for the full run")
+    for name, g in (est.get("generators") or {}).items():
+        print(f"  {name}: {g['requests_per_chunk']} requests and {g['tokens_per_chunk']} tokens per chunk")
+    for name, rows in (summary.get("samples") or {}).items():
+        for row in rows[:SAMPLES_SHOWN]:
+            print(f"  [{name}] Q: {row.get('question')}\n      A: {row.get('response')}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ktools.config import ConfigError
+    from ktools.export.qa_files import QAInputError
+    from ktools.generate import GenerationInterrupted
+    from ktools.io import JsonlError
+    from ktools.prompts import PromptError
+    from ktools.tdg import QAGenerator, TDGError
+    from ktools.tdg_chunks import ChunkFileError
+
+    log = logging.getLogger("ktools.generate")
+    try:
+        # --seed wins; else --chunks-dir or GENERATOR_PROCESS_DIR; else step 02's seed file.
+        seed = args.seed
+        if seed is None and not (args.chunks_dir or _env_chunks_dir()):
+            from ktools.config import load_settings
+            from ktools.paths import OutputPaths
+
+            seed = str(OutputPaths.from_settings(load_settings()).seed_data)
+        generator = QAGenerator(
+            **_cli_values(args), seed=seed, generators=args.generators,
+            use_batch_processing=args.batch_processing, qa_system_message=args.qa_system_message,
+            qa_extra_instructions=args.qa_extra_instructions,
+            qa_prompt_template_file=args.qa_prompt_template_file, prompts_dir=args.prompts_dir,
+            judges={"auto": None, "on": True, "off": False}[args.judges], show_progress=not args.no_progress,
+        )
+        for row in generator.config.describe():
+            log.info("setting %s = %s (%s)", row["setting"], row["value"], row["from"])
+        summary = generator.generate_qa_for_all_documents(resume=args.resume, retry_failed=args.retry_failed,
+                                                          dry_run=args.dry_run)
+    except GenerationInterrupted as exc:
+        hint = exc.report.resume_hint if exc.report else ""
+        print(f"\ninterrupted; answered requests are stored. {hint or 'Re-run the same command to resume.'}",
+              file=sys.stderr)
+        return 130
+    except (ConfigError, TDGError, ChunkFileError, QAInputError, JsonlError, PromptError, FileNotFoundError,
+            ValueError) as exc:
+        print(f"ktools generate: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        _print_dry_run(summary)
+        return 0
+    _print_summary(summary)
+    return 1 if summary["chunks_failed"] or summary["bad_input_files"] else 0
+
+
+def _env_chunks_dir() -> str | None:
+    from ktools.tdg_settings import load_tdg_settings
+
+    return load_tdg_settings().process_dir

@@ -1,0 +1,147 @@
+"""QAGenerator over a chunks folder with a scripted in-process teacher: files, failures, resume, templates."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ktools.io import read_json, read_jsonl
+from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
+from ktools.tdg import FAILURES_FILE, SUMMARY_FILE, QAGenerator, TDGError, convert_tdg_template
+
+
+class ScriptedTeacher:
+    """Answers the document_qa prompt with well-formed Question/Answer pairs; fails on chunks containing `fail_on`."""
+
+    model = "scripted-teacher"
+    max_concurrency = 4
+
+    def __init__(self, fail_on: str | None = None):
+        self.fail_on = fail_on
+        self.prompts: list[str] = []
+
+    async def achat(self, messages, params: SamplingParams | None = None, n=1):
+        text = messages[-1]["content"]
+        self.prompts.append(text)
+        if self.fail_on and self.fail_on in text:
+            raise TeacherError("HTTP 500: scripted failure", status=500)
+        words = re.findall(r"[A-Za-z]{5,}", text.split("Document:")[-1]) or ["thing"]
+        pairs = "\n".join(f"Question: What does the text say about {w.lower()} here?\nAnswer: It mentions {w}."
+                          for w in words[:2])
+        return ChatResult(choices=[Choice(text=pairs, finish_reason="stop") for _ in range(n)],
+                          model=self.model, usage=Usage(prompt_tokens=50, completion_tokens=20), requests_sent=1)
+
+
+def make_chunks(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = ["# Harbour Rules\nVessels must book berths forty days ahead.",
+             "Pilots are mandatory for tankers entering the basin.",
+             "POISON chunk about dredging schedules and surveys."]
+    (folder / "Harbour_chunks.json").write_text(json.dumps({
+        "metadata": {"file_name": "Harbour.pdf", "source_file": "/docs/Harbour.pdf", "file_type": ".pdf",
+                     "file_size": 999, "processed_at": "2025-01-01T00:00:00"},
+        "processing_info": {"splitting_strategy": "recursive", "chunk_size": 500, "chunk_overlap": 50,
+                            "total_chunks": 3},
+        "chunks": [{"text": t, "chunk_id": f"0_{i}", "chunk_index": i, "start_char": 10 * i,
+                    "end_char": 10 * i + len(t)} for i, t in enumerate(texts)],
+        "status": "completed"}))
+    (folder / "ferry.txt").write_text("Ferries leave hourly from the northern terminal building.")
+    (folder / "broken_chunks.json").write_text("{oops")
+
+
+def generator(tmp_path, teacher, **kwargs):
+    return QAGenerator(chunks_dir=tmp_path / "chunks", qa_dir=tmp_path / "qa", client=teacher, judges=False,
+                       show_progress=False, environ={}, repo_root=tmp_path, questions_per_chunk=2, **kwargs)
+
+
+def test_generates_files_summary_and_failure_log(tmp_path):
+    make_chunks(tmp_path / "chunks")
+    teacher = ScriptedTeacher(fail_on="POISON")
+    summary = generator(tmp_path, teacher).generate_qa_for_all_documents(resume=True)
+    qa = tmp_path / "qa"
+
+    harbour = read_json(qa / "Harbour_qa.json")
+    assert harbour["metadata"]["file_size"] == 999 and harbour["processing_info"]["chunk_size"] == 500
+    info = harbour["qa_generation_info"]
+    assert (info["model"], info["questions_per_chunk"], info["generators"]) == \
+        ("scripted-teacher", 2, ["document_based_qa"])
+    assert harbour["status"] == "completed"
+    assert harbour["completed_chunks"] == [0, 1] and harbour["failed_chunks"] == [2]
+    assert harbour["summary"] == {"total_chunks": 3, "completed_chunks": 2, "failed_chunks": 1, "total_qa_pairs": 4}
+    pair = harbour["training_pairs"][0]
+    assert pair["chunk_id"] == "0_0" and pair["chunk_start"] == 0 and pair["file_name"] == "Harbour.pdf"
+    assert pair["source_text"].startswith("# Harbour Rules") and pair["generator"] == "document_based_qa"
+    assert harbour["failures"][0]["chunk_id"] == "0_2" and "scripted failure" in harbour["failures"][0]["reason"]
+    ferry = read_json(qa / "ferry_qa.json")
+    assert ferry["summary"]["total_qa_pairs"] == 2 and ferry["metadata"]["file_name"] == "ferry.txt"
+
+    assert summary == read_json(qa / SUMMARY_FILE)
+    assert (summary["total_files"], summary["successful_files"], summary["failed_files"]) == (3, 2, 1)
+    assert (summary["chunks_completed"], summary["chunks_failed"], summary["chunks_pending"]) == (3, 1, 0)
+    assert summary["total_qa_pairs"] == 6 and summary["success_rate"] == 0.75
+    assert summary["requests_sent"] == 3 and summary["tokens"] == 3 * 70  # the failed request raised
+    assert sorted(summary["qa_files_created"]) == ["Harbour_qa.json", "ferry_qa.json"]
+    assert summary["bad_input_files"][0]["file"].endswith("broken_chunks.json")
+
+    failures = read_jsonl(qa / FAILURES_FILE)
+    chunk_failure = next(f for f in failures if f["kind"] == "chunk")
+    assert chunk_failure["chunk_id"] == "0_2" and chunk_failure["chunk_index"] == 2
+    assert chunk_failure["chunk_file"] == "Harbour_chunks.json" and "POISON" in chunk_failure["chunk_text_start"]
+    assert "scripted failure" in chunk_failure["reason"]
+    assert any(f["kind"] == "input" and "not valid JSON" in f["reason"] for f in failures)
+
+
+def test_resume_sends_nothing_new_and_retry_failed_only_the_failed_chunk(tmp_path):
+    make_chunks(tmp_path / "chunks")
+    generator(tmp_path, ScriptedTeacher(fail_on="POISON")).generate_qa_for_all_documents()
+    first = read_json(tmp_path / "qa" / "Harbour_qa.json")["training_pairs"]
+
+    again = ScriptedTeacher()
+    summary = generator(tmp_path, again).generate_qa_for_all_documents(resume=True)
+    assert again.prompts == [] and summary["requests_sent"] == 0 and summary["chunks_failed"] == 1
+    assert read_json(tmp_path / "qa" / "Harbour_qa.json")["training_pairs"] == first
+
+    retry = ScriptedTeacher()
+    summary = generator(tmp_path, retry).generate_qa_for_all_documents(retry_failed=True)
+    assert len(retry.prompts) == 1 and "POISON" in retry.prompts[0]
+    assert summary["chunks_failed"] == 0 and summary["total_qa_pairs"] == 8
+    assert read_json(tmp_path / "qa" / "Harbour_qa.json")["failed_chunks"] == []
+
+
+def test_no_resume_keeps_a_backup_and_starts_over(tmp_path):
+    make_chunks(tmp_path / "chunks")
+    generator(tmp_path, ScriptedTeacher()).generate_qa_for_all_documents()
+    fresh = ScriptedTeacher()
+    summary = generator(tmp_path, fresh).generate_qa_for_all_documents(resume=False)
+    assert len(fresh.prompts) == 4
+    backup = tmp_path / "qa" / summary["backup_dir"].rsplit("/", 1)[-1]
+    assert (backup / "Harbour_qa.json").is_file() and (backup / "responses.sqlite").is_file()
+
+
+def test_reference_prompt_template_is_converted(tmp_path):
+    make_chunks(tmp_path / "chunks")
+    template = tmp_path / "custom_template.txt"
+    template.write_text("Write {num_questions} pairs. {extra_instructions}\nText to analyze:\n{text}\n"
+                        'Format: [{{"question": "...", "answer": "..."}}]\nDocument: (see above)')
+    teacher = ScriptedTeacher()
+    generator(tmp_path, teacher, qa_prompt_template_file=template,
+              qa_extra_instructions="Focus on dates.").generate_qa_for_all_documents()
+    prompt = next(p for p in teacher.prompts if "Ferries" in p)
+    assert prompt.startswith("Write 2 pairs. Focus on dates.\nText to analyze:\nFerries leave hourly")
+    assert '[{"question": "...", "answer": "..."}]' in prompt
+
+
+def test_template_conversion_and_errors():
+    assert convert_tdg_template("{text}") == "{{ document }}"
+    assert convert_tdg_template("{{ document }} is already Jinja") == "{{ document }} is already Jinja"
+    with pytest.raises(TDGError, match=r"unknown placeholder \{chunk\}"):
+        convert_tdg_template("Use {chunk}", "t.txt")
+    with pytest.raises(TDGError, match="t.txt: not a valid template"):
+        convert_tdg_template("a } b {text}", "t.txt")
+
+
+def test_needs_an_input(tmp_path):
+    with pytest.raises(TDGError, match="no input"):
+        QAGenerator(qa_dir=tmp_path, environ={}, repo_root=tmp_path)
