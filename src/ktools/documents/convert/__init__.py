@@ -157,7 +157,12 @@ def convert_source(source: str | Path, backend: str = "auto", timeout: float = 3
 
 def output_name(source: str, taken: set[str]) -> str:
     """A readable, unique converted-file name: `<stem>.md` (URL: host-path slug)."""
-    stem = url_slug(source) if is_url(source) else Path(source).stem
+    if is_url(source):
+        stem = url_slug(source)
+    else:
+        path = Path(source)
+        suffix = path.suffix.lower().lstrip(".")
+        stem = path.stem if suffix in ("md", "markdown", "") else f"{path.stem}_{suffix}"
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem) or "document"
     name = f"{stem}.md"
     if name in taken:

@@ -124,10 +124,30 @@ def _pdfplumber_pages(data: bytes, source: str) -> list[str]:
             for kind, item in items:
                 if kind == "line":
                     sizes[round(item.size, 1)] += len(item.text)
+    _drop_running_lines(page_items)
     body = sizes.most_common(1)[0][0] if sizes else 10.0
     heading_sizes = sorted({s for s in sizes if s >= body * 1.15}, reverse=True)[:4]
     levels = {s: i + 1 for i, s in enumerate(heading_sizes)}
     return [_render(items, body, levels) for items in page_items]
+
+
+def _drop_running_lines(page_items: list[list[tuple[str, object]]]) -> None:
+    """Remove running headers/footers: first/last lines that repeat (digits aside) on most pages."""
+    if len(page_items) < 3:
+        return
+    def key(line: _Line) -> str:
+        return re.sub(r"\d+", "#", line.text).strip().lower()
+
+    counts: Counter[str] = Counter()
+    for items in page_items:
+        lines = [it for kind, it in items if kind == "line"]
+        edge = {key(ln) for ln in lines[:2] + lines[-2:]}
+        counts.update(edge)
+    running = {k for k, n in counts.items() if n >= max(3, len(page_items) // 2)}
+    for items in page_items:
+        lines = [it for kind, it in items if kind == "line"]
+        edge_ids = {id(ln) for ln in lines[:2] + lines[-2:] if key(ln) in running}
+        items[:] = [(kind, it) for kind, it in items if id(it) not in edge_ids]
 
 
 def _page_items(page) -> list[tuple[str, object]]:
@@ -220,6 +240,14 @@ def _find_gutter(words: list[dict], width: float) -> float | None:
     return best
 
 
+def _bare_number_item(line: _Line) -> bool:
+    """'1  text' drawn as a list label: a small number followed by a wider-than-space gap."""
+    words = line.words
+    if len(words) < 2 or not re.fullmatch(r"\d{1,2}[.)]?", words[0]["text"]):
+        return False
+    return words[1]["x0"] - words[0]["x1"] > 0.6 * max(float(words[0]["size"]), 1.0)
+
+
 def _cells(line: _Line) -> list[str]:
     """Split a line at wide gaps: an unruled table row has several cells."""
     cells: list[list[str]] = [[line.words[0]["text"]]]
@@ -241,6 +269,9 @@ def _render(items: list[tuple[str, object]], body: float, levels: dict[float, in
     blocks: list[str] = []
     paragraph: list[_Line] = []
     rows: list[list[str]] = []
+    previous_heading: _Line | None = None
+    item_line: _Line | None = None
+    item_indent = 0.0
 
     def flush_rows() -> None:
         if len(rows) >= 2:
@@ -280,19 +311,36 @@ def _render(items: list[tuple[str, object]], body: float, levels: dict[float, in
             level = len(levels) + 1 if line.size >= body * 0.98 else None
         if level is not None and len(line.text) < 150:
             flush()
-            blocks.append("#" * min(level, 6) + " " + line.text)
+            flush_rows()
+            marker = "#" * min(level, 6) + " "
+            if (previous_heading is not None and blocks and blocks[-1].startswith(marker)
+                    and -0.5 * line.size <= line.top - previous_heading.bottom < 0.5 * line.size):
+                blocks[-1] += " " + line.text  # a heading wrapped over two lines
+            else:
+                blocks.append(marker + line.text)
+            previous_heading = line
             continue
+        previous_heading = None
+        if (item_line is not None and not paragraph and len(line.words) and abs(line.x0 - item_indent) < 3
+                and -0.5 * line.size <= line.top - item_line.bottom < 0.5 * line.size):
+            blocks[-1] += " " + line.text  # the item's wrapped continuation line
+            item_line = line
+            continue
+        item_line = None
         if _BULLET.match(line.text):
             flush()
             blocks.append("- " + _BULLET.sub("", line.text))
+            item_line, item_indent = line, (line.words[1]["x0"] if len(line.words) > 1 else line.x0)
             continue
-        if _NUMBERED.match(line.text):
+        if _NUMBERED.match(line.text) or _bare_number_item(line):
             flush()
-            blocks.append(line.text)
+            first = line.words[0]["text"]
+            blocks.append(line.text if _NUMBERED.match(line.text) else f"{first.rstrip('.)')}. " + line.text[len(first):].strip())
+            item_line, item_indent = line, line.words[1]["x0"]
             continue
         if paragraph:
             gap = line.top - paragraph[-1].bottom
-            if gap > 0.9 * max(line.size, 1.0) or line.top < paragraph[-1].top:
+            if gap > 0.5 * max(line.size, 1.0) or line.top < paragraph[-1].top:
                 flush()
         paragraph.append(line)
     flush()
