@@ -145,3 +145,13 @@ def test_template_conversion_and_errors():
 def test_needs_an_input(tmp_path):
     with pytest.raises(TDGError, match="no input"):
         QAGenerator(qa_dir=tmp_path, environ={}, repo_root=tmp_path)
+
+
+def test_dry_run_estimates_and_writes_no_qa_files(tmp_path):
+    make_chunks(tmp_path / "chunks")
+    teacher = ScriptedTeacher()
+    summary = generator(tmp_path, teacher).generate_qa_for_all_documents(dry_run=True)
+    assert summary["status"] == "dry_run" and summary["total_chunks"] == 4
+    assert summary["estimate"]["requests"] == 4 and len(teacher.prompts) == 2
+    assert summary["samples"]["document_based_qa"][0]["question"].startswith("What does the text say")
+    assert not list((tmp_path / "qa").glob("*_qa.json"))

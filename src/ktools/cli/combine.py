@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n", 2)[2]
     parser.add_argument("--qa-dir", help="folder of *_qa.json files, or a step-03 output folder "
                         "(env GENERATOR_OUTPUT_DIR; default output/step_03)")
     parser.add_argument("--output-file", help="combined JSON to write (env GENERATOR_OUTPUT_FILE; "

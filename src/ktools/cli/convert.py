@@ -17,6 +17,8 @@ import sys
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n", 2)[2]
     from ktools.export.convert import FORMATS
 
     parser.add_argument("input", help="Q&A file or folder (*_qa.json, training_data.json, step-03 output)")

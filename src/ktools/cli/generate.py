@@ -43,6 +43,8 @@ def _batch(raw: str) -> int:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n", 2)[2]
     src = parser.add_argument_group("input (one of)")
     either = src.add_mutually_exclusive_group()
     either.add_argument("--seed", help="seed JSONL (default: output/step_02/seed_data.jsonl)")
