@@ -1,0 +1,206 @@
+"""Step 04 end to end: load → eval split → cuts → format → count tokens → write → stats."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ktools.config import Settings, load_settings
+from ktools.io import write_json, write_jsonl
+from ktools.mixing.cuts import plan_cuts, select_cut
+from ktools.mixing.formats import row_problem, to_alpaca, to_chat_row
+from ktools.mixing.load import SUMMARY_GENERATORS, WITH_DOCUMENT, load_generated
+from ktools.mixing.split import split_eval
+from ktools.mixing.stats import MixReport, dataset_stats
+from ktools.mixing.tokens import TokenCounter
+from ktools.paths import OutputPaths
+
+log = logging.getLogger(__name__)
+
+CHAT, GPT_OSS, ALPACA = "chat", "gpt_oss", "alpaca"
+
+
+@dataclass(frozen=True)
+class MixOptions:
+    cut_sizes: list[int] = field(default_factory=lambda: [5, 50])
+    qa_per_doc: int = 3
+    save_gpt_oss_format: bool = False
+    save_alpaca: bool = False
+    max_seq_len: int | None = None
+    eval_share: float = 0.1
+    seed: int = 42
+    tokenizer_model_name: str = ""  # empty: the student's tokenizer (default: embedded SmolLM2)
+    verify_sample: int = 16  # rows re-counted with apply_chat_template as a guard
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> MixOptions:
+        base = cls(
+            cut_sizes=list(settings.cut_sizes),
+            qa_per_doc=settings.qa_per_doc,
+            save_gpt_oss_format=settings.save_gpt_oss_format,
+            max_seq_len=settings.max_seq_len,
+            tokenizer_model_name=settings.effective_tokenizer,
+        )
+        return base.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+    def replace(self, **changes: Any) -> MixOptions:
+        if "cut_sizes" in changes and isinstance(changes["cut_sizes"], str):
+            changes["cut_sizes"] = [int(p) for p in changes["cut_sizes"].replace(" ", "").split(",") if p]
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        if not self.cut_sizes or any(int(c) < 1 for c in self.cut_sizes):
+            raise ValueError(f"cut_sizes must be positive integers, got {self.cut_sizes!r}")
+        if self.qa_per_doc < 1:
+            raise ValueError(f"qa_per_doc must be >= 1, got {self.qa_per_doc}")
+        if not 0.0 <= self.eval_share < 1.0:
+            raise ValueError(f"eval_share must be in [0, 1), got {self.eval_share}")
+        if self.max_seq_len is not None and self.max_seq_len < 1:
+            raise ValueError(f"max_seq_len must be >= 1 or None, got {self.max_seq_len}")
+
+
+def _mix_path(paths: OutputPaths, cut: int, fmt: str) -> Path:
+    base = paths.training_mix(cut)
+    return base if fmt == CHAT else base.parent / fmt / base.name
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="row")
+
+
+def build_mixes(
+    options: MixOptions | Settings | None = None,
+    paths: OutputPaths | None = None,
+    *,
+    tokenizer: Any = None,
+    progress: bool = True,
+) -> MixReport:
+    """Build every training mix, the eval set and `mix_stats.json`; return the report."""
+    started = time.perf_counter()
+    if options is None or isinstance(options, Settings):
+        settings = options if isinstance(options, Settings) else load_settings(step_dir="04_Knowledge_Mixing")
+        options = MixOptions.from_settings(settings)
+        paths = paths or OutputPaths.from_settings(settings)
+    options.validate()
+    paths = paths or OutputPaths.from_settings(load_settings())
+
+    loaded = load_generated(paths)
+    split = split_eval(loaded.datasets, options.eval_share, options.seed)
+    write_jsonl(paths.eval_set, split.eval_rows)
+    plan = plan_cuts(list(options.cut_sizes), split.train)
+
+    formats = [CHAT] + ([GPT_OSS] if options.save_gpt_oss_format else [])
+    # Rows per cut and dataset; cuts are nested, so each source row is formatted and counted once.
+    selections: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    for cut in plan.cuts:
+        selections[cut] = {
+            g: (select_cut(rows, cut, options.qa_per_doc, options.seed) if g in SUMMARY_GENERATORS else rows)
+            for g, rows in split.train.items()
+        }
+    unique = {id(r): r for per_gen in selections.values() for rows in per_gen.values() for r in rows}
+
+    if tokenizer is None:
+        from ktools.models import load_tokenizer
+
+        tokenizer = load_tokenizer(options.tokenizer_model_name or None)
+    counter = TokenCounter(tokenizer)
+
+    formatted: dict[str, dict[int, dict[str, Any]]] = {}
+    count_started = time.perf_counter()
+    for fmt in formats:
+        keep = {k: r for k, r in unique.items() if fmt != GPT_OSS or row_problem(r) is None}
+        chat_rows = {k: to_chat_row(r, with_document=WITH_DOCUMENT[r["generator"]], gpt_oss=fmt == GPT_OSS)
+                     for k, r in keep.items()}
+        keys = list(chat_rows)
+        convs = [chat_rows[k].record["messages"] for k in keys]
+        bar = _progress(len(keys), progress, f"counting tokens ({fmt})")
+        counts = counter.count_conversations(convs, [chat_rows[k].context for k in keys],
+                                             progress=bar.update if bar is not None else None)
+        if bar is not None:
+            bar.close()
+        counter.verify(convs, counts, sample=options.verify_sample, seed=options.seed)
+        for k, n in zip(keys, counts, strict=True):
+            chat_rows[k].record["token_length"] = n
+        formatted[fmt] = {k: chat_rows[k].record for k in keys}
+    count_seconds = time.perf_counter() - count_started
+
+    report = MixReport(
+        options=dataclasses.asdict(options),
+        inputs=loaded.summary(),
+        split=split.report.as_dict(),
+        feasibility=plan.table(),
+        availability=[dataclasses.asdict(a) for a in plan.availability],
+        cuts=list(plan.cuts),
+    )
+    if loaded.missing:
+        report.notes.append("missing step-03 datasets (mixed without them): " + ", ".join(loaded.missing))
+    report.notes.extend(split.report.notes)
+    for cut, per_gen in selections.items():
+        report.token_lengths[cut] = {}
+        for fmt in formats:
+            records: list[dict[str, Any]] = []
+            alpaca: list[dict[str, Any]] = []
+            for generator, rows in per_gen.items():
+                kept = [(r, formatted[fmt][id(r)]) for r in rows if id(r) in formatted[fmt]]
+                if len(kept) < len(rows):
+                    report.dropped.append({"cut": cut, "format": fmt, "dataset": generator,
+                                           "reason": "gpt-oss cleaning", "rows": len(rows) - len(kept)})
+                if options.max_seq_len is not None:
+                    fitting = [(r, rec) for r, rec in kept if rec["token_length"] <= options.max_seq_len]
+                    if len(fitting) < len(kept):
+                        report.dropped.append({"cut": cut, "format": fmt, "dataset": generator,
+                                               "reason": "too long", "rows": len(kept) - len(fitting)})
+                    kept = fitting
+                recs = [rec for _, rec in kept]
+                records.extend(recs)
+                report.per_dataset.append({"cut": cut, "format": fmt, "dataset": generator, **dataset_stats(recs)})
+                if fmt == CHAT:
+                    report.token_lengths[cut][generator] = [rec["token_length"] for rec in recs]
+                    if options.save_alpaca:
+                        alpaca.extend(to_alpaca(r, with_document=WITH_DOCUMENT[generator]) for r, _ in kept)
+            _write(report, _mix_path(paths, cut, fmt), records, cut, fmt)
+            if alpaca:
+                _write(report, _mix_path(paths, cut, ALPACA), alpaca, cut, ALPACA)
+    _write(report, paths.eval_set, split.eval_rows, None, "eval", already_written=True)
+    _warn_stale(report, paths, plan.cuts)
+
+    report.token_counting = {
+        "tokenizer": options.tokenizer_model_name or "embedded",
+        "strategy": counter.strategy,
+        "rows_counted": sum(len(v) for v in formatted.values()),
+        "seconds": round(count_seconds, 3),
+        "rows_per_second": round(sum(len(v) for v in formatted.values()) / count_seconds, 1) if count_seconds else None,
+        "verified_rows": min(options.verify_sample, len(unique)) * len(formats),
+        **counter.cache_stats,
+    }
+    report.notes.append(f"built in {time.perf_counter() - started:.1f} s")
+    write_json(paths.mix_stats, report.as_dict())
+    report.files.append({"cut": None, "format": "stats", "path": str(paths.mix_stats), "rows": None})
+    return report
+
+
+def _write(report: MixReport, path: Path, records: Iterable[dict[str, Any]], cut: int | None, fmt: str,
+           *, already_written: bool = False) -> None:
+    records = list(records)
+    if not already_written:
+        write_jsonl(path, records)
+    report.files.append({"cut": cut, "format": fmt, "path": str(path), "rows": len(records)})
+    log.info("wrote %s (%d rows)", path, len(records))
+
+
+def _warn_stale(report: MixReport, paths: OutputPaths, cuts: list[int]) -> None:
+    current = {f["path"] for f in report.files}
+    stale = sorted(str(p) for p in paths.training_mix_dir.rglob("combined_cut_*x.jsonl") if str(p) not in current)
+    if stale:
+        note = "older mixes not rebuilt this run (left in place): " + ", ".join(Path(s).name for s in stale)
+        report.notes.append(note)
+        log.warning(note)
