@@ -140,6 +140,16 @@ def test_step03_output_grouped_by_source(tmp_path):
     result = combine_qa_dir(tmp_path / "step_03", tmp_path / "training_data.json")
     assert result.combined["metadata"]["total_qa_pairs"] == 3
 
+    # the engine's report.json adds model/params and the failed chunks
+    (tmp_path / "step_03" / "report.json").write_text(json.dumps({
+        "status": "complete", "model": "teacher-x", "options": {"temperature": 0.2, "max_tokens": 900,
+                                                               "questions_per_chunk": 3},
+        "failures": [{"generator": "key_facts_to_qa", "chunk_id": "alpha-1", "source": "alpha.md",
+                      "error": "TeacherError: 500"}]}))
+    alpha = dict(load_qa_input(tmp_path / "step_03").documents)["alpha_qa.json"]
+    assert alpha["qa_generation_info"]["model"] == "teacher-x" and alpha["qa_generation_info"]["max_tokens"] == 900
+    assert alpha["failed_chunks"] == [1] and alpha["failures"][0]["reason"] == "TeacherError: 500"
+
 
 def test_convert_folder_to_every_format(tmp_path):
     qa_dir = tmp_path / "qa"

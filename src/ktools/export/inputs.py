@@ -102,10 +102,13 @@ def generation_info_from_report(report: Mapping[str, Any] | None) -> dict[str, A
 def _chunk_status_from_report(report: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     if not isinstance(report, Mapping):
         return {}
-    raw = report.get("chunk_status") or report.get("chunks")
-    if isinstance(raw, Mapping):
-        return {str(k): (dict(v) if isinstance(v, Mapping) else {"status": str(v)}) for k, v in raw.items()}
-    return {}
+    status: dict[str, dict[str, Any]] = {}
+    for failure in report.get("failures") or []:  # the engine's report lists failed (generator, chunk)
+        if isinstance(failure, Mapping) and failure.get("chunk_id") is not None:
+            status[str(failure["chunk_id"])] = {"status": "failed",
+                                                "reason": failure.get("error") or failure.get("reason"),
+                                                "generator": failure.get("generator")}
+    return status
 
 
 def load_step03(paths: Sequence[Path], step3_dir: Path | None) -> LoadedQA:
