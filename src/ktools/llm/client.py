@@ -1,0 +1,613 @@
+"""The teacher client: chat completions against any OpenAI-compatible endpoint.
+
+    client = TeacherClient.from_settings(load_settings())
+    result = await client.achat([{"role": "user", "content": "Hi"}], SamplingParams(), n=3)
+    result = client.chat(...)          # same, synchronous; also inside Jupyter's running loop
+
+What it guarantees:
+- One concurrency limit per client, shared by every call and every event loop
+  that uses it (a thread-safe limiter, not a per-loop semaphore).
+- Retries with exponential backoff and full jitter on 408/409/429/5xx, connection
+  errors, timeouts and unusable bodies, honouring `Retry-After` (seconds or HTTP
+  date) and `retry-after-ms`; a 429's wait also pauses new requests of the client.
+  The `openai` package's own retries are off, so every retry is ours and counted.
+- `n` samples: asks for n choices in one request where the provider supports it
+  and sends the missing ones as single requests when fewer come back (providers
+  known to ignore `n` get n single requests up front). Single requests that fan
+  out a seeded call get seeds seed+1, seed+2, ... so they are not n copies.
+- Reasoning: `message.reasoning_content` / `message.reasoning`, or a leading
+  `<think>…</think>` block stripped from the text, end up in `Choice.reasoning`.
+- `stats`: requests sent, retries, errors (failed attempts), failures (calls that
+  gave up), token usage.
+
+Speed: requests go through the real `openai` package (`AsyncOpenAI.post`) but its
+typed layer is skipped where it only costs CPU: the body is a plain dict (no
+TypedDict transform), the response is parsed from raw JSON (no pydantic models),
+telemetry headers are omitted, and plain-http endpoints use a lean keep-alive
+transport (`ktools.llm.transport`). bench/client_overhead.py measures the effect.
+
+The API key is held privately, registered with the config's log redaction, and
+never put in a repr, a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import email.utils
+import json
+import logging
+import math
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx2
+import openai
+
+from ktools.config import ConfigError, mask_secret, register_secret
+from ktools.llm.providers import get_preset
+from ktools.llm.transport import FastAsyncTransport
+from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
+
+if TYPE_CHECKING:
+    from ktools.config import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+MAX_RETRY_AFTER = 600.0  # seconds; a server asking for longer still gets retried after this
+_DEFAULT_PARAMS = SamplingParams()
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+
+class _BadResponse(Exception):
+    """A 2xx answer we cannot use (not JSON, no choices); retried like a 5xx."""
+
+
+class _Limiter:
+    """A counting semaphore usable from several event loops (threads) at once.
+
+    A released slot is handed straight to the oldest waiter, on that waiter's own
+    loop, so the limit holds for the whole client whichever loop calls it.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_use = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+        self._waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = (
+            collections.deque())
+
+    async def acquire(self) -> None:
+        with self._lock:
+            if self.in_use < self.limit and not self._waiters:
+                self.in_use += 1
+                if self.in_use > self.peak:
+                    self.peak = self.in_use
+                return
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            with self._lock:
+                try:
+                    self._waiters.remove((loop, fut))
+                    owned = False
+                except ValueError:  # a slot was already handed to us
+                    owned = not fut.cancelled()
+            if owned:
+                self.release()
+            raise
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._waiters:
+                self.in_use -= 1
+                return
+            loop, fut = self._waiters.popleft()  # the slot moves to this waiter; in_use unchanged
+        if asyncio._get_running_loop() is loop:
+            self._grant(fut)
+        else:
+            loop.call_soon_threadsafe(self._grant, fut)
+
+    def _grant(self, fut: asyncio.Future[None]) -> None:
+        if fut.done():  # the waiter was cancelled meanwhile: pass the slot on
+            self.release()
+        else:
+            fut.set_result(None)
+
+
+class _LoopThread:
+    """An event loop running forever on a daemon thread, for sync entry points."""
+
+    def __init__(self, name: str):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result()
+        except KeyboardInterrupt:  # Ctrl-C / Jupyter interrupt: cancel the work, then re-raise
+            fut.cancel()
+            try:
+                fut.result(5)
+            except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError, Exception):
+                pass
+            raise
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+_shared_loop: _LoopThread | None = None
+_shared_lock = threading.Lock()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to completion from synchronous code and return its result.
+
+    Works in a plain script and inside an already running event loop (Jupyter):
+    the coroutine runs on one shared background event-loop thread, so clients
+    and their connection pools survive from one call to the next.
+    """
+    global _shared_loop
+    with _shared_lock:
+        if _shared_loop is None or _shared_loop.loop.is_closed():
+            _shared_loop = _LoopThread("ktools-run-sync")
+        runner = _shared_loop
+    if asyncio._get_running_loop() is runner.loop:
+        raise RuntimeError("run_sync() called from inside its own loop; await the coroutine instead")
+    return runner.run(coro)
+
+
+def _uses_proxy(base_url: str) -> bool:
+    """True when the environment routes `base_url` through a proxy (httpx2 honours it; our transport not)."""
+    try:
+        scheme, rest = base_url.split("://", 1)
+        host = rest.split("/", 1)[0].split(":", 1)[0]
+        proxies = urllib.request.getproxies()
+        if not (proxies.get(scheme) or proxies.get("all")):
+            return False
+        return not urllib.request.proxy_bypass(host)
+    except Exception:
+        return True
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return MAX_RETRY_AFTER
+    return max(0.0, seconds)
+
+
+def split_reasoning(text: str) -> tuple[str, str | None]:
+    """Strip a leading `<think>…</think>` block: (answer, reasoning or None)."""
+    stripped = text.lstrip()
+    if not stripped.startswith(_THINK_OPEN):
+        return text, None
+    end = stripped.find(_THINK_CLOSE)
+    if end < 0:  # cut off while still thinking (finish_reason "length")
+        return "", stripped[len(_THINK_OPEN):].strip()
+    return stripped[end + len(_THINK_CLOSE):].lstrip(), stripped[len(_THINK_OPEN):end].strip()
+
+
+def _message_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _parse_choices(data: dict[str, Any]) -> list[Choice]:
+    raw = data.get("choices")
+    if not isinstance(raw, list):
+        return []
+    if len(raw) > 1:
+        raw = sorted(raw, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+    choices = []
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        message = item.get("message") or {}
+        text = _message_text(message.get("content"))
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if not reasoning and text.lstrip().startswith(_THINK_OPEN):
+            text, reasoning = split_reasoning(text)
+        choices.append(Choice(text=text, finish_reason=item.get("finish_reason"),
+                              reasoning=reasoning if isinstance(reasoning, str) else None))
+    return choices
+
+
+class TeacherClient:
+    """Async chat-completions client with retries, a concurrency limit and `n` fan-out.
+
+    Use one client for a whole run so its limit is the run's limit.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, provider: str = "openai",
+                 max_concurrency: int = 16, timeout: float = 600.0, max_retries: int = 6, *,
+                 supports_n: bool | None = None, backoff_base: float = 0.5, backoff_max: float = 60.0,
+                 fast_transport: bool | None = None):
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if not base_url:
+            raise ConfigError("the teacher base URL is empty: set TEACHER_MODEL_BASE_URL")
+        preset = get_preset(provider)
+        self.provider = preset.name
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_concurrency = max_concurrency
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.supports_n = preset.supports_n if supports_n is None else supports_n
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._api_key = str.__str__(api_key) if api_key else preset.placeholder_key
+        register_secret(self._api_key if api_key else None)
+        if fast_transport is None:
+            fast_transport = self.base_url.startswith("http://") and not _uses_proxy(self.base_url)
+        self.fast_transport = fast_transport
+        self._url = self.base_url + "/chat/completions"
+        self._limiter = _Limiter(max_concurrency)
+        self._pause_until = 0.0  # monotonic time before which no request starts (after a 429)
+        self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
+        self._last: tuple[asyncio.AbstractEventLoop | None, openai.AsyncOpenAI | None] = (None, None)
+        self._clients_lock = threading.Lock()
+        self._loop_thread: _LoopThread | None = None
+        self._stats_lock = threading.Lock()
+        self._stats = {"calls": 0, "requests": 0, "retries": 0, "errors": 0, "failures": 0,
+                       "fanout_requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+    # --- construction from settings ---
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> TeacherClient:
+        """Build the client the settings describe; starts the embedded teacher for provider local."""
+        preset = get_preset(settings.teacher_provider)
+        base_url = settings.teacher_base_url or preset.base_url
+        model = settings.teacher_model_name or preset.default_model
+        if not model:
+            raise ConfigError(
+                f"TEACHER_MODEL_NAME is empty: set it to the model your {preset.name} endpoint serves "
+                f"(e.g. in the root .env)")
+        api_key = settings.teacher_api_key.reveal() if settings.teacher_api_key else ""
+        api_key = api_key or preset.api_key_from_env()
+        if preset.requires_key and not api_key:
+            fallbacks = " or ".join(preset.key_env_fallbacks)
+            raise ConfigError(
+                f"TEACHER_MODEL_API_KEY is not set but provider {preset.name!r} needs an API key: put it in "
+                f"the root .env as TEACHER_MODEL_API_KEY=... (or export {fallbacks}).")
+        supports_n = kwargs.pop("supports_n", None)
+        if preset.name == "local":
+            from ktools.llm import local_teacher  # lazy: the embedded teacher pulls in torch
+
+            local_teacher.ensure_local_teacher(base_url)
+            if supports_n is None:
+                supports_n = getattr(local_teacher, "SUPPORTS_N", True)
+        options: dict[str, Any] = {"max_concurrency": settings.max_concurrency,
+                                   "timeout": settings.request_timeout, "max_retries": settings.max_retries}
+        options.update(kwargs)
+        return cls(base_url, model, api_key or None, preset.name, supports_n=supports_n, **options)
+
+    def __repr__(self) -> str:
+        key = mask_secret(self._api_key) if self._api_key else "<unset>"
+        return (f"TeacherClient(provider={self.provider!r}, base_url={self.base_url!r}, model={self.model!r}, "
+                f"api_key={key}, max_concurrency={self.max_concurrency})")
+
+    # --- accounting ---
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters since creation: calls, requests (HTTP attempts), retries, errors (failed
+        attempts), failures (calls that raised TeacherError), fanout_requests, tokens,
+        and peak_concurrency (most requests ever in flight at once)."""
+        with self._stats_lock:
+            out = dict(self._stats)
+        out["peak_concurrency"] = self._limiter.peak
+        return out
+
+    def _count(self, **delta: int) -> None:
+        with self._stats_lock:
+            stats = self._stats
+            for key, value in delta.items():
+                stats[key] += value
+
+    # --- the openai client of the running loop ---
+    def _openai(self) -> openai.AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        last_loop, last_client = self._last
+        if loop is last_loop and last_client is not None:
+            return last_client
+        with self._clients_lock:
+            client = self._clients.get(loop)
+            if client is None:
+                for old in [lp for lp in self._clients if lp.is_closed()]:
+                    del self._clients[old]  # its loop is gone; so are its connections
+                client = self._make_openai()
+                self._clients[loop] = client
+            self._last = (loop, client)
+        return client
+
+    def _make_openai(self) -> openai.AsyncOpenAI:
+        if self.fast_transport:
+            http_client = httpx2.AsyncClient(transport=FastAsyncTransport(max_keepalive=self.max_concurrency + 8),
+                                             timeout=self.timeout, trust_env=False)
+        else:
+            limits = httpx2.Limits(max_connections=self.max_concurrency + 8,
+                                   max_keepalive_connections=self.max_concurrency + 8)
+            http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout)
+        # Telemetry headers cost CPU per request (httpx normalises every header several times).
+        headers: dict[str, Any] = {
+            name: openai.Omit() for name in (
+                "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
+                "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Async",
+                "x-stainless-retry-count", "x-stainless-read-timeout")}
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
+                                  timeout=self.timeout, http_client=http_client, default_headers=headers)
+
+    # --- requests ---
+    def _body(self, messages: list[dict[str, Any]], params: SamplingParams) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": messages,
+                                "temperature": params.temperature, "max_tokens": params.max_tokens}
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.extra:
+            body.update(params.extra)  # provider knobs, i.e. extra_body
+            if "max_completion_tokens" in body:
+                body.pop("max_tokens", None)
+        return body
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
+        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * (2.0 ** attempt)))
+
+    async def _request(self, body: dict[str, Any], *, need_choice: bool) -> tuple[dict[str, Any], int]:
+        """POST one chat completion with retries; returns (parsed JSON, HTTP attempts)."""
+        attempt = 0
+        while True:
+            if self._pause_until and self._pause_until > time.monotonic():
+                await asyncio.sleep(self._pause_until - time.monotonic())
+            await self._limiter.acquire()
+            retry_after: float | None = None
+            status: int | None = None
+            try:
+                self._count(requests=1)
+                client = self._openai()
+                async with asyncio.timeout(self.timeout):
+                    response = await client.post(self._url, body=body, cast_to=httpx2.Response)
+                try:
+                    data = json.loads(response.content)
+                except ValueError:
+                    raise _BadResponse(f"the answer is not JSON (HTTP {response.status_code}, "
+                                       f"{response.headers.get('content-type', '?')}): "
+                                       f"{response.text[:200]!r}") from None
+                if not isinstance(data, dict):
+                    raise _BadResponse(f"the answer is JSON but not an object: {str(data)[:200]!r}")
+                if need_choice and not data.get("choices"):
+                    detail = data.get("error") or "empty choice list"
+                    raise _BadResponse(f"the answer has no choices ({str(detail)[:200]})")
+                return data, attempt + 1
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                retryable = status in RETRYABLE_STATUS or status >= 500
+                retry_after = parse_retry_after(exc.response.headers)
+                reason = f"HTTP {status}: {self._short(exc)}"
+            except (openai.APITimeoutError, TimeoutError):
+                retryable, reason = True, f"no answer within {self.timeout:g} s"
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc
+                retryable, reason = True, f"connection error: {type(cause).__name__}: {cause}"
+            except _BadResponse as exc:
+                retryable, reason = True, str(exc)
+            finally:
+                self._limiter.release()
+            self._count(errors=1)
+            if not retryable or attempt >= self.max_retries:
+                message = (f"teacher request to {self._url} (model {self.model!r}) failed after "
+                           f"{attempt + 1} attempt(s): {reason}")
+                if not retryable:
+                    message += self._hint(status)
+                raise TeacherError(self._redact(message), status=status, retryable=retryable)
+            if retry_after is not None:
+                delay = min(retry_after, MAX_RETRY_AFTER) + random.uniform(0.0, 0.1)
+                if status == 429:  # the server is saturated: hold back every request of this client
+                    self._pause_until = max(self._pause_until, time.monotonic() + delay)
+            else:
+                delay = self._backoff(attempt)
+            attempt += 1
+            self._count(retries=1)
+            log.warning("teacher request failed (%s); retry %d/%d in %.1f s",
+                        self._redact(reason), attempt, self.max_retries, delay)
+            await asyncio.sleep(delay)
+
+    def _short(self, exc: openai.APIStatusError) -> str:
+        try:
+            body = exc.response.text
+        except Exception:
+            body = str(exc)
+        return body.strip().replace("\n", " ")[:300]
+
+    def _hint(self, status: int | None) -> str:
+        if status in (401, 403):
+            return " — check TEACHER_MODEL_API_KEY (and that it belongs to this provider)"
+        if status == 404:
+            return f" — check TEACHER_MODEL_BASE_URL ({self.base_url}) and TEACHER_MODEL_NAME ({self.model})"
+        if status in (400, 422):
+            return " — the endpoint rejected the request; check the sampling parameters it supports"
+        return ""
+
+    def _redact(self, text: str) -> str:
+        key = self._api_key
+        return text.replace(key, mask_secret(key)) if key and len(key) >= 4 else text
+
+    async def achat(self, messages: list[dict[str, Any]], params: SamplingParams = _DEFAULT_PARAMS,
+                    n: int = 1) -> ChatResult:
+        """`n` samples for one conversation; raises TeacherError once retries are spent."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self._count(calls=1)
+        body = self._body(messages, params)
+        try:
+            return await self._achat(body, n)
+        except TeacherError:
+            self._count(failures=1)
+            raise
+
+    async def _achat(self, body: dict[str, Any], n: int) -> ChatResult:
+        choices: list[Choice] = []
+        usage = Usage()
+        sent = 0
+        model = self.model
+        if n > 1 and self.supports_n:
+            data, attempts = await self._request({**body, "n": n}, need_choice=False)
+            sent += attempts
+            model = self._account(data, usage) or model
+            choices = _parse_choices(data)[:n]
+            if len(choices) < n:
+                log.debug("asked for n=%d, got %d choices: sending the rest as single requests", n, len(choices))
+        missing = n - len(choices)
+        if missing == 1 and not choices:
+            data, attempts = await self._request(body, need_choice=True)
+            sent += attempts
+            model = self._account(data, usage) or model
+            choices = _parse_choices(data)[:1]
+        elif missing > 0:
+            self._count(fanout_requests=missing)
+            seed = body.get("seed")
+            bodies = [body if seed is None else {**body, "seed": seed + len(choices) + i} for i in range(missing)]
+            if seed is not None and not choices:
+                bodies[0] = body  # the first sample keeps the caller's seed
+            results = await asyncio.gather(*(self._request(b, need_choice=True) for b in bodies),
+                                           return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            for data, attempts in results:  # type: ignore[misc]
+                sent += attempts
+                model = self._account(data, usage) or model
+                choices.extend(_parse_choices(data)[:1])
+        return ChatResult(choices=choices, model=model, usage=usage, requests_sent=sent)
+
+    def _account(self, data: dict[str, Any], usage: Usage) -> str | None:
+        u = data.get("usage")
+        if isinstance(u, dict):
+            prompt = u.get("prompt_tokens") or 0
+            completion = u.get("completion_tokens") or 0
+            usage.prompt_tokens += prompt
+            usage.completion_tokens += completion
+            self._count(prompt_tokens=prompt, completion_tokens=completion)
+        return data.get("model")
+
+    # --- sync entry points ---
+    def chat(self, messages: list[dict[str, Any]], params: SamplingParams = _DEFAULT_PARAMS,
+             n: int = 1) -> ChatResult:
+        """Synchronous `achat`; safe inside a running event loop (runs on the client's own loop thread)."""
+        return self._sync(self.achat(messages, params, n))
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._clients_lock:
+            if self._loop_thread is None or self._loop_thread.loop.is_closed():
+                self._loop_thread = _LoopThread("ktools-teacher-client")
+            runner = self._loop_thread
+        if asyncio._get_running_loop() is runner.loop:
+            coro.close()
+            raise RuntimeError("TeacherClient.chat() called from the client's own loop; use await achat()")
+        return runner.run(coro)
+
+    # --- closing ---
+    async def aclose(self) -> None:
+        """Close the connections of the running loop's client and the sync loop thread."""
+        loop = asyncio.get_running_loop()
+        with self._clients_lock:
+            client = self._clients.pop(loop, None)
+            if self._last[0] is loop:
+                self._last = (None, None)
+        if client is not None:
+            await client.close()
+        await asyncio.to_thread(self._close_others)
+
+    def close(self) -> None:
+        """Close every connection pool this client opened (and its sync loop thread)."""
+        running = asyncio._get_running_loop()
+        with self._clients_lock:
+            if running is not None and running in self._clients:
+                client = self._clients.pop(running)
+                running.create_task(client.close())
+            self._last = (None, None)
+        self._close_others()
+
+    def _close_others(self) -> None:
+        with self._clients_lock:
+            items = list(self._clients.items())
+            self._clients.clear()
+            self._last = (None, None)
+            thread, self._loop_thread = self._loop_thread, None
+        for loop, client in items:
+            if loop.is_closed():
+                continue
+            try:
+                if loop.is_running():
+                    asyncio.run_coroutine_threadsafe(client.close(), loop).result(10)
+                else:
+                    loop.run_until_complete(client.close())
+            except Exception as exc:  # closing is best effort
+                log.debug("closing a teacher connection pool failed: %s", exc)
+        if thread is not None:
+            thread.stop()
+
+    async def __aenter__(self) -> TeacherClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> TeacherClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

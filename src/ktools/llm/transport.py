@@ -1,0 +1,300 @@
+"""A lean HTTP/1.1 keep-alive transport for `httpx2.AsyncClient` (what `openai` runs on).
+
+Why: the stock transport (httpcore2 over anyio) costs ~2 ms of CPU per request
+here, and its pool checks every open connection (a `poll` syscall each) before
+every request, so at 200 connections the client, not the teacher, becomes the
+bottleneck (measured: 4–5 ms CPU per request, 10× the latency-bound wall time).
+This transport keeps a LIFO stack of idle connections per host on plain asyncio
+Protocols: a request is one `write`, a response is parsed from the bytes as they
+arrive, nothing is scanned. httpx2 still builds the request and the response
+(content decoding, headers), and `openai` still does everything above it.
+
+Scope: HTTP/1.1 with Content-Length, chunked or read-until-close bodies, over
+TCP or TLS (httpx2's own SSL context). Proxies are not supported: the client
+uses the stock transport when a proxy is configured for the URL.
+
+A request whose connection dies before any response byte arrived is NOT re-sent
+here: it surfaces as a connection error so the client's retry loop (which counts
+retries) decides. Idle connections are dropped after 4 s, before common servers'
+keep-alive timeouts (uvicorn: 5 s), so that race is rare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from typing import Any
+
+import httpx2
+
+_KEEPALIVE_EXPIRY = 4.0  # < uvicorn's default 5 s idle timeout, so we rarely race a server close
+_MAX_HEAD = 256 * 1024
+
+
+class _StaleConnection(Exception):
+    """The connection closed before any byte of the response arrived."""
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("transport", "buf", "waiter", "closed", "received", "head", "mode", "remaining",
+                 "body", "keep_alive", "idle_since", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[Any] | None = None
+        self.closed = False
+        self.received = False
+        self.head: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
+        self.mode = ""  # "length" | "chunked" | "close"
+        self.remaining = 0
+        self.body = bytearray()
+        self.keep_alive = True
+        self.idle_since = 0.0
+
+    # --- asyncio.Protocol ---
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        self.buf += data
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            try:
+                result = self._parse()
+            except Exception as exc:  # malformed response: fail this request, drop the connection
+                self.keep_alive = False
+                waiter.set_exception(httpx2.RemoteProtocolError(f"malformed HTTP response: {exc}"))
+                self.close()
+                return
+            if result is not None:
+                waiter.set_result(result)
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost finishes the work
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            if self.head is not None and self.mode == "close":
+                status, reason, headers = self.head
+                self.keep_alive = False
+                waiter.set_result((status, reason, headers, bytes(self.body) + bytes(self.buf)))
+            elif not self.received:
+                waiter.set_exception(_StaleConnection())
+            else:
+                waiter.set_exception(httpx2.RemoteProtocolError(
+                    f"server closed the connection mid-response ({exc or 'EOF'})"))
+
+    # --- use ---
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def roundtrip(self, data: bytes, read_timeout: float | None) -> tuple[int, bytes, list, bytes]:
+        self.waiter = waiter = self.loop.create_future()
+        self.received = bool(self.buf)
+        self.head = None
+        self.body = bytearray()
+        self.keep_alive = True
+        assert self.transport is not None
+        self.transport.write(data)
+        if self.buf:  # bytes that arrived while idle (unexpected): parse them now
+            self.data_received(b"")
+        try:
+            if read_timeout is None:
+                return await waiter
+            async with asyncio.timeout(read_timeout):
+                return await waiter
+        finally:
+            self.waiter = None
+
+    def _parse(self) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes] | None:
+        buf = self.buf
+        while self.head is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    raise ValueError("response head too large")
+                return None
+            lines = bytes(buf[:end]).split(b"\r\n")
+            del buf[:end + 4]
+            version, _, rest = lines[0].partition(b" ")
+            code, _, reason = rest.partition(b" ")
+            status = int(code)
+            if 100 <= status < 200:
+                continue  # interim response (100 Continue): the real one follows
+            headers: list[tuple[bytes, bytes]] = []
+            length = None
+            chunked = False
+            connection = b""
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip()
+                value = value.strip()
+                headers.append((name, value))
+                lname = name.lower()
+                if lname == b"content-length":
+                    length = int(value)
+                elif lname == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif lname == b"connection":
+                    connection = value.lower()
+            if version == b"HTTP/1.1":
+                self.keep_alive = b"close" not in connection
+            else:
+                self.keep_alive = b"keep-alive" in connection
+            self.head = (status, reason, headers)
+            if chunked:
+                self.mode = "chunked"
+                self.remaining = -1  # -1: expecting a chunk-size line
+            elif length is not None:
+                self.mode, self.remaining = "length", length
+            elif status in (204, 304):
+                self.mode, self.remaining = "length", 0
+            else:
+                self.mode = "close"
+                self.keep_alive = False
+        status, reason, headers = self.head
+        if self.mode == "length":
+            if len(buf) < self.remaining:
+                return None
+            body = bytes(buf[:self.remaining])
+            del buf[:self.remaining]
+            return status, reason, headers, body
+        if self.mode == "chunked":
+            return self._parse_chunked(status, reason, headers)
+        self.body += buf  # read until close
+        buf.clear()
+        return None
+
+    def _parse_chunked(self, status: int, reason: bytes, headers: list) -> tuple | None:
+        buf = self.buf
+        while True:
+            if self.remaining == -1:  # chunk-size line
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    return None
+                size = int(bytes(buf[:end]).split(b";", 1)[0].strip(), 16)
+                del buf[:end + 2]
+                if size == 0:
+                    self.remaining = -2
+                else:
+                    self.remaining = size
+            if self.remaining == -2:  # trailers, ended by an empty line
+                if buf.startswith(b"\r\n"):
+                    del buf[:2]
+                    return status, reason, headers, bytes(self.body)
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return None
+                del buf[:end + 4]
+                return status, reason, headers, bytes(self.body)
+            if len(buf) < self.remaining + 2:
+                return None
+            self.body += buf[:self.remaining]
+            del buf[:self.remaining + 2]
+            self.remaining = -1
+
+
+class FastAsyncTransport(httpx2.AsyncBaseTransport):
+    """Keep-alive HTTP/1.1 connection pool; concurrency is bounded by the caller.
+
+    Create and use it on one event loop (as the AsyncOpenAI that owns it).
+    """
+
+    def __init__(self, *, max_keepalive: int = 256, ssl_context: ssl.SSLContext | None = None):
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._max_keepalive = max_keepalive
+        self._ssl_context = ssl_context
+        self._open: set[_Connection] = set()
+        self._closed = False
+
+    def _ssl(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = httpx2.create_ssl_context()
+        return self._ssl_context
+
+    async def _connect(self, key: tuple[str, str, int], timeout: float | None) -> _Connection:
+        scheme, host, port = key
+        loop = asyncio.get_running_loop()
+        tls = scheme == "https"
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop), host, port,
+                    ssl=self._ssl() if tls else None, server_hostname=host if tls else None)
+        except TimeoutError:
+            raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out after {timeout} s") from None
+        except OSError as exc:
+            raise httpx2.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+        self._open.add(conn)
+        return conn
+
+    def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
+        stack = self._idle.get(key)
+        now = time.monotonic()
+        while stack:
+            conn = stack.pop()
+            if not conn.closed and now - conn.idle_since < _KEEPALIVE_EXPIRY:
+                return conn
+            self._discard(conn)
+        return None
+
+    def _discard(self, conn: _Connection) -> None:
+        conn.close()
+        self._open.discard(conn)
+
+    def _give_back(self, key: tuple[str, str, int], conn: _Connection) -> None:
+        stack = self._idle.setdefault(key, [])
+        if self._closed or conn.closed or len(stack) >= self._max_keepalive:
+            self._discard(conn)
+            return
+        conn.idle_since = time.monotonic()
+        stack.append(conn)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = request.url
+        scheme = url.scheme
+        port = url.port or (443 if scheme == "https" else 80)
+        key = (scheme, url.host, port)
+        content = request.content if hasattr(request, "_content") else await request.aread()
+        head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        for name, value in request.headers.raw:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        data = b"".join(head) + content
+        timeouts = request.extensions.get("timeout") or {}
+        conn = self._take_idle(key)
+        if conn is None:
+            conn = await self._connect(key, timeouts.get("connect"))
+        try:
+            status, reason, headers, body = await conn.roundtrip(data, timeouts.get("read"))
+        except _StaleConnection:
+            # Not retried here: the caller's retry loop decides, and counts it.
+            self._discard(conn)
+            raise httpx2.RemoteProtocolError("server closed the connection without a response") from None
+        except TimeoutError:
+            self._discard(conn)
+            raise httpx2.ReadTimeout(f"no response within {timeouts.get('read')} s", request=request) from None
+        except BaseException:  # cancelled or protocol error: the connection state is unknown
+            self._discard(conn)
+            raise
+        if conn.keep_alive:
+            self._give_back(key, conn)
+        else:
+            self._discard(conn)
+        return httpx2.Response(status, headers=headers, content=body, request=request,
+                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for conn in list(self._open):
+            conn.close()
+        self._open.clear()
+        self._idle.clear()
