@@ -46,6 +46,7 @@ TEXT_KEYS = ("text", "content", "page_content", "document", "chunk_text", "chunk
 START_KEYS = ("start_char", "start", "start_index", "chunk_start")
 END_KEYS = ("end_char", "end", "end_index", "chunk_end")
 SOURCE_KEYS = ("source", "source_file", "file_path", "source_path", "path", "file_name", "filename")
+CHUNK_FILE_SUFFIX = "_chunks.json"
 ICL_FIELDS = ("icl_document", "icl_query_1", "icl_query_2", "icl_query_3")
 # Files we write ourselves (chunks-dir may equal qa-dir) and never read as chunks.
 OWN_OUTPUTS = ("qa_generation_summary.json", "qa_failures.jsonl", "training_data.json")
@@ -295,11 +296,20 @@ def read_chunks_dir(folder: str | Path) -> ChunkLoad:
             load.errors.append((str(path), str(exc)))
             log.error("%s", exc)
     stems = unique_stems(by_source)
+    stem_names = {f"{stem}{QA_FILE_SUFFIX}" for source, stem in stems.items()
+                  if not any(f.endswith(CHUNK_FILE_SUFFIX) for f in by_source[source].files)}
+    used_names: set[str] = set()
     for source, doc in by_source.items():
         if not doc.rows:
             continue
         doc.rows.sort(key=lambda r: (r["chunk_index"], r["start"] if r["start"] is not None else 0))
         doc.qa_name = f"{stems[source]}{QA_FILE_SUFFIX}"
+        if len(doc.files) == 1 and doc.files[0].endswith(CHUNK_FILE_SUFFIX):
+            # The reference tool names the Q&A file after the chunk file: X_chunks.json -> X_qa.json.
+            by_file = doc.files[0][: -len(CHUNK_FILE_SUFFIX)] + QA_FILE_SUFFIX
+            if by_file not in used_names and by_file not in stem_names:
+                doc.qa_name = by_file
+        used_names.add(doc.qa_name)
         seen: set[str] = set()
         for row in doc.rows:
             base = f"{stems[source]}#{row['tdg_chunk_id']}"

@@ -28,7 +28,7 @@ def chunker_file(path, name="Policy.pdf", texts=("# Staff Policy\n## Leave\nStaf
 def test_reads_every_chunk_format(tmp_path, caplog):
     chunks = tmp_path / "chunks"
     chunks.mkdir()
-    chunker_file(chunks / "Policy_chunks.json")
+    chunker_file(chunks / "Staff-Policy_chunks.json")
     (chunks / "list.json").write_text(json.dumps([
         {"page_content": "LangChain style chunk about harbour fees and tariffs.",
          "metadata": {"source": "harbour.md", "start_index": 5}}]))
@@ -52,7 +52,7 @@ def test_reads_every_chunk_format(tmp_path, caplog):
     assert set(docs) == {"/data/documents/Policy.pdf", "harbour.md", "rules.md", "manual.txt", "notes.md"}
 
     policy = docs["/data/documents/Policy.pdf"]
-    assert policy.qa_name == "Policy_qa.json"
+    assert policy.qa_name == "Staff-Policy_qa.json"  # named after the chunk file, as the reference tool does
     assert policy.metadata["file_size"] == 1234 and policy.processing_info["chunk_size"] == 1000
     first = policy.rows[0]
     assert first["chunk_id"] == "Policy#0_0" and first["tdg_chunk_id"] == "0_0"
@@ -63,7 +63,7 @@ def test_reads_every_chunk_format(tmp_path, caplog):
     assert first["icl_query_2"] == "What is the purpose of Staff Policy?"
     assert first["icl_document"].startswith("# Staff Policy") and first["domain"] == "general"
     assert docs["notes.md"].rows[0]["document_outline"] == "notes"  # no title: the file name
-    assert "carry no ICL fields" in caplog.text and "Policy_chunks.json" in caplog.text
+    assert "carry no ICL fields" in caplog.text and "Staff-Policy_chunks.json" in caplog.text
 
     rules = docs["rules.md"]
     assert not rules.icl_synthesized and rules.rows[1]["icl_query_2"] == "Q2?"
