@@ -73,8 +73,10 @@ def test_generate_resume_combine_convert(tmp_path):
         assert "corrupt_chunks.json" in first.stderr and "not valid JSON" in first.stderr
         assert "2/3 documents done" in first.stdout and "8 Q&A pairs" in first.stdout
         sent = server.requests
-        assert sent and all(b["model"] == "fake-model" and b.get("top_k") == 40 and b["temperature"] == 0.3
-                            for b in sent)
+        generation = [b for b in sent if 'Reply with "Score:' not in b["messages"][-1]["content"]]
+        assert len(generation) == 4 and len(sent) == 4 + 8 * 3  # + three judges per pair
+        assert all(b["model"] == "fake-model" and b.get("top_k") == 40 and b["temperature"] == 0.3
+                   for b in generation)
 
         harbour = read_json(qa / "Harbour Rules_qa.json")
         assert harbour["status"] == "completed" and harbour["summary"]["total_qa_pairs"] == 6
