@@ -204,9 +204,14 @@ class QAGenerator:
         )
 
     def _make_client(self) -> Any:
+        from ktools.config import ConfigError
         from ktools.llm.client import TeacherClient
 
-        return TeacherClient.from_settings(self.config.settings)
+        try:
+            return TeacherClient.from_settings(self.config.settings)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} With `ktools generate` you can also use --api-key / GENERATOR_API_KEY "
+                              "and --model / GENERATOR_MODEL.") from None
 
     # ------------------------------------------------------------------ inputs
     def _inputs(self) -> tuple[list[dict[str, Any]], dict[str, ChunkDocument], list[tuple[str, str]]]:

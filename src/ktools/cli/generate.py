@@ -174,8 +174,11 @@ def run(args: argparse.Namespace) -> int:
             qa_prompt_template_file=args.qa_prompt_template_file, prompts_dir=args.prompts_dir,
             judges={"auto": None, "on": True, "off": False}[args.judges], show_progress=not args.no_progress,
         )
-        for row in generator.config.describe():
-            log.info("setting %s = %s (%s)", row["setting"], row["value"], row["from"])
+        rows = {row["setting"]: row for row in generator.config.describe()}
+        log.info("teacher: provider %s, model %s, base URL %s (provider from %s)", rows["provider"]["value"],
+                 rows["model"]["value"], rows["base_url"]["value"], rows["provider"]["from"])
+        for row in rows.values():
+            log.debug("setting %s = %s (%s)", row["setting"], row["value"], row["from"])
         summary = generator.generate_qa_for_all_documents(resume=args.resume, retry_failed=args.retry_failed,
                                                           dry_run=args.dry_run)
     except GenerationInterrupted as exc:
