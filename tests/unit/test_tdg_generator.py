@@ -155,3 +155,35 @@ def test_dry_run_estimates_and_writes_no_qa_files(tmp_path):
     assert summary["estimate"]["requests"] == 4 and len(teacher.prompts) == 2
     assert summary["samples"]["document_based_qa"][0]["question"].startswith("What does the text say")
     assert not list((tmp_path / "qa").glob("*_qa.json"))
+
+
+def test_seed_mode_runs_all_four_generators_and_exports_step03(tmp_path):
+    from ktools.export import combine_qa_dir, load_qa_input
+    from ktools.generate.scripted import ScriptedClient
+    from ktools.io import write_jsonl
+
+    seed_rows = [{"document": f"Section {i}: the harbour master sets berth fees and pilot duties, rule {i}.",
+                  "source": "harbour.md" if i < 2 else "ferry.md", "chunk_id": f"c{i}", "start": 80 * i,
+                  "end": 80 * i + 70, "document_outline": "Harbour rules", "domain": "ports",
+                  "icl_document": "Example.", "icl_query_1": "Q1?", "icl_query_2": "Q2?", "icl_query_3": "Q3?"}
+                 for i in range(3)]
+    seed = write_jsonl(tmp_path / "seed.jsonl", seed_rows)
+    out = tmp_path / "step_03"
+    client = ScriptedClient()
+    summary = QAGenerator(seed=seed, qa_dir=out, client=client, judges=False, show_progress=False, environ={},
+                          repo_root=tmp_path, summaries=2).generate_qa_for_all_documents()
+    assert summary["generators"] == ["extractive_summary", "detailed_summary", "key_facts_to_qa",
+                                     "document_based_qa"]
+    assert summary["chunks_completed"] == 3 and summary["documents_done"] == 2
+    harbour = read_json(out / "harbour_qa.json")
+    assert {p["generator"] for p in harbour["training_pairs"]} == set(summary["generators"])
+    assert harbour["metadata"]["domain"] == "ports" and harbour["completed_chunks"] == [0, 1]
+    assert harbour["training_pairs"][0]["chunk_id"] == "c0" and harbour["qa_generation_info"]["number_of_summaries"] == 2
+
+    # the same run seen through its step-03 files (what `ktools combine --qa-dir output/step_03` reads
+    # when there are no _qa.json files) gives the same pairs
+    from_gen = dict(load_qa_input(out / "document_based_qa").documents)
+    assert len(from_gen["harbour_qa.json"]["training_pairs"]) == \
+        sum(p["generator"] == "document_based_qa" for p in harbour["training_pairs"])
+    combined = combine_qa_dir(out, tmp_path / "training_data.json").combined
+    assert combined["metadata"]["total_qa_pairs"] == summary["total_qa_pairs"]
