@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ktools.config import (
+    LOCAL_TEACHER_BASE_URL,
     PROVIDER_ALIASES,
     PROVIDERS,
     ConfigError,
@@ -205,8 +206,9 @@ def map_provider(name: str | None, *, base_url: str | None = None,
                  ollama_base_url: str | None = None) -> tuple[str | None, str | None]:
     """(ktools provider, base URL) for a Training Data Generator provider name.
 
-    `local` + an Ollama URL -> ollama at that URL; `local` without one -> the embedded
-    teacher; `ollama` without any URL -> http://localhost:11434/v1; `claude` -> anthropic.
+    `local` + an Ollama URL (or any base URL other than the embedded teacher's, as the
+    reference tool's `base_url` is Ollama's) -> ollama at that URL; `local` without one ->
+    the embedded teacher; `ollama` without any URL -> http://localhost:11434/v1; `claude` -> anthropic.
     None stays None (ktools settings decide).
     """
     if name is None or not name.strip():
@@ -214,9 +216,11 @@ def map_provider(name: str | None, *, base_url: str | None = None,
     key = name.strip().lower()
     key = PROVIDER_ALIASES.get(key, key)
     if key == "local":
-        if ollama_base_url:
-            return "ollama", normalize_ollama_url(ollama_base_url)
-        return "local", base_url or None
+        # The reference tool's `local` is Ollama, and its QAGenerator(base_url=...) is the Ollama URL.
+        url = ollama_base_url or base_url
+        if url and url.rstrip("/") != LOCAL_TEACHER_BASE_URL:
+            return "ollama", normalize_ollama_url(url)
+        return "local", url or None
     if key == "ollama":
         url = base_url or ollama_base_url
         return "ollama", normalize_ollama_url(url) if url else DEFAULT_OLLAMA_BASE_URL

@@ -70,6 +70,8 @@ def test_bad_values_name_variable_origin_and_fix(repo):
     ("local", None, "http://192.168.50.133:11434", ("ollama", "http://192.168.50.133:11434/v1")),
     ("local", None, "http://h:11434/v1/", ("ollama", "http://h:11434/v1")),
     ("local", None, None, ("local", None)),
+    ("local", "http://ollama:11434", None, ("ollama", "http://ollama:11434/v1")),  # QAGenerator(base_url=...)
+    ("local", "http://127.0.0.1:8765/v1", None, ("local", "http://127.0.0.1:8765/v1")),
     ("ollama", None, None, ("ollama", DEFAULT_OLLAMA_BASE_URL)),
     ("ollama", "http://o:1", None, ("ollama", "http://o:1/v1")),
     ("claude", None, None, ("anthropic", None)),
