@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from ktools.documents.chunking import chunk_markdown, count_tokens, parse_blocks, token_starts
+from ktools.documents.chunking import chunk_markdown, parse_blocks, token_starts
 from ktools.documents.errors import DocumentError, SeedProblem
 from ktools.io import read_json, write_json
 
@@ -142,24 +143,25 @@ _PROPER = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+")
 
 def select_excerpt(markdown: str, tokenizer: Any, target_tokens: int = EXCERPT_TOKENS) -> tuple[str, str]:
     """(excerpt, heading): ~`target_tokens` of the document starting at its most
-    fact-dense early section. Deterministic: the score is (numbers + names) per token,
-    discounted by position (first half of the document favoured), among sections of
-    at least 80 tokens; the excerpt ends at a block boundary."""
+    fact-dense early section. Deterministic: for the window of `target_tokens` starting
+    at each heading, the score is (numbers + names) per token, discounted by position
+    (the first half of the document is favoured); the excerpt ends at a block boundary."""
     starts = token_starts(markdown, tokenizer)
     blocks = parse_blocks(markdown)
-    cuts = [b.start for b in blocks if b.kind == "heading"]
     titles = {b.start: b.title for b in blocks if b.kind == "heading"}
-    if not cuts or cuts[0] != 0:
-        cuts = [0, *cuts]
-    bounds = list(zip(cuts, [*cuts[1:], len(markdown)], strict=True))
+    candidates = sorted({0, *titles})
     best, best_score = 0, -1.0
-    for a, b in bounds:
-        n = count_tokens(starts, a, b)
-        if n < 80:
+    for a in candidates:
+        first = int(np.searchsorted(starts, a, side="left"))
+        if first >= len(starts):
             continue
+        last = min(first + target_tokens, len(starts))
+        b = int(starts[last]) if last < len(starts) else len(markdown)
+        n = max(last - first, 1)
         text = markdown[a:b]
         facts = len(_NUMBER.findall(text)) + len(_PROPER.findall(text))
-        score = facts / n * (1.0 - 0.5 * a / max(len(markdown), 1))
+        # windows shorter than the target (the document's end) are scored as if full
+        score = facts / max(n, min(target_tokens, len(starts))) * (1.0 - 0.5 * a / max(len(markdown), 1))
         if score > best_score:
             best, best_score = a, score
     tail = markdown[best:]
@@ -177,8 +179,9 @@ def fallback_outline(markdown: str, source: str) -> tuple[str, str]:
     """(outline, domain) without a model: the title and the top-level headings."""
     blocks = [b for b in parse_blocks(markdown) if b.kind == "heading"]
     title = blocks[0].title if blocks else Path(source).stem.replace("_", " ")
-    top = min((b.level for b in blocks[1:]), default=0)
-    sections = [b.title for b in blocks[1:] if b.level == top][:12]
+    rest = [b for b in blocks[1:] if b.title != title]
+    top = min((b.level for b in rest), default=0)
+    sections = list(dict.fromkeys(b.title for b in rest if b.level == top))[:12]
     outline = title if not sections else f"{title} — sections: {'; '.join(sections)}"
     return outline, title
 

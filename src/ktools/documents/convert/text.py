@@ -25,20 +25,39 @@ def decode_text(data: bytes, source: str, warnings: list[str] | None = None) -> 
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         bad = data[exc.start: exc.start + 1]
-    try:
-        from charset_normalizer import from_bytes
-    except ImportError:  # pragma: no cover - charset-normalizer is a dependency of the docs extra
-        best = None
-    else:
-        best = from_bytes(data).best()
-    if best is None or not best.encoding:
+    text, encoding = _detect(data)
+    if text is None:
         raise DocumentError(source, f"not UTF-8 (byte {bad!r}) and the encoding could not be detected",
                             "re-save the file as UTF-8", line=line)
-    message = (f"{source}: not UTF-8 (first bad byte {bad!r} at line {line}); decoded as {best.encoding}. "
+    message = (f"{source}: not UTF-8 (first bad byte {bad!r} at line {line}); decoded as {encoding}. "
                "Re-save as UTF-8 if characters look wrong.")
     if warnings is not None:
         warnings.append(message)
-    return _normalise(str(best)), best.encoding
+    return _normalise(text), encoding
+
+
+# Detectors rank rare code pages (hp_roman8, mac_*) high on short Western texts; among
+# their candidates we take the first common one, and cp1252 before anything exotic.
+_COMMON = ("cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "cp1251", "koi8_r", "cp1253", "cp1254",
+           "cp1257", "shift_jis", "cp932", "euc_jp", "gb2312", "gb18030", "big5", "euc_kr", "utf_16", "utf_32")
+
+
+def _detect(data: bytes) -> tuple[str | None, str]:
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:  # pragma: no cover - charset-normalizer is a dependency of the docs extra
+        matches = []
+    else:
+        matches = list(from_bytes(data))
+    for match in matches:
+        if match.encoding in _COMMON:
+            return str(match), match.encoding
+    for encoding in ("cp1252", "latin_1"):
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    return (str(matches[0]), matches[0].encoding) if matches else (None, "")
 
 
 def _normalise(text: str) -> str:
