@@ -33,7 +33,6 @@ from typing import Any
 
 from ktools.export.qa_files import (
     QA_FILE_SUFFIX,
-    document_stem,
     file_metadata,
     source_file_name,
     unique_stems,
@@ -51,8 +50,6 @@ ICL_FIELDS = ("icl_document", "icl_query_1", "icl_query_2", "icl_query_3")
 # Files we write ourselves (chunks-dir may equal qa-dir) and never read as chunks.
 OWN_OUTPUTS = ("qa_generation_summary.json", "qa_failures.jsonl", "training_data.json")
 _TEXT_CHUNK_NAME = re.compile(r"^(?P<doc>.+?)[_\-. ]+chunk[_\-. ]*(?P<index>\d+)$", re.I)
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
-_TITLE = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.M)
 
 
 class ChunkFileError(ValueError):
@@ -202,12 +199,18 @@ def _text_chunk(path: Path) -> tuple[str, dict[str, Any]]:
                       "tdg_chunk_id": str(index), "start": None, "end": None, "chunk_file": path.name}
 
 
-def _outline(doc: ChunkDocument) -> str:
+def _outline(doc: ChunkDocument) -> tuple[str, str]:
+    """(document_outline, domain): given in the chunk file's metadata, else `ktools seed`'s model-free
+    fallback (the title and top-level headings of the document's own text)."""
+    from ktools.documents.seed import fallback_outline
+
+    markdown = "\n\n".join(row["document"] for row in doc.rows)
+    outline, domain = fallback_outline(markdown, source_file_name(doc.source))
     for key in ("document_outline", "title"):
         if doc.metadata.get(key):
-            return str(doc.metadata[key])
-    match = _TITLE.search(doc.rows[0]["document"]) if doc.rows else None
-    return match.group(1).strip() if match else document_stem(doc.source)
+            outline = str(doc.metadata[key])
+            break
+    return outline, str(doc.metadata.get("domain") or domain)
 
 
 def _snippet(text: str, limit: int = 1200) -> str:
@@ -220,34 +223,30 @@ def _snippet(text: str, limit: int = 1200) -> str:
 
 
 def synthesize_icl(doc: ChunkDocument) -> None:
-    """Fill missing ICL fields from the document itself (its first chunk and headings)."""
+    """Fill missing ICL fields from the document itself, the way `ktools seed` does without a model:
+    outline from its headings, an excerpt of its first substantial chunk, questions from that excerpt."""
+    from ktools.documents.seed import fallback_questions
+
     rows = doc.rows
-    has_icl = all(all(row.get(f) for f in ICL_FIELDS) for row in rows)
-    outline = _outline(doc)
-    domain = str(doc.metadata.get("domain") or "")
+    outline, domain = _outline(doc)
     for row in rows:
         if not row.get("document_outline"):
             row["document_outline"] = outline
         if not row.get("domain"):
-            row["domain"] = domain or "general"
-    if has_icl:
+            row["domain"] = domain
+    if all(all(row.get(f) for f in ICL_FIELDS) for row in rows):
         return
-    example = next((r["document"] for r in rows if len(r["document"]) >= 200), rows[0]["document"])
-    headings = [h.strip() for r in rows for h in _HEADING.findall(r["document"]) if h.strip() != outline]
-    headings = list(dict.fromkeys(headings))[:3]
-    queries = [f"What does the section \"{h}\" of {outline} say?" for h in headings]
-    generic = [f"What is the purpose of {outline}?", f"What are the main requirements set out in {outline}?",
-               f"Who does {outline} apply to, and how?"]
-    queries = (queries + generic)[:3]
+    example = _snippet(next((r["document"] for r in rows if len(r["document"]) >= 200), rows[0]["document"]))
+    queries = fallback_questions(example)
     for row in rows:
         if not row.get("icl_document"):
-            row["icl_document"] = _snippet(example)
+            row["icl_document"] = example
         for i, query in enumerate(queries, start=1):
             if not row.get(f"icl_query_{i}"):
                 row[f"icl_query_{i}"] = query
     doc.icl_synthesized = True
-    log.info("%s: the chunks carry no ICL fields (icl_document, icl_query_1..3); using the document's own "
-             "first chunk and questions from its headings (%s). For better questions add these fields to "
+    log.info("%s: the chunks carry no ICL fields (icl_document, icl_query_1..3); using an excerpt of the "
+             "document itself and questions drawn from it (%s). For better questions add these fields to "
              "the chunk files, or build a seed with `ktools seed` and run `ktools generate --seed`.",
              ", ".join(doc.files), "; ".join(queries))
 

@@ -57,11 +57,10 @@ def test_reads_every_chunk_format(tmp_path, caplog):
     first = policy.rows[0]
     assert first["chunk_id"] == "Policy#0_0" and first["tdg_chunk_id"] == "0_0"
     assert (first["chunk_index"], first["start"], first["end"]) == (0, 0, len(first["document"]))
-    # ICL synthesized from the document itself, and said so
-    assert policy.icl_synthesized and first["document_outline"] == "Staff Policy"
-    assert first["icl_query_1"] == 'What does the section "Leave" of Staff Policy say?'
-    assert first["icl_query_2"] == "What is the purpose of Staff Policy?"
-    assert first["icl_document"].startswith("# Staff Policy") and first["domain"] == "general"
+    # ICL synthesized from the document itself (as `ktools seed` does without a model), and said so
+    assert policy.icl_synthesized and first["document_outline"] == "Staff Policy — sections: Leave"
+    assert first["icl_query_1"] == 'What does the document state in the passage beginning "Staff get 20 days of annual leave"?'
+    assert first["icl_document"].startswith("# Staff Policy") and first["domain"] == "Staff Policy"
     assert docs["notes.md"].rows[0]["document_outline"] == "notes"  # no title: the file name
     assert "carry no ICL fields" in caplog.text and "Staff-Policy_chunks.json" in caplog.text
 
