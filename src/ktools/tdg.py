@@ -80,6 +80,14 @@ def convert_tdg_template(text: str, origin: str = "template") -> str:
     return "".join(out)
 
 
+def engine_parses_json_pairs() -> bool:
+    """Whether the engine's Q&A parser reads the reference template's JSON array replies."""
+    from ktools.generate.parsing import parse_qa_pairs
+
+    sample = '[{"question": "What is the harbour fee here?", "answer": "Ten euros."}]'
+    return parse_qa_pairs(sample) == [{"question": "What is the harbour fee here?", "response": "Ten euros."}]
+
+
 class QAGenerator:
     """Generate Q&A for every document of a chunks folder (or a seed JSONL), resumably.
 
@@ -186,6 +194,10 @@ class QAGenerator:
         if self.template_file is not None and self.template_file.suffix.lower() in (".yaml", ".yml"):
             return {"document_qa": self.template_file}
         converted = convert_tdg_template(text, origin)
+        if "json" in text.lower() and not engine_parses_json_pairs():
+            log.warning("%s asks the teacher for JSON, but this ktools version parses Q&A replies as "
+                        "'Question: … / Answer: …' lines; pairs may be lost or garbled. Ask for that format "
+                        "in the template (see `ktools/prompts/document_qa.yaml`).", origin)
         target = self.qa_dir / TEMPLATE_DIR / "document_qa.txt"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(converted, encoding="utf-8")

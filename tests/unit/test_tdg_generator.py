@@ -9,7 +9,14 @@ import pytest
 
 from ktools.io import read_json, read_jsonl
 from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
-from ktools.tdg import FAILURES_FILE, SUMMARY_FILE, QAGenerator, TDGError, convert_tdg_template
+from ktools.tdg import (
+    FAILURES_FILE,
+    SUMMARY_FILE,
+    QAGenerator,
+    TDGError,
+    convert_tdg_template,
+    engine_parses_json_pairs,
+)
 
 
 class ScriptedTeacher:
@@ -120,7 +127,7 @@ def test_no_resume_keeps_a_backup_and_starts_over(tmp_path):
     assert (backup / "Harbour_qa.json").is_file() and (backup / "responses.sqlite").is_file()
 
 
-def test_reference_prompt_template_is_converted(tmp_path):
+def test_reference_prompt_template_is_converted(tmp_path, caplog):
     make_chunks(tmp_path / "chunks")
     template = tmp_path / "custom_template.txt"
     template.write_text("Write {num_questions} pairs. {extra_instructions}\nText to analyze:\n{text}\n"
@@ -131,6 +138,8 @@ def test_reference_prompt_template_is_converted(tmp_path):
     prompt = next(p for p in teacher.prompts if "Ferries" in p)
     assert prompt.startswith("Write 2 pairs. Focus on dates.\nText to analyze:\nFerries leave hourly")
     assert '[{"question": "...", "answer": "..."}]' in prompt
+    # the template asks for JSON: the user is told when the engine's parser cannot read it
+    assert ("asks the teacher for JSON" in caplog.text) == (not engine_parses_json_pairs())
 
 
 def test_template_conversion_and_errors():
