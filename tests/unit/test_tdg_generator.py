@@ -131,7 +131,7 @@ def test_reference_prompt_template_is_converted(tmp_path, caplog):
     make_chunks(tmp_path / "chunks")
     template = tmp_path / "custom_template.txt"
     template.write_text("Write {num_questions} pairs. {extra_instructions}\nText to analyze:\n{text}\n"
-                        'Format: [{{"question": "...", "answer": "..."}}]\nDocument: (see above)')
+                        'Return ONLY a valid JSON array: [{{"question": "...", "answer": "..."}}]')
     teacher = ScriptedTeacher()
     generator(tmp_path, teacher, qa_prompt_template_file=template,
               qa_extra_instructions="Focus on dates.").generate_qa_for_all_documents()
