@@ -196,3 +196,37 @@ def test_seed_mode_runs_all_four_generators_and_exports_step03(tmp_path):
         sum(p["generator"] == "document_based_qa" for p in harbour["training_pairs"])
     combined = combine_qa_dir(out, tmp_path / "training_data.json").combined
     assert combined["metadata"]["total_qa_pairs"] == summary["total_qa_pairs"]
+
+
+class InterruptingTeacher(ScriptedTeacher):
+    """Sends Ctrl+C (SIGINT to the main thread) while its `at`-th request is in flight."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    async def achat(self, messages, params: SamplingParams | None = None, n=1):
+        import asyncio
+        import signal
+
+        if len(self.prompts) + 1 == self.at:
+            self.prompts.append(messages[-1]["content"])
+            signal.raise_signal(signal.SIGINT)
+            await asyncio.sleep(30)  # cancelled by the clean stop
+        return await super().achat(messages, params, n)
+
+
+def test_ctrl_c_writes_what_is_done_and_a_rerun_finishes(tmp_path):
+    from ktools.generate import GenerationInterrupted
+
+    make_chunks(tmp_path / "chunks")
+    with pytest.raises(GenerationInterrupted):
+        generator(tmp_path, InterruptingTeacher(at=3), max_concurrency=1).generate_qa_for_all_documents()
+    summary = read_json(tmp_path / "qa" / SUMMARY_FILE)
+    assert summary["status"] == "interrupted" and summary["chunks_pending"] >= 1
+    assert read_json(tmp_path / "qa" / "Harbour_qa.json")["status"] == "interrupted"
+
+    rest = ScriptedTeacher()
+    summary = generator(tmp_path, rest).generate_qa_for_all_documents()
+    assert summary["status"] == "complete" and summary["chunks_completed"] == 4
+    assert len(rest.prompts) == 4 - 2  # only what was not answered before the interrupt
