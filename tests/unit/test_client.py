@@ -232,10 +232,11 @@ def test_limit_is_shared_between_loops_and_threads():
 
         async def async_part():
             await asyncio.gather(*(client.achat(MSG) for _ in range(40)))
+            for t in threads:
+                await asyncio.to_thread(t.join)
+            await client.aclose()  # this loop ends here: close its pool while it runs
 
         asyncio.run(async_part())
-        for t in threads:
-            t.join()
         assert not errors
         assert len(srv.requests) == 80
         assert srv.max_in_flight <= 5
@@ -255,6 +256,7 @@ def test_cancelled_waiters_do_not_leak_slots(server):
         await asyncio.gather(*tasks, return_exceptions=True)
         # both slots must be free again
         await asyncio.gather(*(client.achat(MSG) for _ in range(2)))
+        await client.aclose()
 
     asyncio.run(scenario())
     assert client._limiter.in_use == 0
@@ -287,8 +289,14 @@ def test_run_sync_in_a_plain_script():
 
 def test_async_use_on_several_loops(server):
     client = make_client(server)
+    async def one_run():
+        try:
+            return await client.achat(MSG)
+        finally:
+            await client.aclose()
+
     for _ in range(3):  # each asyncio.run is a new loop: the client must not reuse a dead pool
-        result = asyncio.run(client.achat(MSG))
+        result = asyncio.run(one_run())
         assert result.choices
     client.close()
 

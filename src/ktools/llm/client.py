@@ -418,8 +418,8 @@ class TeacherClient:
             try:
                 self._count(requests=1)
                 client = self._openai()
-                async with asyncio.timeout(self.timeout):
-                    response = await client.post(self._url, body=body, cast_to=httpx2.Response)
+                # The per-request timeout is the http client's (connect/read/write/pool, set at creation).
+                response = await client.post(self._url, body=body, cast_to=httpx2.Response)
                 try:
                     data = json.loads(response.content)
                 except ValueError:
