@@ -28,7 +28,8 @@ from ktools.documents.errors import DocumentError
 
 log = logging.getLogger(__name__)
 
-_BULLET = re.compile(r"^[•◦▪●○■‣–\-*]\s+")
+# "(cid:N)" is a bullet glyph without a unicode mapping (e.g. ZapfDingbats).
+_BULLET = re.compile(r"^(?:[•◦▪●○■‣–\-*]\s+|\(cid:\d+\)\s*)(?=\S)")
 _NUMBERED = re.compile(r"^(\d{1,3}[.)]|\([a-z0-9]{1,3}\)|[a-z][.)])\s+")
 
 
