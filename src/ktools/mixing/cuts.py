@@ -124,7 +124,7 @@ def select_cut(rows: list[dict[str, Any]], cut: int, qa_per_doc: int, seed: int)
         items = by_chunk[chunk_id]
         generator = next(iter(items.values()))[0]["generator"]
         for item_id in _seeded_order(list(items), seed, f"{generator}|{chunk_id}")[:cut]:
-            qa = items[item_id]
+            qa = sorted(items[item_id], key=lambda r: (r["question"], r["response"]))  # file order must not matter
             order = list(range(len(qa)))
             random.Random(f"{seed}|{generator}|{item_id}").shuffle(order)
             selected.extend(qa[i] for i in sorted(order[:qa_per_doc]))

@@ -43,7 +43,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class TokenCounter:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self._renderer = self._make_renderer()
-        self._backend = self._clone_backend()
+        self._backend = self._usable_backend()
         self.strategy = "python"
         self.cache_stats = {"segment_hits": 0, "segment_misses": 0, "unsafe_boundaries": 0,
                             "fallback_texts": 0}
@@ -106,7 +106,7 @@ class TokenCounter:
 
             template = tok.get_chat_template()
             special = dict(tok.special_tokens_map)
-        except Exception:  # older/newer transformers or no template: the public, slower way
+        except Exception:  # other transformers versions or no template: the public, slower way
             log.debug("rendering chat templates through apply_chat_template (no batch renderer)")
             return lambda convs: [tok.apply_chat_template(c, tokenize=False) for c in convs]
 
@@ -126,47 +126,50 @@ class TokenCounter:
         return out
 
     # ------------------------------------------------------------ backend set-up
-    def _clone_backend(self) -> Any:
+    def _usable_backend(self) -> Any:
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None:
             return None
+        split_special = bool(getattr(self.tokenizer, "split_special_tokens", False))
+        if backend.truncation is None and backend.padding is None and backend.encode_special_tokens == split_special:
+            return backend  # nothing to undo: no need to pay for a copy
         from tokenizers import Tokenizer
 
-        clone = Tokenizer.from_str(backend.to_str())  # our own copy: no truncation/padding state
+        clone = Tokenizer.from_str(backend.to_str())  # our own copy without truncation/padding state
         clone.no_truncation()
         clone.no_padding()
-        clone.encode_special_tokens = bool(getattr(self.tokenizer, "split_special_tokens", False))
+        clone.encode_special_tokens = split_special
         return clone
 
     def _setup_bytelevel(self) -> None:
-        spec = json.loads(self._backend.to_str())
-        pre = spec.get("pre_tokenizer") or {}
-        model = spec.get("model") or {}
-        added = self._backend.get_added_tokens_decoder().values()
+        backend = self._backend
+        pre = backend.pre_tokenizer
+        pre_spec = json.loads(pre.__getstate__()) if pre is not None else {}
+        added = backend.get_added_tokens_decoder().values()
         eligible = (
-            model.get("type") == "BPE"
-            and spec.get("normalizer") is None
-            and pre.get("type") == "ByteLevel"
-            and pre.get("use_regex", True)
-            and not pre.get("add_prefix_space", False)
-            and not self._backend.encode_special_tokens
+            type(backend.model).__name__ == "BPE"
+            and backend.normalizer is None
+            and pre_spec.get("type") == "ByteLevel"
+            and pre_spec.get("use_regex", True)
+            and not pre_spec.get("add_prefix_space", False)
+            and not backend.encode_special_tokens
             and all(not (t.lstrip or t.rstrip or t.single_word) for t in added)
         )
         if not eligible:
-            log.info("token counting: %s pre-tokenizer; using batched Rust encoding", pre.get("type"))
+            log.info("token counting: %s pre-tokenizer; using batched Rust encoding", pre_spec.get("type"))
             return
         import regex
 
         self._split = regex.compile(GPT2_SPLIT_PATTERN).findall
+        self._non_ascii = regex.compile(r"[^\x00-\x7f]").findall
         contents = sorted({t.content for t in added if t.content}, key=len, reverse=True)
         self._special_split = re.compile("|".join(map(re.escape, contents))).split if contents else None
         # A special token containing whitespace could straddle a segment cut.
         self._specials_have_space = any(any(ch.isspace() for ch in c) for c in contents)
         self._char_class: dict[str, str] = {}
         self._bad_chars: set[str] = set()
-        self._word_counts = _WordCounts(self._backend)
-        ascii_ok = all(self._check_char(chr(i)) for i in range(1, 128))
-        if not ascii_ok:
+        self._word_counts: dict[str, int] = {}
+        if not all([self._check_char(chr(i)) for i in range(1, 128)]):
             log.info("token counting: regex engines disagree on ASCII; using batched Rust encoding")
             return
         self.strategy = "bytelevel"
@@ -200,27 +203,38 @@ class TokenCounter:
         return True
 
     def _chars_ok(self, text: str) -> bool:
+        """Do both regex engines class every character of `text` alike?"""
         if text.isascii():
             return True
-        new = set(text).difference(self._char_class)
+        new = set(self._non_ascii(text)).difference(self._char_class)
         if not new:
             return True
         return all([self._check_char(ch) for ch in new if ch not in self._bad_chars]) and not (
             new & self._bad_chars)
 
     # ------------------------------------------------------------------ counting
-    def _count_piece_fast(self, text: str) -> int:
-        """Count of `text` via special-token split + pre-token lookup; < 0 means: not trustworthy."""
-        words = self._word_counts
-        split = self._split
+    # Per batch: split every text into pre-tokens, encode all pre-tokens never seen
+    # before in one `encode_batch` call, then sum looked-up lengths.
+    def _pieces(self, text: str) -> tuple[int, list[list[str]]]:
+        """(number of special tokens, pre-token lists of the text between them)."""
         if self._special_split is None:
-            return sum(map(words.__getitem__, split(text)))
+            return 0, [self._split(text)]
         parts = self._special_split(text)
-        total = len(parts) - 1
-        for part in parts:
-            if part:
-                total += sum(map(words.__getitem__, split(part)))
-        return total
+        return len(parts) - 1, [self._split(p) for p in parts if p]
+
+    def _learn_words(self, word_lists: Iterable[list[str]]) -> None:
+        counts = self._word_counts
+        new = list({w for words in word_lists for w in words if w not in counts})
+        if not new:
+            return
+        encoded = self._backend.encode_batch(new, add_special_tokens=False)
+        for word, enc in zip(new, encoded, strict=True):
+            # A pre-token encoded alone gives its in-context tokens only if it splits to itself.
+            counts[word] = len(enc.ids) if self._split(word) == [word] else _UNSAFE
+
+    def _sum_words(self, n_special: int, word_lists: list[list[str]]) -> int:
+        get = self._word_counts.__getitem__
+        return n_special + sum([sum(map(get, words)) for words in word_lists])
 
     def _count_segment(self, segment: str) -> int:
         cached = self._segment_cache.get(segment)
@@ -228,9 +242,26 @@ class TokenCounter:
             self.cache_stats["segment_hits"] += 1
             return cached
         self.cache_stats["segment_misses"] += 1
-        count = self._count_piece_fast(segment) if self._chars_ok(segment) else _UNSAFE
+        count = _UNSAFE
+        if self._chars_ok(segment):
+            n_special, word_lists = self._pieces(segment)
+            self._learn_words(word_lists)
+            count = self._sum_words(n_special, word_lists)
         self._segment_cache[segment] = count
         return count
+
+    def _split_off_segment(self, text: str, segment: str) -> tuple[int, str]:
+        """(count of the cached parts, the rest of the text to count)."""
+        pos = text.find(segment)
+        end = pos + len(segment)
+        if pos < 0 or self._specials_have_space or not (
+            _boundary_is_safe(text, pos) and _boundary_is_safe(text, end)
+        ):
+            self.cache_stats["unsafe_boundaries"] += 1
+            return 0, text
+        # What precedes the document (system prompt, role header) repeats too: cache it as well.
+        known = self._count_segment(segment) + self._count_segment(text[:pos])
+        return (known if known >= 0 else _UNSAFE), text[end:]
 
     def count_texts(self, texts: Sequence[str], repeated: Sequence[str | None] | None = None) -> list[int]:
         """Exact `len(encode(text, add_special_tokens=False))` for each text.
@@ -242,37 +273,26 @@ class TokenCounter:
             return [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         if self.strategy == "rust":
             return [len(e.ids) for e in self._backend.encode_batch(list(texts), add_special_tokens=False)]
-        counts: list[int] = []
-        fallback: list[int] = []
+        known: list[int] = []
+        pending: list[tuple[int, list[list[str]]] | None] = []
         for i, text in enumerate(texts):
             segment = repeated[i] if repeated is not None else None
-            count = self._count_with_segment(text, segment) if segment else self._count_whole(text)
-            if count < 0:
-                fallback.append(i)
-            counts.append(count)
+            count, rest = self._split_off_segment(text, segment) if segment else (0, text)
+            if count < 0 or not self._chars_ok(rest):
+                known.append(_UNSAFE)
+                pending.append(None)
+            else:
+                known.append(count)
+                pending.append(self._pieces(rest))
+        self._learn_words(words for p in pending if p is not None for words in p[1])
+        counts = [k if p is None else k + self._sum_words(*p) for k, p in zip(known, pending, strict=True)]
+        fallback = [i for i, c in enumerate(counts) if c < 0]
         if fallback:
             self.cache_stats["fallback_texts"] += len(fallback)
             encoded = self._backend.encode_batch([texts[i] for i in fallback], add_special_tokens=False)
             for i, enc in zip(fallback, encoded, strict=True):
                 counts[i] = len(enc.ids)
         return counts
-
-    def _count_whole(self, text: str) -> int:
-        return self._count_piece_fast(text) if self._chars_ok(text) else _UNSAFE
-
-    def _count_with_segment(self, text: str, segment: str) -> int:
-        pos = text.find(segment)
-        end = pos + len(segment)
-        if pos < 0 or self._specials_have_space or not (
-            _boundary_is_safe(text, pos) and _boundary_is_safe(text, end)
-        ):
-            self.cache_stats["unsafe_boundaries"] += 1
-            return self._count_whole(text)
-        rest_left, rest_right = text[:pos], text[end:]
-        if not (self._chars_ok(rest_left) and self._chars_ok(rest_right)):
-            return _UNSAFE
-        # What precedes the document (system prompt, role header) is the same in most rows: cache it too.
-        return self._count_segment(segment) + self._count_segment(rest_left) + self._count_piece_fast(rest_right)
 
     def count_conversations(
         self,
@@ -303,23 +323,6 @@ class TokenCounter:
                     f"row {i}: fast count {counts[i]} != apply_chat_template count {expected} "
                     f"(strategy {self.strategy}); please report this with the row")
         return len(indices)
-
-
-class _WordCounts(dict):
-    """Pre-token -> BPE length, filled on first sight by encoding the pre-token alone."""
-
-    def __init__(self, backend: Any):
-        super().__init__()
-        self._backend = backend
-
-    def __missing__(self, word: str) -> int:
-        # Encoding a pre-token alone gives its in-context tokens only if it pre-tokenizes to itself.
-        if len(self._backend.pre_tokenizer.pre_tokenize_str(word)) != 1:
-            count = _UNSAFE
-        else:
-            count = len(self._backend.encode(word, add_special_tokens=False).ids)
-        self[word] = count
-        return count
 
 
 def _is_plain_nonspace(ch: str) -> bool:
