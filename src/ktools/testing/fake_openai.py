@@ -78,6 +78,11 @@ def default_responder(body: dict[str, Any], index: int) -> str:
     return f"Answer {index} to: {last[:60]}" + (f" [seed {seed}]" if seed is not None else "")
 
 
+def echo_responder(body: dict[str, Any], index: int) -> str:
+    """The request body as JSON text (to check what a client sent): `--responder ktools.testing.fake_openai:echo_responder`."""
+    return json.dumps(body, ensure_ascii=False)
+
+
 def _count_words(messages: Any) -> int:
     total = 0
     if isinstance(messages, list):
