@@ -80,6 +80,19 @@ def convert_tdg_template(text: str, origin: str = "template") -> str:
     return "".join(out)
 
 
+def _close_client(client: Any) -> None:
+    # run_generation returns before its worker thread has closed that thread's event loop; closing
+    # the client meanwhile waits 10 s on that loop. Let the worker finish first.
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "ktools-generation" and thread is not threading.current_thread():
+            thread.join(timeout=5)
+    closer = getattr(client, "close", None)
+    if closer is not None:
+        closer()
+
+
 def engine_parses_json_pairs() -> bool:
     """Whether the engine's Q&A parser reads the reference template's JSON array replies."""
     from ktools.generate.parsing import parse_qa_pairs
@@ -285,9 +298,7 @@ class QAGenerator:
             interrupted, report = exc, exc.report
         finally:
             if self.client is None:
-                closer = getattr(client, "close", None)
-                if closer is not None:
-                    closer()
+                _close_client(client)
         if report is None:  # interrupted before anything ran
             raise interrupted  # type: ignore[misc]
         if dry_run:

@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
     from ktools.tdg_chunks import ChunkFileError
 
     log = logging.getLogger("ktools.generate")
+    if not args.verbose:  # one line per HTTP request drowns the progress and the summary
+        for name in ("httpx", "httpx2", "httpcore", "openai"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         # --seed wins; else --chunks-dir or GENERATOR_PROCESS_DIR; else step 02's seed file.
         seed = args.seed
