@@ -588,15 +588,27 @@ class TeacherClient:
             self._last = (None, None)
             thread, self._loop_thread = self._loop_thread, None
         for loop, client in items:
-            if loop.is_closed():
+            # A loop that is not running belongs to a thread we cannot drive safely (it may be
+            # about to run or close it); its pool goes with it. A running one closes its own pool,
+            # unless it stops first (e.g. its run_until_complete just returned): then stop waiting.
+            if loop.is_closed() or not loop.is_running():
                 continue
             try:
-                if loop.is_running():
-                    asyncio.run_coroutine_threadsafe(client.close(), loop).result(10)
-                else:
-                    loop.run_until_complete(client.close())
-            except Exception as exc:  # closing is best effort
-                log.debug("closing a teacher connection pool failed: %s", exc)
+                fut = asyncio.run_coroutine_threadsafe(client.close(), loop)
+            except RuntimeError:  # closed meanwhile
+                continue
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:
+                try:
+                    fut.result(0.05)
+                    break
+                except concurrent.futures.TimeoutError:
+                    if not loop.is_running():
+                        fut.cancel()
+                        break
+                except Exception as exc:  # closing is best effort
+                    log.debug("closing a teacher connection pool failed: %s", exc)
+                    break
         if thread is not None:
             thread.stop()
 
