@@ -11,7 +11,7 @@ sampling), `formats` (chat / GPT-OSS / Alpaca / eval rows), `tokens` (fast exact
 chat-template token counts), `stats` (report, tables, plots), `build` (the pipeline).
 """
 
-from ktools.mixing.build import MixOptions, build_mixes
+from ktools.mixing.build import MixOptions, build_mixes, check_feasibility
 from ktools.mixing.cuts import CutPlan, plan_cuts, select_cut
 from ktools.mixing.load import MixingInputError, load_generated
 from ktools.mixing.split import split_eval
@@ -26,6 +26,7 @@ __all__ = [
     "TokenCountMismatch",
     "TokenCounter",
     "build_mixes",
+    "check_feasibility",
     "load_generated",
     "plan_cuts",
     "plot_token_histograms",

@@ -77,6 +77,26 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="row")
 
 
+def _resolve(options: MixOptions | Settings | None, paths: OutputPaths | None) -> tuple[MixOptions, OutputPaths]:
+    if options is None or isinstance(options, Settings):
+        settings = options if isinstance(options, Settings) else load_settings(step_dir="04_Knowledge_Mixing")
+        options = MixOptions.from_settings(settings)
+        paths = paths or OutputPaths.from_settings(settings)
+    options.validate()
+    return options, paths or OutputPaths.from_settings(load_settings())
+
+
+def check_feasibility(options: MixOptions | Settings | None = None, paths: OutputPaths | None = None) -> dict:
+    """What a run would do, without writing: inputs found, eval split, and which cuts are feasible."""
+    options, paths = _resolve(options, paths)
+    loaded = load_generated(paths)
+    split = split_eval(loaded.datasets, options.eval_share, options.seed)
+    plan = plan_cuts(list(options.cut_sizes), split.train)
+    return {"inputs": loaded.summary(), "missing": loaded.missing, "split": split.report.as_dict(),
+            "availability": [dataclasses.asdict(a) for a in plan.availability],
+            "feasibility": plan.table(), "cuts": plan.cuts}
+
+
 def build_mixes(
     options: MixOptions | Settings | None = None,
     paths: OutputPaths | None = None,
@@ -86,12 +106,7 @@ def build_mixes(
 ) -> MixReport:
     """Build every training mix, the eval set and `mix_stats.json`; return the report."""
     started = time.perf_counter()
-    if options is None or isinstance(options, Settings):
-        settings = options if isinstance(options, Settings) else load_settings(step_dir="04_Knowledge_Mixing")
-        options = MixOptions.from_settings(settings)
-        paths = paths or OutputPaths.from_settings(settings)
-    options.validate()
-    paths = paths or OutputPaths.from_settings(load_settings())
+    options, paths = _resolve(options, paths)
 
     loaded = load_generated(paths)
     split = split_eval(loaded.datasets, options.eval_share, options.seed)
