@@ -6,7 +6,15 @@ import http.server
 import threading
 
 import pytest
-from docfixtures import BOILERPLATE, FACTS, WIKI_HTML, make_docx, make_encrypted_pdf, make_report_pdf, make_scanned_pdf
+from docfixtures import (
+    BOILERPLATE,
+    FACTS,
+    WIKI_HTML,
+    make_docx,
+    make_encrypted_pdf,
+    make_report_pdf,
+    make_scanned_pdf,
+)
 
 from ktools.documents.convert import convert_source, convert_sources
 from ktools.documents.errors import DocumentError

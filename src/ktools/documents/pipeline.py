@@ -199,3 +199,67 @@ def icl_table(icl: Mapping[str, IclFields]):
         for key, value in fields.values.items():
             rows.append({"source": source, "field": key, "origin": fields.origin.get(key, ""), "value": value})
     return pd.DataFrame(rows)
+
+
+# --- notebook helpers ------------------------------------------------------------------
+
+def resolve_sources(sources: str | Iterable[str], repo_root: Path) -> list[str]:
+    """Notebook SOURCES: URLs as they are; relative paths are relative to the repository root."""
+    if isinstance(sources, str | Path):
+        sources = [str(sources)]
+    out = []
+    for source in sources:
+        text = str(source).strip()
+        if not text:
+            continue
+        if "://" in text or Path(text).expanduser().is_absolute():
+            out.append(text)
+        else:
+            out.append(str(repo_root / text))
+    return out
+
+
+def given_from_parameters(domain: str = "", outline: str = "", document: str = "",
+                          queries: Iterable[str] | None = None) -> dict[str, Any]:
+    """ICL values from notebook parameters (empty ones are left out)."""
+    given: dict[str, Any] = {}
+    if domain:
+        given["domain"] = domain
+    if outline:
+        given["document_outline"] = outline
+    if document:
+        given["icl_document"] = document
+    queries = [q for q in (queries or []) if q and q.strip()]
+    if queries:
+        if len(queries) != 3:
+            raise ValueError(f"ICL_QUERIES needs exactly three questions (got {len(queries)})")
+        given["icl_queries"] = queries
+    return given
+
+
+def chunk_histogram(rows: list[dict[str, Any]], max_tokens: int | None = None, bins: int = 30):
+    """Histogram of chunk token counts (matplotlib figure)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    counts = [r["n_tokens"] for r in rows]
+    ax.hist(counts, bins=bins, color="#4C72B0", edgecolor="white")
+    if max_tokens:
+        ax.axvline(max_tokens, color="#C44E52", linestyle="--", label=f"max_tokens = {max_tokens}")
+        ax.legend()
+    ax.set_xlabel("tokens per chunk")
+    ax.set_ylabel("chunks")
+    ax.set_title(f"{len(counts)} chunks")
+    fig.tight_layout()
+    return fig
+
+
+def written_files(settings: Settings | None = None):
+    """The step-02 files on disk (path relative to output/, size)."""
+    import pandas as pd
+
+    paths = _paths(settings)
+    step = paths.step(2)
+    rows = [{"file": str(p.relative_to(paths.root)), "bytes": p.stat().st_size}
+            for p in sorted(step.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    return pd.DataFrame(rows)
