@@ -169,7 +169,7 @@ class TokenCounter:
         self._char_class: dict[str, str] = {}
         self._bad_chars: set[str] = set()
         self._word_counts: dict[str, int] = {}
-        if not all([self._check_char(chr(i)) for i in range(1, 128)]):
+        if not all([self._check_char(chr(i)) for i in range(128)]):
             log.info("token counting: regex engines disagree on ASCII; using batched Rust encoding")
             return
         self.strategy = "bytelevel"
