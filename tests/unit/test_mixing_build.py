@@ -60,14 +60,24 @@ def test_held_out_rows_never_appear_in_any_mix(built):
     assert eval_rows
     assert all({"id", "question", "answer", "generator", "chunk_id", "source", "item_id", "document"} <= set(e)
                for e in eval_rows)
-    held_items = {(e["generator"], e["item_id"]) for e in eval_rows}
+    grouping = report.split["grouping"]
+    assert grouping["document_based_qa"] == "question (few chunks)"  # 5 chunks only
+
+    def family(generator, item_id, chunk_id, question):
+        if grouping[generator] == "chunk":
+            return (generator, chunk_id)
+        return (generator, question) if grouping[generator].startswith("question") else (generator, item_id)
+
+    held = {family(e["generator"], e["item_id"], e["chunk_id"], e["question"]) for e in eval_rows}
     held_questions = {e["question"] for e in eval_rows}
+    assert {e["generator"] for e in eval_rows} == set(grouping)
     for path in paths.training_mix_dir.rglob("*.jsonl"):
         for row in read_jsonl(path):
             if "messages" in row:
-                meta = row["metadata"]
-                assert (meta["generator"], meta["item_id"]) not in held_items, path
-                assert not any(row["messages"][0]["content"].endswith(q) for q in held_questions), path
+                meta, user = row["metadata"], row["messages"][0]["content"]
+                question = next((q for q in held_questions if user.endswith(q)), None)
+                assert question is None, (path, question)
+                assert family(meta["generator"], meta["item_id"], meta["chunk_id"], "") not in held, path
             else:  # alpaca
                 assert row["instruction"] not in held_questions, path
 

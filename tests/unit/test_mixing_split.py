@@ -42,8 +42,10 @@ def test_split_is_deterministic_and_seed_dependent():
 def test_few_chunks_hold_out_items_and_keep_training_data():
     data = _datasets(n_chunks=2)
     result = split_eval(data, eval_share=0.1, seed=0)
-    assert result.report.grouping["document_based_qa"] == "item (few chunks)"
-    assert any("few" in n or "only 2 chunks" in n for n in result.report.notes)
+    assert result.report.grouping["document_based_qa"] == "question (few chunks)"
+    assert any("only 2 chunks" in n for n in result.report.notes)
+    doc_eval = [e for e in result.eval_rows if e["generator"] == "document_based_qa"]
+    assert doc_eval and len(doc_eval) < 4  # single questions, not a whole chunk's 4
     for generator in ALL_GENERATORS:
         assert result.train[generator], generator
         assert {r["chunk_id"] for r in result.train[generator]} == {"doc_0.md#0000", "doc_1.md#0001"}

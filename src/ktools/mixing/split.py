@@ -16,8 +16,10 @@ training rows. So we hold out whole families ("groups"), per generator:
   the same text with no intermediate item, and different Q&A of one chunk overlap.
   When there are fewer than `min_chunks_for_chunk_groups` chunks (the demo has a
   handful), holding out whole chunks would take a large bite out of the training
-  data, so document-based Q&A are then grouped by `item_id` instead, and the
-  report says so.
+  data (and remove whole chunks' text from it), so document-based Q&A are then held
+  out one question at a time instead, and the report says so. Siblings of such a
+  question (other Q&A of the same chunk) may then overlap with it: that is the price
+  of a split on tiny data.
 
 On top of the grouping, any training row whose normalised question (lower case,
 punctuation and spacing removed) equals a held-out question is removed from
@@ -50,10 +52,9 @@ def normalise_question(question: str) -> str:
 
 
 def group_key(row: dict[str, Any], by_chunk: bool) -> str:
-    if row["generator"] == "document_based_qa" and by_chunk:
-        return row["chunk_id"]
-    if row["item_id"] == row["chunk_id"]:  # an item id that names only the chunk: fall back to the question
-        return f"{row['chunk_id']}|{normalise_question(row['question'])}"
+    if row["generator"] == "document_based_qa":
+        # Step 03 gives all document Q&A of a chunk one item id ("<chunk>/document").
+        return row["chunk_id"] if by_chunk else f"{row['item_id']}|{normalise_question(row['question'])}"
     return row["item_id"]
 
 
@@ -95,11 +96,11 @@ def split_eval(
         n_chunks = len({r["chunk_id"] for r in rows})
         by_chunk = generator == "document_based_qa" and n_chunks >= min_chunks_for_chunk_groups
         if generator == "document_based_qa":
-            report.grouping[generator] = "chunk" if by_chunk else "item (few chunks)"
+            report.grouping[generator] = "chunk" if by_chunk else "question (few chunks)"
             if not by_chunk:
                 report.notes.append(
                     f"document_based_qa: only {n_chunks} chunks (< {min_chunks_for_chunk_groups}); "
-                    "held out by item instead of by whole chunk so training keeps every chunk")
+                    "held out by single question instead of by whole chunk so training keeps every chunk")
         else:
             report.grouping[generator] = "key fact" if generator == "key_facts_to_qa" else "summary"
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)

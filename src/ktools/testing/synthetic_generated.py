@@ -152,8 +152,8 @@ def generate_rows(
                     row["key_fact"] = fact
                     rows.append(row)
         else:  # document_based_qa
-            for q in range(shape.doc_qa_per_chunk):
-                rows.append(base(chunk_id, source, outline, chunk, chunk, f"{chunk_id}/qa/{q}"))
+            for _ in range(shape.doc_qa_per_chunk):
+                rows.append(base(chunk_id, source, outline, chunk, chunk, f"{chunk_id}/document"))
     return rows
 
 
