@@ -43,15 +43,14 @@ class MixOptions:
             cut_sizes=list(settings.cut_sizes),
             qa_per_doc=settings.qa_per_doc,
             save_gpt_oss_format=settings.save_gpt_oss_format,
-            max_seq_len=settings.max_seq_len,
+            max_seq_len=settings.max_seq_len or None,
             tokenizer_model_name=settings.effective_tokenizer,
         )
         return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
     def replace(self, **changes: Any) -> MixOptions:
-        if "cut_sizes" in changes and isinstance(changes["cut_sizes"], str):
-            changes["cut_sizes"] = [int(p) for p in changes["cut_sizes"].replace(" ", "").split(",") if p]
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes`; strings (papermill / CLI parameters) are parsed to the field's type."""
+        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
 
     def validate(self) -> None:
         if not self.cut_sizes or any(int(c) < 1 for c in self.cut_sizes):
@@ -62,6 +61,30 @@ class MixOptions:
             raise ValueError(f"eval_share must be in [0, 1), got {self.eval_share}")
         if self.max_seq_len is not None and self.max_seq_len < 1:
             raise ValueError(f"max_seq_len must be >= 1 or None, got {self.max_seq_len}")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    raw = value.strip()
+    try:
+        if name == "cut_sizes":
+            return [int(p) for p in raw.replace(" ", "").split(",") if p]
+        if name in {"qa_per_doc", "seed", "verify_sample"}:
+            return int(raw)
+        if name == "max_seq_len":
+            return int(raw) if raw.lower() not in {"", "none", "0"} else None
+        if name == "eval_share":
+            return float(raw)
+        if name in {"save_gpt_oss_format", "save_alpaca"}:
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError("expected true or false")
+    except ValueError as exc:
+        raise ValueError(f"mixing option {name}={value!r} is invalid: {exc}") from None
+    return value
 
 
 def _mix_path(paths: OutputPaths, cut: int, fmt: str) -> Path:
