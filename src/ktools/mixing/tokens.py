@@ -236,32 +236,17 @@ class TokenCounter:
         get = self._word_counts.__getitem__
         return n_special + sum([sum(map(get, words)) for words in word_lists])
 
-    def _count_segment(self, segment: str) -> int:
-        cached = self._segment_cache.get(segment)
-        if cached is not None:
-            self.cache_stats["segment_hits"] += 1
-            return cached
-        self.cache_stats["segment_misses"] += 1
-        count = _UNSAFE
-        if self._chars_ok(segment):
-            n_special, word_lists = self._pieces(segment)
-            self._learn_words(word_lists)
-            count = self._sum_words(n_special, word_lists)
-        self._segment_cache[segment] = count
-        return count
-
-    def _split_off_segment(self, text: str, segment: str) -> tuple[int, str]:
-        """(count of the cached parts, the rest of the text to count)."""
+    def _segment_parts(self, text: str, segment: str) -> tuple[list[str], str] | None:
+        """(repeating parts to count via the cache, rest of the text) if `segment` can be cut out safely."""
         pos = text.find(segment)
         end = pos + len(segment)
         if pos < 0 or self._specials_have_space or not (
             _boundary_is_safe(text, pos) and _boundary_is_safe(text, end)
         ):
             self.cache_stats["unsafe_boundaries"] += 1
-            return 0, text
+            return None
         # What precedes the document (system prompt, role header) repeats too: cache it as well.
-        known = self._count_segment(segment) + self._count_segment(text[:pos])
-        return (known if known >= 0 else _UNSAFE), text[end:]
+        return [segment, text[:pos]], text[end:]
 
     def count_texts(self, texts: Sequence[str], repeated: Sequence[str | None] | None = None) -> list[int]:
         """Exact `len(encode(text, add_special_tokens=False))` for each text.
@@ -273,19 +258,27 @@ class TokenCounter:
             return [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         if self.strategy == "rust":
             return [len(e.ids) for e in self._backend.encode_batch(list(texts), add_special_tokens=False)]
-        known: list[int] = []
-        pending: list[tuple[int, list[list[str]]] | None] = []
+        cache = self._segment_cache
+        new_segments: dict[str, tuple[int, list[list[str]]] | None] = {}
+        rows: list[tuple[list[str], tuple[int, list[list[str]]]] | None] = []
+        # Pass 1: pre-tokens of everything not cached yet (new segments and the unique rest).
         for i, text in enumerate(texts):
             segment = repeated[i] if repeated is not None else None
-            count, rest = self._split_off_segment(text, segment) if segment else (0, text)
-            if count < 0 or not self._chars_ok(rest):
-                known.append(_UNSAFE)
-                pending.append(None)
-            else:
-                known.append(count)
-                pending.append(self._pieces(rest))
-        self._learn_words(words for p in pending if p is not None for words in p[1])
-        counts = [k if p is None else k + self._sum_words(*p) for k, p in zip(known, pending, strict=True)]
+            cut = self._segment_parts(text, segment) if segment else None
+            cached_parts, rest = cut if cut is not None else ([], text)
+            for part in cached_parts:
+                if part in cache or part in new_segments:
+                    self.cache_stats["segment_hits"] += 1
+                else:
+                    self.cache_stats["segment_misses"] += 1
+                    new_segments[part] = self._pieces(part) if self._chars_ok(part) else None
+            rows.append((cached_parts, self._pieces(rest)) if self._chars_ok(rest) else None)
+        # Pass 2: learn all unseen pre-tokens in one batch, then sum.
+        self._learn_words(words for p in new_segments.values() if p is not None for words in p[1])
+        self._learn_words(words for r in rows if r is not None for words in r[1][1])
+        for part, pieces in new_segments.items():
+            cache[part] = _UNSAFE if pieces is None else self._sum_words(*pieces)
+        counts = [_UNSAFE if r is None else sum(cache[p] for p in r[0]) + self._sum_words(*r[1]) for r in rows]
         fallback = [i for i, c in enumerate(counts) if c < 0]
         if fallback:
             self.cache_stats["fallback_texts"] += len(fallback)
