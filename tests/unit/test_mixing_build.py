@@ -147,3 +147,16 @@ def test_cli_mix(tmp_output, capsys):
     paths = OutputPaths(tmp_output)
     assert paths.training_mix(3).is_file() and paths.eval_set.is_file() and paths.mix_stats.is_file()
     assert main(["mix", "--cut-sizes", "x"]) == 2
+
+
+def test_failed_run_leaves_previous_outputs_untouched(tmp_output, tokenizer):
+    write_synthetic_step03(tmp_output, SHAPE, seed=1)
+    paths = OutputPaths(tmp_output)
+    build_mixes(MixOptions(cut_sizes=[3]), paths, tokenizer=tokenizer, progress=False)
+    before = {p: p.read_bytes() for p in (paths.training_mix(3), paths.eval_set, paths.mix_stats)}
+    rows = read_jsonl(paths.generated("key_facts_to_qa"))
+    rows[-1]["question"] = None
+    write_jsonl(paths.generated("key_facts_to_qa"), rows)
+    with pytest.raises(MixingInputError, match="key_facts_to_qa/gen.jsonl"):
+        build_mixes(MixOptions(cut_sizes=[3], eval_share=0.3, seed=9), paths, tokenizer=tokenizer, progress=False)
+    assert {p: p.read_bytes() for p in before} == before

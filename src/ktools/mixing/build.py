@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,23 +126,23 @@ def build_mixes(
     tokenizer: Any = None,
     progress: bool = True,
 ) -> MixReport:
-    """Build every training mix, the eval set and `mix_stats.json`; return the report."""
+    """Build every training mix, the eval set and `mix_stats.json`; return the report.
+
+    Everything is computed before the first file is written, so a failure (bad input,
+    tokenizer error) leaves the previous outputs untouched; each file is replaced atomically.
+    """
     started = time.perf_counter()
     options, paths = _resolve(options, paths)
 
     loaded = load_generated(paths)
     split = split_eval(loaded.datasets, options.eval_share, options.seed)
-    write_jsonl(paths.eval_set, split.eval_rows)
     plan = plan_cuts(list(options.cut_sizes), split.train)
-
-    formats = [CHAT] + ([GPT_OSS] if options.save_gpt_oss_format else [])
-    # Rows per cut and dataset; cuts are nested, so each source row is formatted and counted once.
-    selections: dict[int, dict[str, list[dict[str, Any]]]] = {}
-    for cut in plan.cuts:
-        selections[cut] = {
-            g: (select_cut(rows, cut, options.qa_per_doc, options.seed) if g in SUMMARY_GENERATORS else rows)
-            for g, rows in split.train.items()
-        }
+    # Cuts are nested, so each source row is formatted and counted once for all cuts.
+    selections = {
+        cut: {g: (select_cut(rows, cut, options.qa_per_doc, options.seed) if g in SUMMARY_GENERATORS else rows)
+              for g, rows in split.train.items()}
+        for cut in plan.cuts
+    }
     unique = {id(r): r for per_gen in selections.values() for rows in per_gen.values() for r in rows}
 
     if tokenizer is None:
@@ -151,24 +150,9 @@ def build_mixes(
 
         tokenizer = load_tokenizer(options.tokenizer_model_name or None)
     counter = TokenCounter(tokenizer)
-
-    formatted: dict[str, dict[int, dict[str, Any]]] = {}
+    formats = [CHAT] + ([GPT_OSS] if options.save_gpt_oss_format else [])
     count_started = time.perf_counter()
-    for fmt in formats:
-        keep = {k: r for k, r in unique.items() if fmt != GPT_OSS or row_problem(r) is None}
-        chat_rows = {k: to_chat_row(r, with_document=WITH_DOCUMENT[r["generator"]], gpt_oss=fmt == GPT_OSS)
-                     for k, r in keep.items()}
-        keys = list(chat_rows)
-        convs = [chat_rows[k].record["messages"] for k in keys]
-        bar = _progress(len(keys), progress, f"counting tokens ({fmt})")
-        counts = counter.count_conversations(convs, [chat_rows[k].context for k in keys],
-                                             progress=bar.update if bar is not None else None)
-        if bar is not None:
-            bar.close()
-        counter.verify(convs, counts, sample=options.verify_sample, seed=options.seed)
-        for k, n in zip(keys, counts, strict=True):
-            chat_rows[k].record["token_length"] = n
-        formatted[fmt] = {k: chat_rows[k].record for k in keys}
+    formatted = {fmt: _format_and_count(unique, fmt, counter, options, progress) for fmt in formats}
     count_seconds = time.perf_counter() - count_started
 
     report = MixReport(
@@ -182,41 +166,22 @@ def build_mixes(
     if loaded.missing:
         report.notes.append("missing step-03 datasets (mixed without them): " + ", ".join(loaded.missing))
     report.notes.extend(split.report.notes)
+    outputs: list[tuple[Path, list[dict[str, Any]], int | None, str]] = []
     for cut, per_gen in selections.items():
-        report.token_lengths[cut] = {}
         for fmt in formats:
-            records: list[dict[str, Any]] = []
-            alpaca: list[dict[str, Any]] = []
-            for generator, rows in per_gen.items():
-                kept = [(r, formatted[fmt][id(r)]) for r in rows if id(r) in formatted[fmt]]
-                if len(kept) < len(rows):
-                    report.dropped.append({"cut": cut, "format": fmt, "dataset": generator,
-                                           "reason": "gpt-oss cleaning", "rows": len(rows) - len(kept)})
-                if options.max_seq_len is not None:
-                    fitting = [(r, rec) for r, rec in kept if rec["token_length"] <= options.max_seq_len]
-                    if len(fitting) < len(kept):
-                        report.dropped.append({"cut": cut, "format": fmt, "dataset": generator,
-                                               "reason": "too long", "rows": len(kept) - len(fitting)})
-                    kept = fitting
-                recs = [rec for _, rec in kept]
-                records.extend(recs)
-                report.per_dataset.append({"cut": cut, "format": fmt, "dataset": generator, **dataset_stats(recs)})
-                if fmt == CHAT:
-                    report.token_lengths[cut][generator] = [rec["token_length"] for rec in recs]
-                    if options.save_alpaca:
-                        alpaca.extend(to_alpaca(r, with_document=WITH_DOCUMENT[generator]) for r, _ in kept)
-            _write(report, _mix_path(paths, cut, fmt), records, cut, fmt)
-            if alpaca:
-                _write(report, _mix_path(paths, cut, ALPACA), alpaca, cut, ALPACA)
-    _write(report, paths.eval_set, split.eval_rows, None, "eval", already_written=True)
-    _warn_stale(report, paths, plan.cuts)
-
+            for records, out_fmt in _assemble_cut(report, cut, fmt, per_gen, formatted[fmt], options):
+                outputs.append((_mix_path(paths, cut, out_fmt), records, cut, out_fmt))
+    outputs.append((paths.eval_set, split.eval_rows, None, "eval"))
+    for path, records, cut, fmt in outputs:
+        _write(report, path, records, cut, fmt)
+    _warn_stale(report, paths)
+    rows_counted = sum(len(v) for v in formatted.values())
     report.token_counting = {
         "tokenizer": options.tokenizer_model_name or "embedded",
         "strategy": counter.strategy,
-        "rows_counted": sum(len(v) for v in formatted.values()),
+        "rows_counted": rows_counted,
         "seconds": round(count_seconds, 3),
-        "rows_per_second": round(sum(len(v) for v in formatted.values()) / count_seconds, 1) if count_seconds else None,
+        "rows_per_second": round(rows_counted / count_seconds, 1) if count_seconds else None,
         "verified_rows": min(options.verify_sample, len(unique)) * len(formats),
         **counter.cache_stats,
     }
@@ -226,19 +191,67 @@ def build_mixes(
     return report
 
 
-def _write(report: MixReport, path: Path, records: Iterable[dict[str, Any]], cut: int | None, fmt: str,
-           *, already_written: bool = False) -> None:
-    records = list(records)
-    if not already_written:
-        write_jsonl(path, records)
+def _format_and_count(unique: dict[int, dict[str, Any]], fmt: str, counter: TokenCounter, options: MixOptions,
+                      progress: bool) -> dict[int, dict[str, Any]]:
+    """Chat records (with `token_length`) of one format, keyed like `unique`; GPT-OSS drops bad rows."""
+    keep = {k: r for k, r in unique.items() if fmt != GPT_OSS or row_problem(r) is None}
+    chat_rows = {k: to_chat_row(r, with_document=WITH_DOCUMENT[r["generator"]], gpt_oss=fmt == GPT_OSS)
+                 for k, r in keep.items()}
+    keys = list(chat_rows)
+    convs = [chat_rows[k].record["messages"] for k in keys]
+    bar = _progress(len(keys), progress, f"counting tokens ({fmt})")
+    try:
+        counts = counter.count_conversations(convs, [chat_rows[k].context for k in keys],
+                                             progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    counter.verify(convs, counts, sample=options.verify_sample, seed=options.seed)
+    for k, n in zip(keys, counts, strict=True):
+        chat_rows[k].record["token_length"] = n
+    return {k: chat_rows[k].record for k in keys}
+
+
+def _assemble_cut(report: MixReport, cut: int, fmt: str, per_gen: dict[str, list[dict[str, Any]]],
+                  formatted: dict[int, dict[str, Any]], options: MixOptions,
+                  ) -> list[tuple[list[dict[str, Any]], str]]:
+    """The records of one cut and format (plus its Alpaca copy); drops and stats go into `report`."""
+    records: list[dict[str, Any]] = []
+    alpaca: list[dict[str, Any]] = []
+    if fmt == CHAT:
+        report.token_lengths[cut] = {}
+    for generator, rows in per_gen.items():
+        kept = [(r, formatted[id(r)]) for r in rows if id(r) in formatted]
+        if len(kept) < len(rows):
+            report.dropped.append({"cut": cut, "format": fmt, "dataset": generator,
+                                   "reason": "gpt-oss cleaning", "rows": len(rows) - len(kept)})
+        if options.max_seq_len is not None:
+            fitting = [(r, rec) for r, rec in kept if rec["token_length"] <= options.max_seq_len]
+            if len(fitting) < len(kept):
+                report.dropped.append({"cut": cut, "format": fmt, "dataset": generator,
+                                       "reason": "too long", "rows": len(kept) - len(fitting)})
+            kept = fitting
+        recs = [rec for _, rec in kept]
+        records.extend(recs)
+        report.per_dataset.append({"cut": cut, "format": fmt, "dataset": generator, **dataset_stats(recs)})
+        if fmt == CHAT:
+            report.token_lengths[cut][generator] = [rec["token_length"] for rec in recs]
+            if options.save_alpaca:
+                alpaca.extend(to_alpaca(r, with_document=WITH_DOCUMENT[generator]) for r, _ in kept)
+    return [(records, fmt)] + ([(alpaca, ALPACA)] if alpaca else [])
+
+
+def _write(report: MixReport, path: Path, records: list[dict[str, Any]], cut: int | None, fmt: str) -> None:
+    write_jsonl(path, records)
     report.files.append({"cut": cut, "format": fmt, "path": str(path), "rows": len(records)})
     log.info("wrote %s (%d rows)", path, len(records))
 
 
-def _warn_stale(report: MixReport, paths: OutputPaths, cuts: list[int]) -> None:
+def _warn_stale(report: MixReport, paths: OutputPaths) -> None:
     current = {f["path"] for f in report.files}
     stale = sorted(str(p) for p in paths.training_mix_dir.rglob("combined_cut_*x.jsonl") if str(p) not in current)
     if stale:
-        note = "older mixes not rebuilt this run (left in place): " + ", ".join(Path(s).name for s in stale)
+        note = "older mixes not rebuilt this run (left in place): " + ", ".join(
+            str(Path(s).relative_to(paths.training_mix_dir)) for s in stale)
         report.notes.append(note)
         log.warning(note)
