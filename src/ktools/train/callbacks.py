@@ -1,0 +1,57 @@
+"""Trainer callbacks: a progress bar that shows the loss, and a wall-clock limit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+
+
+class LossProgressCallback(TrainerCallback):
+    """`tqdm.auto` bar over optimizer steps with the latest loss and learning rate."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 - transformers' signature
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step")
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{logs.get('learning_rate', 0):.1e}")
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class TimeLimitCallback(TrainerCallback):
+    """Stop (with a checkpoint and the final save) once `seconds` of training have passed."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.start = 0.0
+        self.triggered = False
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.seconds and time.monotonic() - self.start > self.seconds and state.global_step < state.max_steps:
+            log.warning("time limit of %.0f s reached at step %d of %d; stopping (the model is saved)",
+                        self.seconds, state.global_step, state.max_steps)
+            self.triggered = True
+            control.should_training_stop = True
+            control.should_save = True
+        return control

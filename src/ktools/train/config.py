@@ -1,0 +1,98 @@
+"""Training parameters and their defaults (the reasons are in 05_Model_Training/README.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ktools.config import EMBEDDED_MODEL_NAME, Settings
+from ktools.paths import OutputPaths
+
+METHODS = ("full", "lora")
+BACKENDS = ("auto", "sft", "osft")
+# Full fine-tuning at 1e-4 taught SmolLM2 new facts without forgetting general ones;
+# LoRA needs a higher rate to move at all but overwrote general knowledge when pushed.
+DEFAULT_LEARNING_RATE = {"full": 1e-4, "lora": 2e-4}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model_name: str = EMBEDDED_MODEL_NAME
+    mix_path: str = ""
+    output_dir: str = ""          # the final model directory (default: output/fine_tuned_model/<model>)
+    checkpoints_dir: str = ""     # default: output/step_05/checkpoints
+    report_dir: str = ""          # loss curve + train_report.json (default: output/step_05)
+    method: str = "full"          # full | lora (merged into the weights on save)
+    backend: str = "auto"         # auto | sft | osft (training_hub, GPU only)
+    learning_rate: float | None = None  # None: DEFAULT_LEARNING_RATE[method]
+    epochs: float = 3.0
+    max_steps: int | None = None  # overrides epochs
+    time_budget_minutes: float | None = 7.0  # plan the step count to fit; None = no limit
+    max_seq_len: int = 512
+    tokens_per_batch: int = 2048
+    batching: str = "packing"     # packing | length
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    max_rows: int | None = None
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    save_every_minutes: float = 2.0
+    resume: bool = True
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.batching not in ("packing", "length"):
+            raise ValueError(f"batching must be 'packing' or 'length', got {self.batching!r}")
+        if self.tokens_per_batch < self.max_seq_len:
+            raise ValueError(f"tokens_per_batch ({self.tokens_per_batch}) must be >= max_seq_len "
+                             f"({self.max_seq_len}) so that the longest example fits a batch")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[self.method]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, cut: int | None = None, **overrides: Any) -> TrainConfig:
+        """Paths from the output layout; the mix of `cut` (default: the smallest configured cut)."""
+        paths = OutputPaths.from_settings(settings)
+        cut = cut if cut is not None else min(settings.cut_sizes)
+        model = overrides.pop("model_name", None) or settings.student_model_name
+        defaults: dict[str, Any] = {
+            "model_name": model,
+            "mix_path": str(paths.training_mix(cut)),
+            "output_dir": str(paths.fine_tuned_model(model)),
+            "checkpoints_dir": str(paths.checkpoints_dir),
+            "report_dir": str(paths.step(5)),
+        }
+        if settings.max_seq_len:
+            defaults["max_seq_len"] = settings.max_seq_len
+        defaults.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**defaults)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed (not the time budget or paths of outputs)."""
+        mix = Path(self.mix_path)
+        stat = mix.stat() if mix.is_file() else None
+        keys = {k: v for k, v in self.as_dict().items()
+                if k not in {"time_budget_minutes", "output_dir", "report_dir", "resume", "save_every_minutes",
+                             "device"}}
+        keys["mix"] = [str(mix.resolve()), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
+        return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]

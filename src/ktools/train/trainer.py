@@ -1,0 +1,323 @@
+"""Supervised fine-tuning of the student with the transformers `Trainer`.
+
+Why `Trainer` and not TRL's `SFTTrainer`: TRL installs here, but its assistant-only
+loss needs `{% generation %}` markers in the chat template, which SmolLM2's template
+lacks; our own collation (ktools.train.data) masks by rendering prefixes and works
+with any template, and packing with restarting position ids is native to transformers.
+One dependency fewer, and the labels are tested exactly.
+
+Flow: mix → tokens/labels → batches → model (full or LoRA) → step plan (fits the time
+budget, measured on this machine) → Trainer with checkpoints → merged model saved
+atomically with tokenizer and chat template → loss curve + train_report.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ktools.io import read_json, write_json
+from ktools.train.batching import BatchDataset, collate, make_batches, unwrap_single
+from ktools.train.callbacks import LossProgressCallback, TimeLimitCallback
+from ktools.train.config import TrainConfig
+from ktools.train.data import load_mix, tokenize_mix
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+
+
+@dataclass
+class TrainResult:
+    model_dir: str
+    method: str
+    backend: str
+    steps: int
+    planned_steps: int
+    steps_per_epoch: int
+    epochs_done: float
+    train_seconds: float
+    tokens_trained: int          # real (unpadded) tokens processed in this run
+    tokens_per_second: float
+    first_loss: float | None
+    final_loss: float | None
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    stopped_by_time_limit: bool = False
+    resumed_from: str | None = None
+    n_rows: int = 0
+    n_examples: int = 0
+    n_truncated: int = 0
+    tokens_per_epoch: int = 0
+    loss_tokens_per_epoch: int = 0
+    seconds_per_token_estimate: float | None = None
+    loss_curve: str | None = None
+    report_path: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def detect_backends() -> dict[str, Any]:
+    """Which training backends can run here (training_hub's OSFT needs its package and a GPU)."""
+    import importlib.util
+
+    import torch
+
+    has_hub = importlib.util.find_spec("training_hub") is not None
+    gpu = torch.cuda.is_available()
+    return {"sft": True, "osft": has_hub and gpu, "training_hub_installed": has_hub, "gpu": gpu,
+            "device": "cuda" if gpu else "cpu"}
+
+
+def choose_backend(requested: str) -> str:
+    available = detect_backends()
+    if requested == "osft" and not available["osft"]:
+        raise RuntimeError("backend 'osft' needs the training_hub package and a GPU "
+                           f"(installed: {available['training_hub_installed']}, GPU: {available['gpu']}); "
+                           "use backend='sft' (or 'auto')")
+    if requested == "auto":
+        return "osft" if available["osft"] else "sft"
+    return requested
+
+
+def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 256) -> float:
+    """Forward+backward time per token on this machine (a warm-up slice, then a timed slice).
+
+    Gradients are cleared afterwards, so the model is unchanged.
+    """
+    def run(n: int) -> float:
+        sliced = {k: v[:, :n].to(model.device) for k, v in batch.items() if k != "attention_mask"}
+        start = time.perf_counter()
+        out = model(**sliced, use_cache=False)
+        out.loss.backward()
+        return time.perf_counter() - start
+
+    n = max(16, min(probe_tokens, batch["input_ids"].shape[1]))
+    model.train()
+    run(max(8, n // 4))
+    elapsed = run(n)
+    model.zero_grad(set_to_none=True)
+    return elapsed / n
+
+
+def _load_model(config: TrainConfig) -> Any:
+    import torch
+
+    from ktools.models import load_causal_lm
+
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_causal_lm(config.model_name, device=device, dtype=torch.float32)
+    if getattr(model, "hf_quantizer", None) is not None:  # a GGUF loaded directly
+        model.hf_quantizer.remove_quantization_config(model)
+    model.config.use_cache = False
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules="all-linear", task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+    return model
+
+
+def _plan(config: TrainConfig, checkpoints: Path, steps_per_epoch: int, avg_batch_tokens: float,
+          seconds_per_token: float | None) -> dict[str, Any]:
+    """The step count and save interval; reused unchanged when resuming the same run."""
+    plan_path = checkpoints / PLAN_FILE
+    fingerprint = config.fingerprint()
+    if config.resume and plan_path.is_file():
+        plan = read_json(plan_path)
+        if plan.get("fingerprint") == fingerprint:
+            return plan
+        log.warning("checkpoints in %s belong to another run (different data or parameters); starting afresh",
+                    checkpoints)
+    if checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    if config.max_steps:
+        steps = config.max_steps
+    else:
+        steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    seconds_per_step = (seconds_per_token or 0.0) * avg_batch_tokens
+    if config.time_budget_minutes and seconds_per_step > 0 and not config.max_steps:
+        affordable = int(config.time_budget_minutes * 60 / seconds_per_step)
+        if affordable < steps:
+            log.warning("the time budget of %.1f min affords %d of %d planned steps (%.2f s/step measured); "
+                        "training %d steps (%.2f epochs)", config.time_budget_minutes, affordable, steps,
+                        seconds_per_step, max(1, affordable), max(1, affordable) / steps_per_epoch)
+            steps = max(1, affordable)
+    save_steps = steps
+    if seconds_per_step > 0:
+        save_steps = max(1, min(steps, int(config.save_every_minutes * 60 / seconds_per_step)))
+    plan = {"fingerprint": fingerprint, "max_steps": steps, "save_steps": save_steps,
+            "seconds_per_step_estimate": seconds_per_step}
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    write_json(plan_path, plan)
+    return plan
+
+
+def _last_checkpoint(checkpoints: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not checkpoints.is_dir():
+        return None
+    return get_last_checkpoint(str(checkpoints))
+
+
+def save_final_model(model: Any, tokenizer: Any, target: Path) -> Path:
+    """Weights (LoRA merged), tokenizer and chat template, written to a temp dir then renamed."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.config.use_cache = True
+    if tokenizer.pad_token_id is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old.exists():
+        shutil.rmtree(old)
+    return target
+
+
+def plot_loss_curve(losses: Sequence[tuple[int, float]], path: Path, title: str = "training loss") -> Path | None:
+    if not losses:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps, values = zip(*losses, strict=True)
+    ax.plot(steps, values, marker="." if len(steps) < 60 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Fine-tune `config.model_name` on `config.mix_path`; see the module docstring."""
+    if not config.mix_path:
+        raise ValueError("TrainConfig.mix_path is empty; use TrainConfig.from_settings(settings) or pass a mix")
+    backend = choose_backend(config.backend)
+    if backend == "osft":
+        from ktools.train.osft import train_osft
+
+        return train_osft(config)
+
+    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
+
+    from ktools.models import load_tokenizer
+
+    checkpoints = Path(config.checkpoints_dir or "checkpoints")
+    report_dir = Path(config.report_dir or checkpoints.parent)
+    output_dir = Path(config.output_dir or report_dir / "model")
+
+    tokenizer = load_tokenizer(config.model_name)
+    rows = load_mix(config.mix_path, limit=config.max_rows)
+    examples = tokenize_mix(tokenizer, rows, config.max_seq_len)
+    batches = make_batches(examples, config.batching, config.tokens_per_batch, config.seed)
+    dataset = BatchDataset(examples, batches, tokenizer.pad_token_id)
+    tokens_per_epoch = sum(len(e) for e in examples)
+    log.info("%d rows → %d examples, %d tokens (%d with loss) in %d %s batches of ≤ %d tokens",
+             len(rows), len(examples), tokens_per_epoch, sum(e.n_loss_tokens for e in examples), len(batches),
+             config.batching, config.tokens_per_batch)
+
+    import torch
+
+    torch.manual_seed(config.seed)
+    model = _load_model(config)
+    seconds_per_token = None
+    resume_possible = config.resume and (checkpoints / PLAN_FILE).is_file()
+    if config.time_budget_minutes and not config.max_steps and not resume_possible:
+        biggest = max(range(len(batches)), key=dataset.tokens)
+        probe = collate([examples[i] for i in batches[biggest].indices], batches[biggest].packed,
+                        tokenizer.pad_token_id)
+        seconds_per_token = measure_seconds_per_token(model, probe)
+        log.info("measured %.1f tokens/s (forward+backward) on this machine", 1 / seconds_per_token)
+    plan = _plan(config, checkpoints, len(batches), tokens_per_epoch / len(batches), seconds_per_token)
+    resume_from = _last_checkpoint(checkpoints) if config.resume else None
+
+    use_bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=1,
+        max_steps=plan["max_steps"],
+        learning_rate=config.effective_learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=math.ceil(config.warmup_ratio * plan["max_steps"]),
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=plan["save_steps"],
+        save_total_limit=1,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        bf16=use_bf16,
+        use_cpu=model.device.type == "cpu",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
+    time_limit = TimeLimitCallback(config.time_budget_minutes * 60 * 1.25 if config.time_budget_minutes else None)
+    callbacks = [time_limit, *extra_callbacks]
+    if progress:
+        callbacks.insert(0, LossProgressCallback())
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
+                      callbacks=callbacks)
+    for default in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(default)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    elapsed = time.perf_counter() - start
+
+    final_dir = save_final_model(trainer.model, tokenizer, output_dir)
+    losses = [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e]
+    curve = plot_loss_curve(losses, report_dir / "loss_curve.png",
+                            f"{config.method} fine-tuning of {Path(config.model_name).name}")
+    steps = trainer.state.global_step
+    result = TrainResult(
+        model_dir=str(final_dir), method=config.method, backend=backend, steps=steps,
+        planned_steps=plan["max_steps"], steps_per_epoch=len(batches), epochs_done=steps / len(batches),
+        train_seconds=round(elapsed, 2), tokens_trained=dataset.real_tokens_seen,
+        tokens_per_second=round(dataset.real_tokens_seen / elapsed, 1) if elapsed else 0.0,
+        first_loss=losses[0][1] if losses else None, final_loss=losses[-1][1] if losses else None,
+        losses=losses, stopped_by_time_limit=time_limit.triggered, resumed_from=resume_from,
+        n_rows=len(rows), n_examples=len(examples), n_truncated=sum(e.truncated for e in examples),
+        tokens_per_epoch=tokens_per_epoch, loss_tokens_per_epoch=sum(e.n_loss_tokens for e in examples),
+        seconds_per_token_estimate=seconds_per_token, loss_curve=str(curve) if curve else None,
+        config=config.as_dict(),
+    )
+    report_path = report_dir / "train_report.json"
+    result.report_path = str(report_path)
+    write_json(report_path, result.to_dict())
+    log.info("trained %d steps in %.0f s (%.1f tokens/s); model saved to %s", steps, elapsed,
+             result.tokens_per_second, final_dir)
+    return result

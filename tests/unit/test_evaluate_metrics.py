@@ -1,0 +1,132 @@
+"""Metrics on hand-made cases, the judge parser on off-format replies, bootstrap sanity, eval-set errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ktools.evaluate import (
+    EvalSetError,
+    bootstrap_ci,
+    key_fact_hit_rate,
+    load_eval_set,
+    paired_bootstrap_diff,
+    parse_judge_reply,
+    rouge_l,
+    token_f1,
+)
+from ktools.evaluate.runner import EvalOptions, compare, summarize
+
+REF = "The ferry leaves Tillwick at 07:40 from Pier 3."
+
+
+def test_perfect_answer_scores_one():
+    assert token_f1(REF, REF) == 1.0
+    assert rouge_l(REF, REF) == pytest.approx(1.0)
+    assert key_fact_hit_rate(REF, ["07:40", "Pier 3"]) == 1.0
+
+
+def test_wrong_answer_scores_zero():
+    wrong = "Bananas are yellow"
+    assert token_f1(wrong, REF) == 0.0
+    assert rouge_l(wrong, REF) == 0.0
+    assert key_fact_hit_rate(wrong, ["07:40", "Pier 3"]) == 0.0
+
+
+def test_empty_answer_scores_zero():
+    assert token_f1("", REF) == 0.0
+    assert rouge_l("", REF) == 0.0
+    assert key_fact_hit_rate("", ["07:40"]) == 0.0
+
+
+def test_partial_answer_is_between():
+    partial = "It leaves at 07:40."
+    assert 0.0 < token_f1(partial, REF) < 1.0
+    assert 0.0 < rouge_l(partial, REF) < 1.0
+    assert key_fact_hit_rate(partial, ["07:40", "Pier 3"]) == 0.5
+
+
+def test_normalization_ignores_case_punctuation_articles():
+    assert token_f1("the FERRY, leaves!", "ferry leaves") == 1.0
+    assert key_fact_hit_rate("Run by odalys brennerfeld.", ["Odalys Brennerfeld"]) == 1.0
+    # whole words only: "Pier 30" is not "Pier 3"
+    assert key_fact_hit_rate("from pier 30", ["Pier 3"]) == 0.0
+    assert key_fact_hit_rate("anything", []) is None
+
+
+@pytest.mark.parametrize("reply, score", [
+    ("Score: 4\nReason: correct but misses the pier.", 4.0),
+    ("4/5 - mostly right", 4.0),
+    ("**Rating**: 3\nThe answer is partly correct.", 3.0),
+    ("I would give this 2 out of 5 because the time is wrong.", 2.0),
+    ("5", 5.0),
+    ("Score: **5**", 5.0),
+    ("The answer is wrong.", None),
+    ("", None),
+    (None, None),
+    ("Score: 9", None),
+])
+def test_judge_parser_handles_off_format_replies(reply, score):
+    assert parse_judge_reply(reply)[0] == score
+
+
+def test_judge_parser_extracts_reason():
+    score, reason = parse_judge_reply("Score: 2\nReason: the departure time is wrong.")
+    assert score == 2.0 and reason == "the departure time is wrong."
+
+
+def test_bootstrap_interval_contains_mean_and_narrows_with_n():
+    small = bootstrap_ci([0, 1] * 5, seed=1)
+    large = bootstrap_ci([0, 1] * 500, seed=1)
+    for ci in (small, large):
+        assert ci["lo"] <= ci["mean"] <= ci["hi"]
+        assert ci["mean"] == pytest.approx(0.5)
+    assert (large["hi"] - large["lo"]) < (small["hi"] - small["lo"]) / 3
+    constant = bootstrap_ci([0.7] * 20)
+    assert constant["lo"] == constant["hi"] == pytest.approx(0.7)
+    assert bootstrap_ci([None, None])["mean"] is None
+    assert bootstrap_ci([1.0, None, 3.0])["n"] == 2
+
+
+def test_paired_difference_detects_a_consistent_gain():
+    before = [0.1 * i for i in range(20)]
+    after = [b + 0.5 for b in before]
+    diff = paired_bootstrap_diff(before, after)
+    assert diff["mean"] == pytest.approx(0.5) and diff["lo"] > 0
+
+
+def _result(values: dict[str, list[float]]) -> dict:
+    items = [{"id": f"q{i}", "nll": values["nll"][i], "token_f1": values["f1"][i], "rouge_l": values["f1"][i],
+              "key_fact_hit": None, "judge_score": None} for i in range(len(values["nll"]))]
+    return {"sets": {"exam": {"items": items, "summary": summarize(items, EvalOptions())}}}
+
+
+def test_compare_verdicts_respect_metric_direction():
+    base = _result({"nll": [3.0] * 10, "f1": [0.1] * 10})
+    tuned = _result({"nll": [1.0 + 0.01 * i for i in range(10)], "f1": [0.6 + 0.01 * i for i in range(10)]})
+    comparison = compare(base, tuned)["exam"]
+    assert comparison["nll"]["verdict"] == "better"  # lower NLL is better
+    assert comparison["token_f1"]["verdict"] == "better"
+    assert comparison["key_fact_hit"]["verdict"] is None
+    worse = compare(tuned, base)["exam"]
+    assert worse["nll"]["verdict"] == "worse"
+
+
+def test_eval_set_errors_name_file_line_and_field(tmp_path):
+    path = tmp_path / "exam.jsonl"
+    path.write_text(json.dumps({"question": "Q?", "answer": "A"}) + "\n" + json.dumps({"question": "Q2?"}) + "\n")
+    with pytest.raises(EvalSetError, match=r"exam.jsonl, line 2: field 'answer'"):
+        load_eval_set(path)
+    assert [i.id for i in load_eval_set(path, limit=1)] == ["item0001"]
+    path.write_text(json.dumps({"id": "a", "question": "Q?", "answer": "A"}) + "\n"
+                    + json.dumps({"id": "a", "question": "Q?", "answer": "B"}) + "\n")
+    with pytest.raises(EvalSetError, match="duplicate ids"):
+        load_eval_set(path)
+
+
+def test_shipped_eval_sets_load(repo_root):
+    for rel in ("assets/general_questions.jsonl", "assets/sample/exam.jsonl"):
+        path = repo_root / rel
+        if path.is_file():
+            assert load_eval_set(path)
