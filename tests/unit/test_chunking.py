@@ -134,3 +134,14 @@ def test_sample_document_gives_10_to_20_chunks_with_defaults(tok, repo_root):
     chunks = chunk_markdown(md, tok, source="sample_document.md", max_tokens=DEFAULT_MAX_TOKENS,
                             overlap_tokens=DEFAULT_OVERLAP_TOKENS, min_tokens=DEFAULT_MIN_TOKENS).chunks
     assert 10 <= len(chunks) <= 20
+
+
+def test_heading_before_a_huge_block_gives_no_tiny_or_repeated_chunks(tok):
+    md = "# Notes\n\n" + "The pier opens at 06:00 every day. " * 80
+    result = chunk_markdown(md, tok, source="notes.md", max_tokens=128, overlap_tokens=16, min_tokens=32)
+    chunks = result.chunks
+    assert chunks[0].document.startswith("# Notes\n\nThe pier")  # the heading stays with its text
+    assert all(c.n_tokens >= 32 for c in chunks)
+    assert all(b.start - a.start > 64 for a, b in zip(chunks, chunks[1:], strict=False))
+    assert result.warnings == ["notes.md line 3: a paragraph longer than max_tokens=128; "
+                               "split inside it at a token boundary"]

@@ -238,15 +238,21 @@ def chunk_markdown(markdown: str, tokenizer: Any, *, source: str = "document", m
         lo = int(np.searchsorted(cand_tokens, start_tok, side="right"))
         hi = int(np.searchsorted(cand_tokens, limit, side="right"))
         end_tok = end_char = None
+        # The block that crosses the limit: only if it alone exceeds max_tokens may we cut inside it.
+        crossing = blocks[bisect.bisect_right(block_starts, char_of_token(limit)) - 1]
+        crossing_index = bisect.bisect_right(block_starts, crossing.start) - 1
+        crossing_end = blocks[crossing_index].end
+        oversized = count_tokens(starts, crossing.start, crossing_end) > max_tokens
         if hi > lo:
             toks = cand_tokens[lo:hi]
             chars = cand_chars[lo:hi]
             fill = (toks - start_tok) / max_tokens
-            ok = (chars > start_char) & (fill >= MIN_FILL) & ((total - toks) >= min_tokens)
+            progress = chars > start_char
+            ok = progress & (fill >= MIN_FILL) & ((total - toks) >= min_tokens)
             if not ok.any():
-                ok = (chars > start_char) & ((total - toks) >= min_tokens)
-            if not ok.any():
-                ok = chars > start_char
+                ok = progress & (fill >= MIN_FILL)
+            if not ok.any() and not oversized:
+                ok = progress  # a short chunk rather than splitting a block that fits
             if ok.any():
                 score = np.where(ok, cand_weights[lo:hi] + fill, -np.inf)
                 best = int(np.argmax(score[::-1]))  # ties: the later break
@@ -256,14 +262,15 @@ def chunk_markdown(markdown: str, tokenizer: Any, *, source: str = "document", m
             # One block is longer than max_tokens: cut inside it at a word start.
             end_tok = _word_start(markdown, starts, limit, start_tok + max_tokens // 2)
             end_char = char_of_token(end_tok)
-            block = blocks[bisect.bisect_right(block_starts, start_char) - 1]
-            message = (f"{source} line {block.line}: a {block.kind.replace('_', ' ')} longer than "
+            message = (f"{source} line {crossing.line}: a {crossing.kind.replace('_', ' ')} longer than "
                        f"max_tokens={max_tokens}; split inside it at a token boundary")
             if message not in warnings:
                 warnings.append(message)
         spans.append((start_char, end_char, start_tok, end_tok))
         next_tok = end_tok - overlap_tokens
-        if overlap_tokens:
+        if end_tok - start_tok <= 2 * overlap_tokens:
+            next_tok = end_tok  # a short chunk (before a huge block) is not repeated as overlap
+        elif overlap_tokens:
             next_tok = _word_start(markdown, starts, next_tok, max(start_tok + 1, next_tok - 8))
         next_tok = max(next_tok, start_tok + 1)
         start_tok, start_char = next_tok, (end_char if next_tok == end_tok else char_of_token(next_tok))
