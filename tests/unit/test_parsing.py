@@ -22,6 +22,10 @@ from ktools.generate.parsing import (
     "[QUESTION] What is the fee? [ANSWER] Ten euros. [END]\n[QUESTION] Who pays the fee? [ANSWER] The applicant.",
     "### Question\nWhat is the fee?\n### Answer\nTen euros.\n### Question\nWho pays the fee?\n### Answer\nThe applicant.",
     "1. What is the fee? Ten euros.\n2. Who pays the fee? The applicant.",
+    'Here you go:\n```json\n[{"question": "What is the fee?", "answer": "Ten euros."},\n'
+    ' {"question": "Who pays the fee?", "answer": "The applicant."}]\n```',
+    '{"pairs": [{"Question": "What is the fee?", "Response": "Ten euros."}, '
+    '{"Question": "Who pays the fee?", "Response": "The applicant."}]}',
     "```\nQuestion: What is the fee? Answer: Ten euros.\nQuestion: Who pays the fee? Answer: The applicant.\n```",
 ])
 def test_qa_pairs_in_many_styles(text):

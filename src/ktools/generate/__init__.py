@@ -55,7 +55,7 @@ from __future__ import annotations
 from ktools.generate.cache import ResponseStore, request_hash, response_key
 from ktools.generate.flows import FLOWS, Flow, Step
 from ktools.generate.options import JUDGES, GenerationOptions, normalise_generators
-from ktools.generate.report import GenerationReport
+from ktools.generate.report import GenerationReport, sample_rows
 from ktools.generate.run import GenerationInterrupted, arun_generation, load_seed_rows, run_generation
 from ktools.generate.status import failed_chunks, status_counts
 
@@ -75,5 +75,6 @@ __all__ = [
     "request_hash",
     "response_key",
     "run_generation",
+    "sample_rows",
     "status_counts",
 ]

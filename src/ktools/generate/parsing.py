@@ -15,6 +15,7 @@ the engine flags the rows `truncated`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -177,15 +178,48 @@ def parse_questions(text: str | None, truncated: bool = False) -> list[str]:
     return _dedupe(questions)
 
 
+def _json_value(body: str) -> Any:
+    """The JSON array/object in a reply (also inside prose or a fence), or None."""
+    start = min((i for i in (body.find("["), body.find("{")) if i >= 0), default=-1)
+    if start < 0:
+        return None
+    end = max(body.rfind("]"), body.rfind("}"))
+    if end <= start:
+        return None
+    try:
+        return json.loads(body[start:end + 1])
+    except ValueError:
+        return None
+
+
+def _json_pairs(body: str) -> list[dict[str, str]]:
+    value = _json_value(body)
+    if isinstance(value, dict):
+        value = next((v for v in value.values() if isinstance(v, list)), [value])
+    if not isinstance(value, list):
+        return []
+    pairs = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            continue
+        lowered = {str(k).lower(): v for k, v in entry.items()}
+        q = lowered.get("question") or lowered.get("q") or lowered.get("instruction")
+        a = lowered.get("answer") or lowered.get("response") or lowered.get("a") or lowered.get("output")
+        if isinstance(q, str) and isinstance(a, str):
+            pairs.append({"question": q, "response": a})
+    return pairs
+
+
 def parse_qa_pairs(text: str | None, truncated: bool = False) -> list[dict[str, str]]:
     """Question/answer pairs: `Question: … Answer: …`, `Q1: … A1: …`, `[QUESTION]…[ANSWER]…[END]`,
-    bold/heading labels, or a numbered list of "question? answer" items."""
+    bold/heading labels, a JSON array of {"question", "answer"} objects, or a numbered list of
+    "question? answer" items."""
     body = clean(text)
-    pairs: list[dict[str, str]] = []
+    pairs: list[dict[str, str]] = _json_pairs(body) if ("{" in body and '"' in body) else []
     labels = []
     for m in _TAGGED.finditer(body):
         labels.append((m.start(), m.end(), m.group(1).lower()[0]))
-    if not labels:
+    if not labels and not pairs:
         for m in _QA_LABEL.finditer(body):
             kind = (m.group("a") or m.group("b") or m.group("c") or m.group("d")).lower()[0]
             labels.append((m.start(), m.end(), "q" if kind == "q" else "a"))

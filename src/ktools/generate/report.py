@@ -113,6 +113,39 @@ class GenerationReport:
 
         return pd.DataFrame.from_dict(self.documents, orient="index").fillna(0).astype(int)
 
+    def estimate_table(self):
+        """Dry run: projected requests and tokens per generator for the full run."""
+        import pandas as pd
+
+        est = self.estimate or {"generators": {}}
+        frame = pd.DataFrame.from_dict(est["generators"], orient="index")
+        if not frame.empty:
+            frame.loc["total"] = frame.sum(numeric_only=True)
+            frame.loc["total", ["requests_per_chunk", "tokens_per_chunk"]] = None
+        frame.index.name = f"full run ({est.get('chunks', 0)} chunks)"
+        return frame
+
+    def samples_table(self, columns: tuple[str, ...] = ("generator", "item_id", "question", "response")):
+        """Dry run: a few example rows per generator."""
+        import pandas as pd
+
+        rows = [{c: r.get(c) for c in columns} for rs in self.samples.values() for r in rs]
+        return pd.DataFrame(rows, columns=list(columns))
+
+    def failures_table(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.failures, columns=["generator", "chunk_id", "source", "error"])
+
+    def files_table(self):
+        import os
+
+        import pandas as pd
+
+        rows = [{"file": name, "path": path, "bytes": os.path.getsize(path) if os.path.exists(path) else None}
+                for name, path in self.files.items()]
+        return pd.DataFrame(rows, columns=["file", "path", "bytes"])
+
     def summary(self) -> str:
         per_gen = ", ".join(f"{k}: {v.get('rows', 0)}" for k, v in self.generators.items())
         req = self.requests
@@ -159,3 +192,22 @@ def build_report(units: list[UnitResult], *, generators: tuple[str, ...]) -> tup
 
 def files_written(paths: dict[str, Path]) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
+
+
+def sample_rows(out_dir: str | Path, generators: tuple[str, ...], n: int = 2,
+                columns: tuple[str, ...] = ("generator", "item_id", "question", "response", "truncated")):
+    """The first `n` rows of each generator's gen.jsonl, as a pandas DataFrame (for notebooks)."""
+    import pandas as pd
+
+    from ktools.io import iter_jsonl
+
+    rows = []
+    for g in generators:
+        path = Path(out_dir) / g / "gen.jsonl"
+        if not path.exists():
+            continue
+        for i, row in enumerate(iter_jsonl(path)):
+            if i >= n:
+                break
+            rows.append({c: row.get(c) for c in columns})
+    return pd.DataFrame(rows, columns=list(columns))

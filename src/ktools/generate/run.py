@@ -287,13 +287,22 @@ def run_generation(
         task = loop.create_task(arun_generation(seed, options, client, out_dir, cache_path=cache_path))
         holder["task"] = task
         ready.set()
+        outcome: tuple[bool, Any]
         try:
-            result.set_result(loop.run_until_complete(task))
+            outcome = (True, loop.run_until_complete(task))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            result.set_exception(exc)
+            outcome = (False, exc)
         finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+            # Close the loop before handing the result over: the caller may close the
+            # client next, and the client waits for the pools of loops still running.
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+        if outcome[0]:
+            result.set_result(outcome[1])
+        else:
+            result.set_exception(outcome[1])
 
     thread = threading.Thread(target=worker, name="ktools-generation", daemon=True)
     thread.start()

@@ -1,0 +1,68 @@
+"""Run 03_Knowledge_Generation/Knowledge_Generation.ipynb with papermill against the scripted fake teacher."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from ktools.generate.scripted import scripted_responder
+from ktools.io import read_jsonl
+from ktools.paths import GENERATORS, OutputPaths
+from ktools.testing.fake_openai import FakeOpenAIServer
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+NOTEBOOK = "Knowledge_Generation.ipynb"
+SECRET = "sk-test-DO-NOT-SHOW-0123456789abcdef"
+
+
+def test_notebook_is_stored_clean(repo_root):
+    nb = nbformat.read(repo_root / "03_Knowledge_Generation" / NOTEBOOK, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+
+
+def _seed(paths: OutputPaths) -> None:
+    paths.seed_data.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"document": f"Section {i}: the Orvane ferry carries {20 + i} cars and sails every {i + 1} hours.",
+             "chunk_id": f"doc.md#{i}", "source": "doc.md", "document_outline": "Ferry rules", "domain": "transport",
+             "icl_document": "Ships dock at pier 4.", "icl_query_1": "Where do ships dock?",
+             "icl_query_2": "", "icl_query_3": ""} for i in range(3)]
+    paths.seed_data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_notebook_runs_against_fake_teacher(repo_root, tmp_output, tmp_path, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    paths = OutputPaths(tmp_output)
+    _seed(paths)
+    with FakeOpenAIServer(responder=scripted_responder) as server:
+        monkeypatch.setenv("TEACHER_PROVIDER", "openai")
+        monkeypatch.setenv("TEACHER_MODEL_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_MODEL_NAME", "fake-model")
+        monkeypatch.setenv("TEACHER_MODEL_API_KEY", SECRET)
+        step = repo_root / "03_Knowledge_Generation"
+        executed = tmp_path / "executed.ipynb"
+        papermill.execute_notebook(
+            str(step / NOTEBOOK), str(executed), cwd=str(step), kernel_name="python3",
+            parameters={"NUMBER_OF_SUMMARIES": 2, "QUESTIONS_PER_CHUNK": 2, "SEED_DATA_SUBSAMPLE": 2,
+                        "MAX_CONCURRENCY": 4, "CUSTOMISATION_PROMPT": "Use British spelling."},
+            progress_bar=False,
+        )
+        sent = list(server.requests)
+    for g in GENERATORS:
+        rows = read_jsonl(paths.generated(g))
+        assert rows and {r["chunk_id"] for r in rows} == {"doc.md#0", "doc.md#1"}  # subsample 2
+    report = json.loads(paths.generation_report.read_text())
+    assert report["status"] == "complete" and report["options"]["number_of_summaries"] == 2
+    assert report["judges"]["faithfulness"]["enabled"] is True  # a real (non-embedded) teacher: auto = on
+    generator_prompts = [b["messages"][-1]["content"] for b in sent if "Score" not in b["messages"][-1]["content"]]
+    assert generator_prompts and all("Use British spelling." in p for p in generator_prompts)
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = json.dumps(outputs)
+    assert SECRET not in text and "0123456789abcdef" not in text
+    assert "extractive_summary" in text and "requests_per_chunk" in text  # yield table and dry-run estimate
