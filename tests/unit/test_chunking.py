@@ -145,3 +145,35 @@ def test_heading_before_a_huge_block_gives_no_tiny_or_repeated_chunks(tok):
     assert all(b.start - a.start > 64 for a, b in zip(chunks, chunks[1:], strict=False))
     assert result.warnings == ["notes.md line 3: a paragraph longer than max_tokens=128; "
                                "split inside it at a token boundary"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_documents_keep_every_invariant(tok, seed):
+    rng = random.Random(seed)
+    words = ["tide", "pier", "06:40", "K2", "crew", "**bold**", "ferry", "x" * rng.randint(1, 40), "§4.2"]
+    parts = []
+    for _ in range(rng.randint(1, 40)):
+        kind = rng.random()
+        if kind < 0.15:
+            parts.append("#" * rng.randint(1, 4) + " " + " ".join(rng.choices(words, k=rng.randint(1, 6))))
+        elif kind < 0.3:
+            parts.append("\n".join(f"| {rng.choice(words)} | {rng.randint(0, 99)} |" for _ in range(rng.randint(1, 30))))
+        elif kind < 0.4:
+            parts.append("```\n" + "\n".join(" ".join(rng.choices(words, k=5)) for _ in range(rng.randint(1, 20))) + "\n```")
+        elif kind < 0.5:
+            parts.append("\n".join("- " + " ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(5)))
+        else:
+            parts.append(" ".join(rng.choices(words, k=rng.randint(1, 400))))
+    md = ("\n" * rng.randint(1, 3)).join(parts) + ("\n" if rng.random() < 0.5 else "")
+    max_tokens = rng.choice([32, 64, 100, 256])
+    overlap = rng.randint(0, max_tokens // 2)
+    min_tokens = rng.randint(0, max_tokens - 1)
+    chunks = chunk_markdown(md, tok, source="r.md", max_tokens=max_tokens, overlap_tokens=overlap,
+                            min_tokens=min_tokens).chunks
+    assert chunks[0].start == 0 and chunks[-1].end == len(md)
+    for chunk in chunks:
+        assert chunk.document and md[chunk.start:chunk.end] == chunk.document
+        assert 0 < chunk.n_tokens <= max_tokens
+        assert _real_tokens(tok, chunk.document) <= max_tokens
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert a.start < b.start <= a.end

@@ -163,3 +163,18 @@ def test_url_is_fetched_and_converted(local_site, tmp_output):
 def test_unreachable_url_is_a_clear_error():
     with pytest.raises(DocumentError, match="cannot reach the URL.*Hint"):
         convert_source("http://127.0.0.1:9/nothing-listens-here", timeout=5)
+
+
+def test_docling_backend_is_optional(tmp_path):
+    src = tmp_path / "h.docx"
+    make_docx(src)
+    try:
+        import docling  # noqa: F401
+    except ImportError:
+        with pytest.raises(DocumentError, match=r"docling backend is not installed.*docling-slim"):
+            convert_source(src, backend="docling")
+    else:  # pragma: no cover - only where the optional extra is installed
+        doc = convert_source(src, backend="docling")
+        assert doc.converter == "docling" and "Captain Ilse Varga" in doc.markdown
+    # PDFs keep the default converter whatever the backend
+    assert convert_source(make_report_pdf(tmp_path / "r.pdf"), backend="docling").converter == "pdfplumber"
