@@ -81,7 +81,11 @@ def chunk_step(settings: Settings | None = None, *, max_tokens: int = DEFAULT_MA
     warnings: list[str] = []
     per_source: dict[str, int] = {}
     for entry in manifest.documents:
-        markdown = (paths.converted_dir / entry.output).read_text(encoding="utf-8")
+        converted = paths.converted_dir / entry.output
+        if not converted.is_file():
+            raise DocumentError(str(converted), f"converted file of {entry.source} is missing",
+                                "re-run the conversion (`ktools convert-docs …` or the notebook's conversion cell)")
+        markdown = converted.read_text(encoding="utf-8")
         result = chunk_markdown(markdown, tokenizer, source=entry.output, max_tokens=max_tokens,
                                 overlap_tokens=overlap_tokens, min_tokens=min_tokens,
                                 page_offsets=entry.page_offsets)

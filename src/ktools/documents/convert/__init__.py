@@ -72,12 +72,13 @@ def iter_sources(sources: str | Path | Iterable[str | Path]) -> Iterator[str]:
             continue
         path = Path(text).expanduser()
         if path.is_dir():
+            # Every file is a source (unsupported ones get their own error), except hidden
+            # files, our own manifest and ICL side files.
             for child in sorted(path.rglob("*")):
-                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
-                    if child.suffix.lower() in SUPPORTED_EXTENSIONS or child.suffix.lower() in _HINTS:
-                        yield str(child.resolve())
-                    elif child.name != "manifest.json" and not child.name.endswith(".icl.yaml"):
-                        yield str(child.resolve())
+                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+                if child.is_file() and not hidden and child.name != "manifest.json" \
+                        and not child.name.endswith(".icl.yaml"):
+                    yield str(child.resolve())
         else:
             yield str(path.resolve()) if path.exists() else text
 
