@@ -1,0 +1,95 @@
+"""`ktools serve-teacher`: the embedded teacher in the foreground, background, or its status/stop."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import os
+import sys
+
+from ktools.config import LOCAL_TEACHER_HOST, LOCAL_TEACHER_PORT
+from ktools.llm import local_teacher
+from ktools.llm.local import lifecycle
+
+log = logging.getLogger(__name__)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=LOCAL_TEACHER_HOST, help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=LOCAL_TEACHER_PORT, help="port (default %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=32,
+                        help="most sequences decoded together; a request with n counts n (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--static-batching", action="store_true",
+                        help="admit new requests only when the batch is empty (for benchmarks)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--background", action="store_true",
+                      help="start detached (pid file + log in the cache dir) and wait until it is healthy")
+    mode.add_argument("--status", action="store_true", help="show whether the teacher runs on this port")
+    mode.add_argument("--stop", action="store_true", help="stop the teacher running on this port")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health (--background)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.status:
+        return _status(args)
+    if args.stop:
+        pid = local_teacher.stop(args.host, args.port)
+        print(f"stopped the embedded teacher (pid {pid})" if pid else f"no embedded teacher runs on port {args.port}")
+        return 0
+    if args.background:
+        extra = ["--threads", str(args.threads)] if args.threads else []
+        if args.static_batching:
+            extra.append("--static-batching")
+        try:
+            health = local_teacher.start_background(args.host, args.port, max_batch=args.max_batch,
+                                                    timeout=args.timeout, extra_args=extra)
+        except local_teacher.LocalTeacherError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        payload = health.payload or {}
+        print(f"embedded teacher ready on http://{args.host}:{args.port}/v1 (pid {payload.get('pid')}); "
+              f"log: {lifecycle.log_file(args.port)}; stop with: ktools serve-teacher --stop --port {args.port}")
+        return 0
+    return _foreground(args)
+
+
+def _foreground(args: argparse.Namespace) -> int:
+    health = local_teacher.probe(f"http://{args.host}:{args.port}/v1")
+    if health.reachable:
+        who = f"an embedded teacher (pid {(health.payload or {}).get('pid')})" if health.ours else "another service"
+        print(f"error: {who} already answers on {args.host}:{args.port}; stop it or pick another --port",
+              file=sys.stderr)
+        return 1
+    pid_path = lifecycle.pid_file(args.port)
+
+    def on_ready(server) -> None:
+        pid_path.write_text(f"{os.getpid()}\n")
+        log.info("serving %s on http://%s:%d/v1 (Ctrl+C to stop)", server.model_id, server.host, server.port)
+
+    try:
+        local_teacher.serve(args.host, args.port, max_batch=args.max_batch, continuous=not args.static_batching,
+                            threads=args.threads, on_ready=on_ready)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"error: port {args.port} on {args.host} is in use; pick another --port", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        if lifecycle.read_pid(args.port) in (None, os.getpid()):
+            pid_path.unlink(missing_ok=True)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    info = local_teacher.status(args.host, args.port)
+    print(f"embedded teacher at {info['url']}: {info['status']}" + (f" (pid {info['pid']})" if info["pid"] else ""))
+    if info["health"]:
+        shown = {k: v for k, v in info["health"].items() if k not in {"service"}}
+        print(json.dumps(shown, indent=2))
+    elif info["detail"]:
+        print(f"  {info['detail']}")
+    print(f"  log: {info['log_file']}")
+    return 0 if info["ours"] else 3

@@ -1,0 +1,45 @@
+"""Next-token choice for a batch whose rows each have their own temperature, top_p and seed.
+
+One vectorised pass (softmax, nucleus filter, cumulative sum) for all sampled rows;
+the only per-row work is drawing one uniform number from the row's own
+`torch.Generator`, which is what makes a seeded request reproducible whatever
+else shares its batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def choose_tokens(
+    logits: torch.Tensor,
+    temperatures: torch.Tensor,
+    top_ps: torch.Tensor,
+    generators: list[torch.Generator],
+) -> torch.Tensor:
+    """logits [rows, vocab] -> token ids [rows]. temperature 0 means greedy."""
+    logits = logits.float()
+    chosen = logits.argmax(dim=-1)
+    sampled = (temperatures > 0).nonzero(as_tuple=True)[0]
+    if sampled.numel() == 0:
+        return chosen
+    scaled = logits[sampled] / temperatures[sampled, None]
+    probs = torch.softmax(scaled, dim=-1)
+    row_top_p = top_ps[sampled]
+    if bool((row_top_p < 1.0).any()):
+        probs = _nucleus(probs, row_top_p)
+    cumulative = probs.cumsum(dim=-1)
+    draws = torch.stack([torch.rand((), generator=generators[int(i)]) for i in sampled])
+    # Inverse-CDF draw; the clamp guards against a cumulative sum that ends just below 1.0.
+    picked = torch.searchsorted(cumulative, (draws * cumulative[:, -1])[:, None]).squeeze(-1)
+    chosen[sampled] = picked.clamp(max=logits.shape[-1] - 1)
+    return chosen
+
+
+def _nucleus(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Zero every token outside the smallest set whose mass reaches top_p (row-wise)."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs = torch.where(mass_before < top_p[:, None], sorted_probs, 0.0)
+    filtered = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return filtered / filtered.sum(dim=-1, keepdim=True)

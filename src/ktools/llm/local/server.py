@@ -1,0 +1,347 @@
+"""The HTTP front end of the embedded teacher: a small asyncio HTTP/1.1 server.
+
+Why not a web framework: none is a dependency of ktools, and the API is four routes
+of JSON. The front end only parses, validates and tokenises; generation happens in
+the engine's worker thread, so any number of connections can wait cheaply while the
+engine batches their requests. Keep-alive is supported (the openai client reuses
+connections); a client that disconnects mid-request has its generation cancelled so
+retries after a client-side timeout do not pile up work.
+
+The server binds its port before loading the model, so a port conflict shows at
+once and `/health` answers `{"status": "loading"}` (503) until the model is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from concurrent.futures import CancelledError as FutureCancelled
+from typing import Any, Protocol
+
+from ktools.config import EMBEDDED_MODEL_NAME
+from ktools.llm.local import protocol
+from ktools.llm.local.protocol import RequestError
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "ktools-local-teacher"
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 32 * 1024 * 1024
+DISCONNECT_POLL_SECONDS = 0.25
+IDLE_KEEPALIVE_SECONDS = 300.0
+
+
+class Backend(Protocol):
+    """What the front end needs from the model side (a fake one in unit tests)."""
+
+    context_window: int
+
+    def encode(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def submit(self, request: Any) -> Any: ...  # GenerationRequest -> concurrent Future
+
+    def info(self) -> dict[str, Any]: ...
+
+
+class ModelBackend:
+    """The real thing: SmolLM2 through `ktools.models`, batched by `BatchEngine`."""
+
+    def __init__(self, *, max_batch: int = 32, continuous: bool = True, threads: int | None = None,
+                 model_name: str | None = None):
+        import torch
+
+        from ktools.llm.local.engine import BatchEngine
+        from ktools.models import load_causal_lm, load_tokenizer
+
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self.tokenizer = load_tokenizer(model_name)
+        model = load_causal_lm(model_name, device="cpu", dtype=torch.float32)
+        self.engine = BatchEngine(model, self.tokenizer, max_batch=max_batch, continuous=continuous).start()
+        self.context_window = self.engine.context_window
+
+    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                     return_dict=False)
+        return list(encoded)
+
+    def submit(self, request: Any) -> Any:
+        return self.engine.submit(request)
+
+    def info(self) -> dict[str, Any]:
+        return {"queue": self.engine.queue_depth, "active_sequences": self.engine.active_rows,
+                "max_batch": self.engine.max_batch,
+                "batching": "continuous" if self.engine.continuous else "static",
+                "stats": dict(self.engine.stats)}
+
+    def close(self) -> None:
+        self.engine.shutdown()
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 413: "Payload Too Large", 500: "Internal Server Error",
+           503: "Service Unavailable"}
+
+
+class TeacherServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, backend_factory: Any = None,
+                 model_id: str = EMBEDDED_MODEL_NAME):
+        self.host = host
+        self.port = port
+        self.model_id = model_id
+        self._backend_factory = backend_factory or ModelBackend
+        self.backend: Any = None
+        self.load_error: str | None = None
+        self.started = int(time.time())
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task] = set()
+        self._stopped: asyncio.Event | None = None  # created inside the running loop
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        self._stopped = asyncio.Event()
+        self._server = await asyncio.start_server(self._handle, self.host, self.port,
+                                                  limit=MAX_HEADER_BYTES, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("embedded teacher listening on http://%s:%d/v1 (loading model)", self.host, self.port)
+        asyncio.get_running_loop().run_in_executor(None, self._load_backend)
+
+    def _load_backend(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.backend = self._backend_factory()
+        except Exception as exc:  # keep answering /health with the reason
+            log.exception("could not load the embedded model")
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            return
+        log.info("embedded teacher ready: %s in %.1f s", self.model_id, time.perf_counter() - started)
+
+    def request_stop(self) -> None:
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def serve_until_stopped(self) -> None:
+        assert self._stopped is not None and self._server is not None
+        await self._stopped.wait()
+        self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self.backend is not None and hasattr(self.backend, "close"):
+            await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
+        log.info("embedded teacher stopped")
+
+    @property
+    def ready(self) -> bool:
+        return self.backend is not None
+
+    # --- connections ---
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            while True:
+                try:
+                    request = await asyncio.wait_for(_read_request(reader), IDLE_KEEPALIVE_SECONDS)
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    return
+                except _HttpError as exc:
+                    await _send(writer, exc.status, protocol.error_body(str(exc)), keep_alive=False)
+                    return
+                if request is None:
+                    return
+                method, path, headers, body = request
+                keep_alive = headers.get("connection", "").lower() != "close"
+                status, payload = await self._route(method, path, body, reader)
+                if status is None:  # the client went away
+                    return
+                await _send(writer, status, payload, keep_alive=keep_alive)
+                if not keep_alive:
+                    return
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        except Exception:  # never let one connection take the server down
+            log.exception("unexpected error while serving a connection")
+        finally:
+            writer.close()
+            if task is not None:
+                self._connections.discard(task)
+
+    async def _route(self, method: str, path: str, body: bytes,
+                     reader: asyncio.StreamReader) -> tuple[int | None, dict[str, Any]]:
+        path = path.split("?", 1)[0].rstrip("/") or "/"
+        if path == "/health":
+            return self._health()
+        if path in ("/v1/models", "/models"):
+            if method != "GET":
+                return 405, protocol.error_body(f"{method} is not allowed on {path}; use GET")
+            return 200, protocol.models_body(self.model_id, self.started)
+        if path.startswith("/v1/models/"):
+            return 200, protocol.models_body(self.model_id, self.started)["data"][0]
+        if path in ("/v1/chat/completions", "/chat/completions"):
+            if method != "POST":
+                return 405, protocol.error_body(f"{method} is not allowed on {path}; use POST")
+            return await self._chat(body, reader)
+        return 404, protocol.error_body(
+            f"no route {method} {path}; this server offers GET /health, GET /v1/models and "
+            "POST /v1/chat/completions", type_="not_found_error", code="not_found")
+
+    def _health(self) -> tuple[int, dict[str, Any]]:
+        payload: dict[str, Any] = {"service": SERVICE_NAME, "model": self.model_id, "pid": os.getpid(),
+                                   "host": self.host, "port": self.port}
+        if self.load_error:
+            return 503, {**payload, "status": "error", "error": self.load_error}
+        if not self.ready:
+            return 503, {**payload, "status": "loading"}
+        return 200, {**payload, "status": "ok", **self.backend.info()}
+
+    async def _chat(self, body: bytes, reader: asyncio.StreamReader) -> tuple[int | None, dict[str, Any]]:
+        from ktools.llm.local.engine import EngineStopped, GenerationRequest
+
+        try:
+            parsed = protocol.parse_chat_request(_json(body))
+            backend = await self._wait_ready()
+            prompt_ids = backend.encode(parsed.messages)
+            if len(prompt_ids) >= backend.context_window:
+                raise protocol.context_error(len(prompt_ids), backend.context_window)
+            max_tokens = min(parsed.max_tokens, backend.context_window - len(prompt_ids))
+            request = GenerationRequest(prompt_ids, n=parsed.n, temperature=parsed.temperature,
+                                        top_p=parsed.top_p, max_tokens=max_tokens, stop=parsed.stop,
+                                        seed=parsed.seed)
+            future = asyncio.wrap_future(backend.submit(request))
+        except RequestError as exc:
+            return exc.status, exc.body()
+        except EngineStopped as exc:
+            return 503, protocol.error_body(str(exc), type_="server_error")
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                break
+            if reader.at_eof():
+                request.cancel()
+                future.cancel()
+                log.info("client disconnected; generation cancelled")
+                return None, {}
+        try:
+            result = future.result()
+        except (asyncio.CancelledError, FutureCancelled):
+            return 503, protocol.error_body("the request was cancelled", type_="server_error")
+        except EngineStopped as exc:
+            return 503, protocol.error_body(str(exc), type_="server_error")
+        except Exception as exc:
+            log.exception("generation failed")
+            return 500, protocol.error_body(f"generation failed: {type(exc).__name__}: {exc}",
+                                            type_="server_error")
+        choices = [(c.text, c.finish_reason) for c in result.completions]
+        completion_tokens = sum(c.completion_tokens for c in result.completions)
+        return 200, protocol.completion_body(self.model_id, choices, result.prompt_tokens, completion_tokens)
+
+    async def _wait_ready(self) -> Any:
+        while self.backend is None:
+            if self.load_error:
+                raise RequestError(f"the embedded model failed to load: {self.load_error}", status=503,
+                                   type_="server_error")
+            await asyncio.sleep(0.2)
+        return self.backend
+
+
+def _json(body: bytes) -> Any:
+    if not body:
+        raise RequestError("the request body is empty; send a JSON object with 'messages'")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}") from None
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial.strip():
+            return None  # clean close between requests
+        raise _HttpError(400, "incomplete HTTP request head") from None
+    except asyncio.LimitOverrunError:
+        raise _HttpError(413, f"HTTP headers exceed {MAX_HEADER_BYTES} bytes") from None
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise _HttpError(400, f"malformed HTTP request line {lines[0][:100]!r}")
+    method, path, version = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise _HttpError(400, f"malformed HTTP header line {line[:100]!r}")
+        headers[name.strip().lower()] = value.strip()
+    if version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
+        headers["connection"] = "close"
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = await _read_chunked(reader)
+    else:
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            raise _HttpError(400, "Content-Length is not an integer") from None
+        if length < 0 or length > MAX_BODY_BYTES:
+            raise _HttpError(413, f"request body over {MAX_BODY_BYTES} bytes")
+        body = await reader.readexactly(length) if length else b""
+    return method.upper(), path, headers, body
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = await reader.readline()
+        try:
+            size = int(size_line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise _HttpError(400, "malformed chunked request body") from None
+        if size == 0:
+            while (await reader.readline()).strip():
+                pass  # trailers
+            return bytes(body)
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)
+        if len(body) > MAX_BODY_BYTES:
+            raise _HttpError(413, f"request body over {MAX_BODY_BYTES} bytes")
+
+
+async def _send(writer: asyncio.StreamWriter, status: int, payload: dict[str, Any], *, keep_alive: bool) -> None:
+    data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
+    writer.write(head.encode("latin-1") + data)
+    await writer.drain()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, *, max_batch: int = 32, continuous: bool = True,
+          threads: int | None = None, on_ready: Any = None) -> None:
+    """Run the teacher in the foreground until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        server = TeacherServer(host, port, backend_factory=lambda: ModelBackend(
+            max_batch=max_batch, continuous=continuous, threads=threads))
+        await server.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_stop)
+        if on_ready is not None:
+            on_ready(server)
+        await server.serve_until_stopped()
+
+    asyncio.run(main())
