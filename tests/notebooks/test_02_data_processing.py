@@ -26,3 +26,32 @@ def test_data_processing_notebook(repo_root, tmp_output, tmp_path):
     assert all(markdown[c["start"]:c["end"]] == c["document"] for c in chunks)
     executed = (tmp_path / "executed.ipynb").read_text()
     assert "image/png" in executed  # the histogram was drawn
+
+
+def _fake_teacher(body, index):
+    prompt = body["messages"][-1]["content"]
+    if "Domain:" in prompt:
+        return "Domain: ferry regulations\nOutline: The operating regulations of an estuary ferry authority."
+    return "1. What is the document reference?\n2. When were the regulations approved?\n3. Which edition is it?"
+
+
+def test_data_processing_notebook_teacher_mode(repo_root, tmp_output, tmp_path, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    from ktools.testing.fake_openai import FakeOpenAIServer
+
+    step = repo_root / "02_Data_Processing"
+    with FakeOpenAIServer(responder=_fake_teacher) as server:
+        monkeypatch.setenv("TEACHER_MODEL_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_MODEL_NAME", "fake-teacher")
+        monkeypatch.setenv("TEACHER_PROVIDER", "openai")
+        monkeypatch.setenv("TEACHER_MODEL_API_KEY", "test-key-not-secret")
+        papermill.execute_notebook(
+            str(step / "Data_Processing.ipynb"), str(tmp_path / "executed.ipynb"), cwd=str(step),
+            kernel_name="python3", progress_bar=False, parameters={"ICL_MODE": "teacher", "ICL_FILE": ""},
+        )
+        asked = len(server.requests)
+    seed = read_jsonl(tmp_output / "step_02" / "seed_data.jsonl")
+    assert asked == 2
+    assert {row["domain"] for row in seed} == {"ferry regulations"}
+    assert seed[0]["icl_query_2"] == "When were the regulations approved?"
+    assert "drafted" in (tmp_path / "executed.ipynb").read_text()  # the review table shows the origin
