@@ -83,7 +83,7 @@ def test_429_retry_after_is_honoured(server):
     assert result.choices and result.requests_sent == 2
     first, second = server.arrivals[:2]
     waited = second - first
-    assert 1.0 <= waited < 1.6, f"waited {waited:.3f} s for Retry-After: 1"
+    assert 1.0 <= waited < 2.5, f"waited {waited:.3f} s for Retry-After: 1"
     assert client.stats["retries"] == 1 and client.stats["errors"] == 1
     client.close()
 
@@ -95,7 +95,7 @@ def test_retry_after_ms_and_http_date(server, fault, expected):
     client.chat(MSG)
     waited = server.arrivals[1] - server.arrivals[0]
     # an HTTP date has one-second resolution: "2 s ahead" may mean anything from 1 to 2 s
-    assert expected <= waited < expected + 1.2
+    assert expected <= waited < expected + 2.0
     client.close()
 
 
@@ -130,7 +130,7 @@ def test_timeout_then_success(server):
     result = client.chat(MSG)
     elapsed = time.monotonic() - started
     assert result.choices and client.stats["retries"] == 1
-    assert 0.5 <= elapsed < 2.0
+    assert 0.5 <= elapsed < 3.0
     client.close()
 
 
@@ -299,6 +299,17 @@ def test_async_use_on_several_loops(server):
         result = asyncio.run(one_run())
         assert result.choices
     client.close()
+
+
+def test_proxy_or_https_uses_the_stock_transport(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert not TeacherClient("http://gpu-box:8000/v1", "m").fast_transport
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.delenv("http_proxy", raising=False)
+    assert TeacherClient("http://gpu-box:8000/v1", "m").fast_transport
+    assert not TeacherClient("https://api.example.com/v1", "m").fast_transport
 
 
 def test_stock_httpx_transport_path(server):

@@ -96,15 +96,15 @@ def test_timeout_fault_hangs_until_the_client_gives_up():
 
 
 def test_latency_is_applied_and_adjustable():
-    with FakeOpenAIServer(latency=0.2) as srv:
+    with FakeOpenAIServer(latency=0.6) as srv:
         client = sync_client(srv)
         started = time.monotonic()
         client.chat.completions.create(model="m", messages=MSG)
-        assert 0.2 <= time.monotonic() - started < 0.6
+        assert 0.6 <= time.monotonic() - started < 2.0
         srv.latency = 0.0
         started = time.monotonic()
         client.chat.completions.create(model="m", messages=MSG)
-        assert time.monotonic() - started < 0.15
+        assert time.monotonic() - started < 0.5
 
 
 def test_bad_requests_get_clear_4xx():
@@ -176,4 +176,4 @@ def test_serves_many_concurrent_requests_quickly():
         elapsed, codes = asyncio.run(run())
         assert set(codes) == {200} and srv.stats()["answered"] == 1200
         assert srv.max_in_flight == 200
-        assert elapsed < 3.0, f"{elapsed:.2f} s for an ideal of 0.5 s"  # generous: shared 2-core machine
+        assert elapsed < 6.0, f"{elapsed:.2f} s for an ideal of 0.5 s"  # generous: shared 2-core machine
