@@ -55,7 +55,7 @@ CELLS = [
         "sources = step.resolve_sources(SOURCES, REPO)\n"
         "icl_file = step.resolve_sources([ICL_FILE], REPO)[0] if ICL_FILE else None\n"
         "given = step.given_from_parameters(ICL_DOMAIN, ICL_OUTLINE, ICL_DOCUMENT, ICL_QUERIES)\n"
-        "pd.DataFrame({\"source\": sources})"
+        "step.sources_table(sources, REPO)"
     ),
     new_markdown_cell("## 1. Convert to markdown"),
     new_code_cell(

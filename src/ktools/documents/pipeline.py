@@ -267,3 +267,22 @@ def written_files(settings: Settings | None = None):
     rows = [{"file": str(p.relative_to(paths.root)), "bytes": p.stat().st_size}
             for p in sorted(step.rglob("*")) if p.is_file() and not p.name.startswith(".")]
     return pd.DataFrame(rows)
+
+
+def sources_table(sources: Iterable[str], repo_root: Path):
+    """The resolved sources: kind, and path relative to the repository where possible."""
+    import pandas as pd
+
+    rows = []
+    for source in sources:
+        if "://" in source:
+            rows.append({"source": source, "kind": "URL", "found": None})
+            continue
+        path = Path(source)
+        try:
+            shown = str(path.relative_to(repo_root))
+        except ValueError:
+            shown = str(path)
+        rows.append({"source": shown, "kind": "folder" if path.is_dir() else path.suffix.lower() or "file",
+                     "found": path.exists()})
+    return pd.DataFrame(rows)
