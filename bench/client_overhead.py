@@ -11,8 +11,10 @@ concurrency C and prints:
 
 and, as a baseline measured in the same run, the same load through the stock
 `openai` path (`AsyncOpenAI.chat.completions.create`, default httpx transport,
-pydantic models). The server's own CPU per request is shown too, so a
-CPU-starved server (this machine has 2 shared cores) is visible, not hidden.
+pydantic models). The server's own CPU per request is shown too, and the time
+the client's thread was runnable but waiting for a CPU (`runq wait`, from
+/proc/self/schedstat): on a shared machine other processes' load shows up there
+instead of hiding in the ratio.
 
     python bench/client_overhead.py            # 2,000 requests at C=50 and C=200, plus baseline
     python bench/client_overhead.py --quick    # 400 requests, no baseline
@@ -49,6 +51,14 @@ def _proc_cpu(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _runqueue_wait(pid: int | str = "self") -> float:
+    """Seconds the process's main thread spent runnable but waiting for a CPU (/proc schedstat)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return float("nan")
 
@@ -117,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fake server {url} (pid {proc.pid}), latency {args.latency * 1000:.0f} ms, "
           f"{requests} requests per level; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     header = (f"{'client':<16}{'C':>5}{'wall s':>9}{'ideal s':>9}{'ratio':>8}{'cpu/req ms':>12}"
-              f"{'client cpu/wall':>17}{'server cpu/req ms':>19}")
+              f"{'client cpu/wall':>17}{'server cpu/req ms':>19}{'runq wait s':>13}")
     print(header)
     print("-" * len(header))
     verdicts = []
@@ -128,13 +138,16 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(("stock openai", _run_stock_openai))
             for name, runner in runs:
                 server_cpu0 = _proc_cpu(proc.pid)
+                wait0 = _runqueue_wait()
                 wall, cpu = asyncio.run(runner(url, requests, c))
+                # includes the warm-up round; an upper bound for the measured part
+                wait = _runqueue_wait() - wait0
                 server_cpu = (_proc_cpu(proc.pid) - server_cpu0) / (requests + c) * 1000
                 ideal = requests * args.latency / c
                 ratio = wall / ideal
                 cpu_ms = cpu / requests * 1000
                 print(f"{name:<16}{c:>5}{wall:>9.2f}{ideal:>9.2f}{ratio:>8.3f}{cpu_ms:>12.3f}"
-                      f"{cpu / wall:>16.0%} {server_cpu:>18.3f}", flush=True)
+                      f"{cpu / wall:>16.0%} {server_cpu:>18.3f}{wait:>13.2f}", flush=True)
                 if name == "TeacherClient":
                     verdicts.append((c, ratio, cpu_ms))
     finally:
