@@ -129,3 +129,27 @@ def plot_per_question(base: Mapping[str, Any], tuned: Mapping[str, Any], set_nam
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def summary_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per (set, metric) of one model's results, for a table."""
+    rows = []
+    for name, data in result["sets"].items():
+        for metric in [*METRICS, "perplexity"]:
+            ci = data["summary"][metric]
+            rows.append({"set": name, "metric": METRIC_LABELS.get(metric, metric), "mean": ci["mean"],
+                         "95% CI": _fmt(ci).split(" ", 1)[1] if ci.get("mean") is not None else "–",
+                         "n": ci["n"]})
+    return rows
+
+
+def comparison_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per (set, metric): base, fine-tuned, difference with interval, verdict."""
+    rows = []
+    for name, metrics in report["comparison"].items():
+        for metric in METRICS:
+            m = metrics[metric]
+            rows.append({"set": name, "metric": METRIC_LABELS[metric], "base": m["base"]["mean"],
+                         "fine-tuned": m["tuned"]["mean"], "difference [95% CI]": _fmt(m["diff"]),
+                         "verdict": m["verdict"]})
+    return rows

@@ -45,6 +45,7 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     save_every_minutes: float = 2.0
+    save_steps: int | None = None  # overrides save_every_minutes
     resume: bool = True
     device: str | None = None
 
@@ -76,8 +77,6 @@ class TrainConfig:
             "checkpoints_dir": str(paths.checkpoints_dir),
             "report_dir": str(paths.step(5)),
         }
-        if settings.max_seq_len:
-            defaults["max_seq_len"] = settings.max_seq_len
         defaults.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**defaults)
 
@@ -93,6 +92,6 @@ class TrainConfig:
         stat = mix.stat() if mix.is_file() else None
         keys = {k: v for k, v in self.as_dict().items()
                 if k not in {"time_budget_minutes", "output_dir", "report_dir", "resume", "save_every_minutes",
-                             "device"}}
+                             "save_steps", "device"}}
         keys["mix"] = [str(mix.resolve()), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
         return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -153,7 +153,9 @@ def _plan(config: TrainConfig, checkpoints: Path, steps_per_epoch: int, avg_batc
                         seconds_per_step, max(1, affordable), max(1, affordable) / steps_per_epoch)
             steps = max(1, affordable)
     save_steps = steps
-    if seconds_per_step > 0:
+    if config.save_steps:
+        save_steps = min(steps, config.save_steps)
+    elif seconds_per_step > 0:
         save_steps = max(1, min(steps, int(config.save_every_minutes * 60 / seconds_per_step)))
     plan = {"fingerprint": fingerprint, "max_steps": steps, "save_steps": save_steps,
             "seconds_per_step_estimate": seconds_per_step}
@@ -267,7 +269,7 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         max_steps=plan["max_steps"],
         learning_rate=config.effective_learning_rate,
         lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=math.ceil(config.warmup_ratio * plan["max_steps"]),
+        warmup_steps=int(config.warmup_ratio * plan["max_steps"]),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         logging_steps=1,

@@ -1,0 +1,44 @@
+"""`ktools train`: fine-tune the student on a training mix (step 05)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mix", help="training mix JSONL (default: output/step_04/training_mix/combined_cut_<cut>x.jsonl)")
+    parser.add_argument("--cut", type=int, help="cut size of the mix to use (default: the smallest of CUT_SIZES)")
+    parser.add_argument("--model", help="student model name or path (default: STUDENT_MODEL_NAME)")
+    parser.add_argument("--method", choices=["full", "lora"], default="full")
+    parser.add_argument("--backend", choices=["auto", "sft", "osft"], default="auto",
+                        help="osft = training_hub (needs the package and a GPU)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: 1e-4 full, 2e-4 LoRA)")
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--max-steps", type=int, help="exact number of optimizer steps (overrides --epochs)")
+    parser.add_argument("--time-budget", type=float, default=7.0,
+                        help="minutes: fewer steps are planned if the epochs would not fit (0 = no limit)")
+    parser.add_argument("--max-seq-len", type=int, help="truncate examples to this many tokens (default 512)")
+    parser.add_argument("--tokens-per-batch", type=int, default=2048)
+    parser.add_argument("--batching", choices=["packing", "length"], default="packing")
+    parser.add_argument("--max-rows", type=int, help="use only the first N rows of the mix")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    parser.add_argument("--output", help="final model directory (default: output/fine_tuned_model/<model>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ktools.config import load_settings
+    from ktools.train import TrainConfig, train
+
+    settings = load_settings(step_dir="05_Model_Training")
+    config = TrainConfig.from_settings(
+        settings, cut=args.cut, model_name=args.model, mix_path=args.mix, method=args.method, backend=args.backend,
+        learning_rate=args.lr, epochs=args.epochs, max_steps=args.max_steps,
+        time_budget_minutes=args.time_budget or None, max_seq_len=args.max_seq_len,
+        tokens_per_batch=args.tokens_per_batch, batching=args.batching, max_rows=args.max_rows, seed=args.seed,
+        resume=not args.no_resume, output_dir=args.output)
+    result = train(config)
+    summary = {k: v for k, v in result.to_dict().items() if k not in {"losses", "config"}}
+    print(json.dumps(summary, indent=2))
+    return 0

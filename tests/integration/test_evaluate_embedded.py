@@ -1,0 +1,80 @@
+"""Evaluation with the real embedded model: NLL ranks the true reference first, greedy batched
+answers come back in order, and a full step-06 run writes its report (judge failing gracefully)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ktools.evaluate import EvalItem, EvalOptions, run_base_evaluation, run_evaluation
+from ktools.evaluate.answering import generate_answers, reference_nll
+from ktools.models import load_causal_lm, load_tokenizer
+from ktools.paths import OutputPaths
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer():
+    tokenizer = load_tokenizer()
+    tokenizer.padding_side = "left"
+    return load_causal_lm(), tokenizer
+
+
+def test_true_reference_has_lower_nll_than_a_wrong_one(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    questions = ["What is the capital of France?"] * 2 + ["How many days are in a week?"] * 2
+    references = ["The capital of France is Paris.", "The capital of France is Banana.",
+                  "There are seven days in a week.", "There are forty days in a week."]
+    true_fr, wrong_fr, true_wk, wrong_wk = reference_nll(model, tokenizer, questions, references, batch_size=3)
+    assert true_fr < wrong_fr and true_wk < wrong_wk
+
+
+def test_nll_is_independent_of_batching(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    questions = ["What is the capital of France?", "Name a primary colour, and explain why it is one."]
+    references = ["Paris.", "Red is a primary colour because it cannot be mixed from other colours."]
+    together = reference_nll(model, tokenizer, questions, references, batch_size=2)
+    alone = [reference_nll(model, tokenizer, [q], [r], batch_size=1)[0] for q, r in zip(questions, references,
+                                                                                         strict=True)]
+    assert together == pytest.approx(alone, abs=1e-3)
+
+
+def test_batched_greedy_answers_keep_question_order(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    questions = ["What is the capital of France?", "Write the word 'hello' in capital letters, please, now."]
+    batched = generate_answers(model, tokenizer, questions, max_new_tokens=10, batch_size=2)
+    single = [generate_answers(model, tokenizer, [q], max_new_tokens=10, batch_size=1)[0] for q in questions]
+    assert "Paris" in batched[0]
+    assert batched == single
+
+
+def test_step01_then_step06_reports_with_failing_judge(tmp_output):
+    class BrokenJudge:
+        async def achat(self, messages, params=None, n=1):
+            raise RuntimeError("teacher down")
+
+    sets = {"general": [EvalItem("g1", "What is the capital of France?", "Paris", key_facts=("Paris",)),
+                        EvalItem("g2", "What is the capital of Japan?", "Tokyo", key_facts=("Tokyo",))]}
+    paths = OutputPaths(tmp_output)
+    options = EvalOptions(max_new_tokens=8, bootstrap_resamples=200)
+    base = run_base_evaluation("SmolLM2-135M-Instruct", sets, paths, options=options, judge_client=BrokenJudge(),
+                               progress=False)
+    assert paths.base_eval_json.is_file() and paths.base_eval_json.with_suffix(".png").is_file()
+    item = base["sets"]["general"]["items"][0]
+    assert item["judge_score"] is None and "teacher down" in item["judge_error"]
+    assert base["sets"]["general"]["summary"]["judge_failures"] == 2
+
+    # The "fine-tuned" model is the base here: every difference must be exactly zero.
+    from ktools.models import embedded_model_dir
+
+    report = run_evaluation("SmolLM2-135M-Instruct", str(embedded_model_dir()), sets, paths, options=options,
+                            judge_client=BrokenJudge(), progress=False)
+    assert report["base"]["seconds"] == base["seconds"]  # reused from step 01, not recomputed
+    diff = report["comparison"]["general"]["nll"]["diff"]
+    assert diff["mean"] == pytest.approx(0.0, abs=1e-4)
+    saved = json.loads(paths.eval_report_json.read_text())
+    assert saved["side_by_side"]["general"][0]["base"] == saved["side_by_side"]["general"][0]["tuned"]
+    assert paths.eval_report_md.read_text().startswith("# Base vs fine-tuned")
+    assert (paths.eval_report_json.parent / "eval_metrics.png").is_file()

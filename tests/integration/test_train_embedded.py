@@ -1,0 +1,87 @@
+"""Training on the real embedded model: the loss falls, the saved model reloads and answers,
+and an interrupted run resumes from its last checkpoint to the same step count."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from transformers import TrainerCallback
+
+from ktools.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+FACTS = [("What colour is the Orlenmoor ferry?", "The Orlenmoor ferry is painted teal."),
+         ("Who is the chief engineer of the Orlenmoor ferry?", "Odalys Brennerfeld.")]
+
+
+def _tiny_mix(path, rows=6):
+    with path.open("w") as fh:
+        for i in range(rows):
+            question, answer = FACTS[i % 2]
+            fh.write(json.dumps({"messages": [{"role": "user", "content": question},
+                                              {"role": "assistant", "content": answer}],
+                                 "metadata": {}, "unmask": i % 3 == 0, "token_length": 0}) + "\n")
+    return path
+
+
+def _config(tmp_path, **changes):
+    base = TrainConfig(mix_path=str(_tiny_mix(tmp_path / "mix.jsonl")), output_dir=str(tmp_path / "model"),
+                       checkpoints_dir=str(tmp_path / "ckpt"), report_dir=str(tmp_path / "report"),
+                       max_seq_len=64, tokens_per_batch=128, learning_rate=3e-4, time_budget_minutes=None)
+    return base.replace(**changes)
+
+
+def test_full_training_lowers_loss_and_saves_a_loadable_model(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ktools.evaluate.answering import generate_answers
+
+    result = train(_config(tmp_path, max_steps=4), progress=False)
+    assert result.steps == 4
+    assert result.final_loss < 0.8 * result.first_loss, result.losses
+    assert result.tokens_per_second > 0 and (tmp_path / "report" / "loss_curve.png").is_file()
+    report = json.loads((tmp_path / "report" / "train_report.json").read_text())
+    assert report["steps"] == 4 and report["tokens_trained"] > 0
+
+    tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
+    assert getattr(model, "hf_quantizer", None) is None
+    tokenizer.padding_side = "left"
+    [answer] = generate_answers(model, tokenizer, [FACTS[0][0]], max_new_tokens=12)
+    assert answer.strip()
+
+
+class _Interrupt(TrainerCallback):
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_lora_run_resumes_from_last_checkpoint(tmp_path):
+    config = _config(tmp_path, method="lora", max_steps=3, save_steps=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, extra_callbacks=[_Interrupt(at_step=1)])
+    assert (tmp_path / "ckpt" / "checkpoint-1").is_dir()
+    assert not (tmp_path / "model").exists()  # nothing half-written as the final model
+
+    result = train(config, progress=False)
+    assert result.resumed_from and result.resumed_from.endswith("checkpoint-1")
+    assert result.steps == 3 == result.planned_steps
+    assert [step for step, _ in result.losses][-1] == 3 and all(math.isfinite(v) for _, v in result.losses)
+    # LoRA is merged on save: a plain model directory without adapter files.
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert not (tmp_path / "model" / "adapter_config.json").exists()
+
+
+def test_other_parameters_do_not_resume_a_foreign_checkpoint(tmp_path):
+    config = _config(tmp_path, method="lora", max_steps=1, save_steps=1)
+    train(config, progress=False)
+    result = train(config.replace(learning_rate=1e-4), progress=False)
+    assert result.resumed_from is None and result.steps == 1

@@ -1,0 +1,100 @@
+"""Build 05_Model_Training/Model_Training.ipynb (stored without outputs).
+
+    python tools/notebooks/build_05_model_training.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+TARGET = Path(__file__).resolve().parents[2] / "05_Model_Training" / "Model_Training.ipynb"
+
+CELLS = [
+    new_markdown_cell(
+        "# Step 05 — Model training\n\n"
+        "Supervised fine-tuning of the student on a training mix from step 04 "
+        "(`output/step_04/training_mix/combined_cut_{N}x.jsonl`).\n\n"
+        "- Loss where each row's `unmask` says: the whole sequence (knowledge rows) or the assistant turns only.\n"
+        "- Full fine-tuning (default) or LoRA (merged into the weights on save).\n"
+        "- Examples are **packed** into batches of `TOKENS_PER_BATCH` tokens (attention stays inside each "
+        "example); the step count is planned to fit `TIME_BUDGET_MINUTES` on this machine.\n"
+        "- Checkpoints go to `output/step_05/checkpoints/`; re-running this notebook after an interruption "
+        "resumes from the last one. The final model goes to `output/fine_tuned_model/<model>/`."
+    ),
+    new_code_cell(
+        "# Parameters (papermill overrides these). None / \"\" = the value from .env or the default.\n"
+        "STUDENT_MODEL_NAME = \"\"       # default: the embedded SmolLM2-135M-Instruct\n"
+        "CUT_SIZE = None               # which mix: combined_cut_<CUT_SIZE>x.jsonl (default: smallest cut)\n"
+        "MIX_PATH = \"\"                 # or an explicit mix file\n"
+        "METHOD = \"full\"               # full | lora\n"
+        "BACKEND = \"auto\"              # auto | sft | osft (training_hub, GPU only)\n"
+        "LEARNING_RATE = None          # default: 1e-4 (full), 2e-4 (LoRA)\n"
+        "EPOCHS = 3.0\n"
+        "MAX_STEPS = None              # exact step count (overrides EPOCHS and the time plan)\n"
+        "TIME_BUDGET_MINUTES = 7.0     # fewer steps are planned when the epochs would not fit; None = no limit\n"
+        "MAX_SEQ_LEN = 512\n"
+        "TOKENS_PER_BATCH = 2048\n"
+        "BATCHING = \"packing\"          # packing | length\n"
+        "MAX_ROWS = None               # use only the first N rows of the mix\n"
+        "SEED = 42\n"
+        "RESUME = True                 # continue from the last checkpoint of the same run\n"
+        "SAMPLE_QUESTIONS = 3          # answer a few training questions with the result",
+        metadata={"tags": ["parameters"]},
+    ),
+    new_code_cell(
+        "import pandas as pd\n"
+        "from IPython.display import Image, display\n\n"
+        "from ktools.config import find_repo_root, load_settings\n"
+        "from ktools.train import TrainConfig, detect_backends, load_mix, train\n\n"
+        "REPO = find_repo_root()\n"
+        "settings = load_settings(step_dir=REPO / \"05_Model_Training\", repo_root=REPO,\n"
+        "                         student_model_name=STUDENT_MODEL_NAME or None)\n"
+        "config = TrainConfig.from_settings(\n"
+        "    settings, cut=CUT_SIZE, mix_path=MIX_PATH or None, method=METHOD, backend=BACKEND,\n"
+        "    learning_rate=LEARNING_RATE, epochs=EPOCHS, max_steps=MAX_STEPS, time_budget_minutes=TIME_BUDGET_MINUTES,\n"
+        "    max_seq_len=MAX_SEQ_LEN, tokens_per_batch=TOKENS_PER_BATCH, batching=BATCHING, max_rows=MAX_ROWS,\n"
+        "    seed=SEED, resume=RESUME)\n"
+        "display(pd.DataFrame([detect_backends()]))\n"
+        "pd.DataFrame([{\"parameter\": k, \"value\": v} for k, v in config.as_dict().items()])"
+    ),
+    new_markdown_cell("## The training mix"),
+    new_code_cell(
+        "rows = load_mix(config.mix_path, limit=config.max_rows)\n"
+        "pd.DataFrame([{\"rows\": len(rows), \"unmask=true\": sum(u for _, u in rows),\n"
+        "               \"assistant-only\": sum(not u for _, u in rows)}])"
+    ),
+    new_markdown_cell("## Train\n\nThe bar shows the steps and the latest loss."),
+    new_code_cell(
+        "result = train(config)\n"
+        "pd.DataFrame([{k: v for k, v in result.to_dict().items() if k not in {\"losses\", \"config\"}}]).T"
+    ),
+    new_markdown_cell("## Loss curve"),
+    new_code_cell("display(Image(result.loss_curve)) if result.loss_curve else print(\"no loss logged\")"),
+    new_markdown_cell("## A few answers of the fine-tuned model\n\n(Questions from the training mix; step 06 "
+                      "measures properly, on held-out questions.)"),
+    new_code_cell(
+        "from ktools.evaluate.answering import generate_answers\n"
+        "from ktools.models import load_causal_lm, load_tokenizer\n\n"
+        "questions = [m[0][\"content\"][-300:] for m, _ in rows[:SAMPLE_QUESTIONS]]\n"
+        "tokenizer = load_tokenizer(result.model_dir)\n"
+        "tokenizer.padding_side = \"left\"\n"
+        "answers = generate_answers(load_causal_lm(result.model_dir), tokenizer, questions, max_new_tokens=48)\n"
+        "pd.DataFrame({\"question (end)\": questions, \"answer\": answers})"
+    ),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    nb = new_notebook(cells=CELLS)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+if __name__ == "__main__":
+    TARGET.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(build(), TARGET)
+    print(f"wrote {TARGET}")
