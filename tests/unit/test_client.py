@@ -147,6 +147,22 @@ def test_retries_exhausted_raise_teacher_error(server):
     client.close()
 
 
+def test_nothing_listening_gives_a_clear_error():
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = TeacherClient(f"http://127.0.0.1:{port}/v1", "m", provider="local", max_retries=1, backoff_base=0.01)
+    with pytest.raises(TeacherError) as info:
+        client.chat(MSG)
+    message = str(info.value)
+    assert "connection error" in message and "2 attempt(s)" in message
+    assert "TEACHER_MODEL_BASE_URL" in message and "ktools serve-teacher" in message
+    assert info.value.status is None and info.value.retryable
+    client.close()
+
+
 def test_client_error_is_not_retried(server):
     server.add_faults(["404"])
     client = make_client(server)

@@ -452,6 +452,9 @@ class TeacherClient:
                            f"{attempt + 1} attempt(s): {reason}")
                 if not retryable:
                     message += self._hint(status)
+                elif status is None and reason.startswith("connection error"):
+                    message += (f" — is the teacher running at {self.base_url}? Check TEACHER_MODEL_BASE_URL"
+                                f"{' or start it with `ktools serve-teacher`' if self.provider == 'local' else ''}")
                 raise TeacherError(self._redact(message), status=status, retryable=retryable)
             if retry_after is not None:
                 delay = min(retry_after, MAX_RETRY_AFTER) + random.uniform(0.0, 0.1)
