@@ -276,12 +276,16 @@ def chunk_markdown(markdown: str, tokenizer: Any, *, source: str = "document", m
         start_tok, start_char = next_tok, (end_char if next_tok == end_tok else char_of_token(next_tok))
 
     chunks = []
+    previous_end = 0
     for index, (a, b, ta, tb) in enumerate(spans):
+        # The heading path of the chunk's own text (after the overlap with the previous chunk).
+        own_start = min(max(a, previous_end), b - 1) if b > a else a
+        previous_end = b
         pages = None
         if page_offsets:
             pages = sorted({bisect.bisect_right(page_offsets, a), bisect.bisect_right(page_offsets, max(a, b - 1))})
         chunks.append(Chunk(document=markdown[a:b], source=source, chunk_id=f"{prefix}-{index:04d}", start=a,
-                            end=b, n_tokens=tb - ta, heading_path=heading_path(a), pages=pages))
+                            end=b, n_tokens=tb - ta, heading_path=heading_path(own_start), pages=pages))
     for message in warnings:
         log.warning(message)
     return ChunkingResult(chunks, warnings, total)
