@@ -121,3 +121,17 @@ def test_reference_count_handles_dict_output(tokenizer):
     out = tokenizer.apply_chat_template(messages, tokenize=True)
     assert "input_ids" in out  # transformers 5 returns a BatchEncoding
     assert reference_count(tokenizer, messages) == len(out["input_ids"])
+
+
+def test_ascii_pattern_splits_like_the_unicode_pattern(tokenizer):
+    import regex
+
+    from ktools.mixing.tokens import GPT2_SPLIT_PATTERN
+
+    counter = TokenCounter(tokenizer)
+    unicode_split = regex.compile(GPT2_SPLIT_PATTERN).findall
+    rng = random.Random(2)
+    alphabet = [chr(i) for i in range(128)] + list("  \n\n'sdtmlvre")
+    for _ in range(5000):
+        text = "".join(rng.choices(alphabet, k=rng.randint(1, 40)))
+        assert counter._ascii_split(text) == unicode_split(text), repr(text)

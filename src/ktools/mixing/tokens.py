@@ -16,7 +16,8 @@ mix repeat the same documents many times. `TokenCounter` returns the same number
    tokenizers with the GPT-2 split regex and no normalizer, e.g. SmolLM2, GPT-2,
    StarCoder): BPE never merges across pre-tokens, so a piece's count is the sum
    of its pre-tokens' counts. We split with the same regex in Python's `regex`
-   module (several times faster than the Rust pre-tokenizer round-trip) and look
+   module (several times faster than the Rust pre-tokenizer round-trip; ASCII-only
+   text with an equivalent stdlib `re` pattern, twice as fast again) and look
    each pre-token's BPE length up in a dictionary (filled by encoding the
    pre-tokens never seen before with the real tokenizer, one `encode_batch` per
    batch of rows: natural text has a small vocabulary of pre-tokens, so after the
@@ -50,6 +51,7 @@ import logging
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p
 _L, _N, _WS, _OTHER = "L", "N", "WS", "O"
 _ASCII_BREAK_WS = "\n\t\r"  # whitespace that never joins the following word (unlike " ")
 _UNSAFE = -(10**12)  # a word count that marks "do not trust the fast path for this text"
+_UNKNOWN = -(10**15)  # the length looked up for a pre-token not encoded yet
 
 
 class TokenCountMismatch(AssertionError):
@@ -79,7 +82,8 @@ def reference_count(tokenizer: Any, messages: Conversation) -> int:
 
 def _drop_none(conversation: Conversation) -> Conversation:
     # apply_chat_template drops None-valued keys before rendering; so must we.
-    return [{k: v for k, v in m.items() if v is not None} for m in conversation]
+    return [m if None not in m.values() else {k: v for k, v in m.items() if v is not None}
+            for m in conversation]
 
 
 class TokenCounter:
@@ -166,7 +170,7 @@ class TokenCounter:
             return
         import regex
 
-        self._split = regex.compile(GPT2_SPLIT_PATTERN).findall
+        self._unicode_split = regex.compile(GPT2_SPLIT_PATTERN).findall
         self._non_ascii = regex.compile(r"[^\x00-\x7f]").findall
         contents = sorted({t.content for t in added if t.content}, key=len, reverse=True)
         self._special_split = re.compile("|".join(map(re.escape, contents))).split if contents else None
@@ -178,7 +182,12 @@ class TokenCounter:
         if not all([self._check_char(chr(i)) for i in range(128)]):
             log.info("token counting: regex engines disagree on ASCII; using batched Rust encoding")
             return
+        self._ascii_split = _ascii_split_pattern(self._char_class).findall
         self.strategy = "bytelevel"
+
+    def _split(self, text: str) -> list[str]:
+        """Pre-tokens of `text` (no special tokens in it): stdlib `re` for ASCII, `regex` otherwise."""
+        return self._ascii_split(text) if text.isascii() else self._unicode_split(text)
 
     def _probe_class(self, ch: str) -> str:
         """The class the real pre-tokenizer gives `ch`: joined with a letter, digit or symbol?"""
@@ -219,14 +228,21 @@ class TokenCounter:
             new & self._bad_chars)
 
     # ------------------------------------------------------------------ counting
-    # Per batch: split every text into pre-tokens, encode all pre-tokens never seen
-    # before in one `encode_batch` call, then sum looked-up lengths.
+    # Per batch: split every text into pre-tokens and sum their known lengths; texts
+    # with pre-tokens never seen before wait until all of those are encoded in one
+    # `encode_batch` call.
     def _pieces(self, text: str) -> tuple[int, list[list[str]]]:
         """(number of special tokens, pre-token lists of the text between them)."""
         if self._special_split is None:
             return 0, [self._split(text)]
         parts = self._special_split(text)
         return len(parts) - 1, [self._split(p) for p in parts if p]
+
+    def _try_sum(self, pieces: tuple[int, list[list[str]]]) -> int:
+        """Token count of pre-tokenized text; negative if a pre-token is unknown (or unsafe)."""
+        get = self._word_counts.get
+        n_special, word_lists = pieces
+        return n_special + sum([sum(map(get, words, repeat(_UNKNOWN))) for words in word_lists])
 
     def _learn_words(self, word_lists: Iterable[list[str]]) -> None:
         counts = self._word_counts
@@ -237,10 +253,6 @@ class TokenCounter:
         for word, enc in zip(new, encoded, strict=True):
             # A pre-token encoded alone gives its in-context tokens only if it splits to itself.
             counts[word] = len(enc.ids) if self._split(word) == [word] else _UNSAFE
-
-    def _sum_words(self, n_special: int, word_lists: list[list[str]]) -> int:
-        get = self._word_counts.__getitem__
-        return n_special + sum([sum(map(get, words)) for words in word_lists])
 
     def _segment_parts(self, text: str, segment: str) -> tuple[list[str], str] | None:
         """(repeating parts to count via the cache, rest of the text) if `segment` can be cut out safely."""
@@ -265,26 +277,40 @@ class TokenCounter:
         if self.strategy == "rust":
             return [len(e.ids) for e in self._backend.encode_batch(list(texts), add_special_tokens=False)]
         cache = self._segment_cache
-        new_segments: dict[str, tuple[int, list[list[str]]] | None] = {}
-        rows: list[tuple[list[str], tuple[int, list[list[str]]]] | None] = []
-        # Pass 1: pre-tokens of everything not cached yet (new segments and the unique rest).
+        waiting_segments: dict[str, tuple[int, list[list[str]]]] = {}
+        rows: list[tuple[list[str], int, tuple[int, list[list[str]]] | None]] = []
         for i, text in enumerate(texts):
             segment = repeated[i] if repeated is not None else None
             cut = self._segment_parts(text, segment) if segment else None
             cached_parts, rest = cut if cut is not None else ([], text)
             for part in cached_parts:
-                if part in cache or part in new_segments:
+                if part in cache or part in waiting_segments:
                     self.cache_stats["segment_hits"] += 1
+                    continue
+                self.cache_stats["segment_misses"] += 1
+                if not self._chars_ok(part):
+                    cache[part] = _UNSAFE
+                    continue
+                pieces = self._pieces(part)
+                count = self._try_sum(pieces)
+                if count >= 0:
+                    cache[part] = count
                 else:
-                    self.cache_stats["segment_misses"] += 1
-                    new_segments[part] = self._pieces(part) if self._chars_ok(part) else None
-            rows.append((cached_parts, self._pieces(rest)) if self._chars_ok(rest) else None)
-        # Pass 2: learn all unseen pre-tokens in one batch, then sum.
-        self._learn_words(words for p in new_segments.values() if p is not None for words in p[1])
-        self._learn_words(words for r in rows if r is not None for words in r[1][1])
-        for part, pieces in new_segments.items():
-            cache[part] = _UNSAFE if pieces is None else self._sum_words(*pieces)
-        counts = [_UNSAFE if r is None else sum(cache[p] for p in r[0]) + self._sum_words(*r[1]) for r in rows]
+                    waiting_segments[part] = pieces
+            if not self._chars_ok(rest):
+                rows.append((cached_parts, _UNSAFE, None))
+                continue
+            pieces = self._pieces(rest)
+            count = self._try_sum(pieces)
+            rows.append((cached_parts, count, None if count >= 0 else pieces))
+        # Texts with unseen pre-tokens: learn those in one batch, then count again.
+        waiting = [p for p in waiting_segments.values()] + [r[2] for r in rows if r[2] is not None]
+        if waiting:
+            self._learn_words(words for p in waiting for words in p[1])
+            for part, pieces in waiting_segments.items():
+                cache[part] = self._try_sum(pieces)
+        counts = [sum([cache[p] for p in parts]) + (count if pieces is None else self._try_sum(pieces))
+                  for parts, count, pieces in rows]
         fallback = [i for i, c in enumerate(counts) if c < 0]
         if fallback:
             self.cache_stats["fallback_texts"] += len(fallback)
@@ -322,6 +348,22 @@ class TokenCounter:
                     f"row {i}: fast count {counts[i]} != apply_chat_template count {expected} "
                     f"(strategy {self.strategy}); please report this with the row")
         return len(indices)
+
+
+def _ascii_split_pattern(char_class: dict[str, str]) -> re.Pattern[str]:
+    """The GPT-2 split regex for ASCII-only text, with the classes spelled out.
+
+    Same matches as `GPT2_SPLIT_PATTERN` on ASCII input (the classes come from the
+    verified per-character table), about twice as fast with the stdlib `re` engine.
+    """
+    def members(cls: str) -> str:
+        return "".join(re.escape(chr(i)) for i in range(128) if char_class.get(chr(i)) == cls)
+
+    letters, numbers, spaces = members(_L), members(_N), members(_WS)
+    return re.compile(
+        rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letters}]+| ?[{numbers}]+| ?[^{spaces}{letters}{numbers}]+"
+        rf"|[{spaces}]+(?![^{spaces}])|[{spaces}]+"
+    )
 
 
 def _is_plain_nonspace(ch: str) -> bool:
