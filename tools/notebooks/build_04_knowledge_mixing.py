@@ -69,7 +69,7 @@ CELLS = [
     new_markdown_cell("### Per cut"),
     new_code_cell("report.cut_table()"),
     new_markdown_cell("### Per cut and dataset\n\n`items` = distinct summaries (summary datasets), key facts, "
-                      "or Q&A (document-based)."),
+                      "or chunks (document-based Q&A: one item per chunk)."),
     new_code_cell("report.dataset_table()"),
     new_markdown_cell("### Eval split and dropped rows"),
     new_code_cell(

@@ -12,7 +12,7 @@ def dataset_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "rows": len(records),
         "chunks": len({r["metadata"]["chunk_id"] for r in records}),
-        "items": len({r["metadata"]["item_id"] for r in records}),  # summaries / key facts / Q&A
+        "items": len({r["metadata"]["item_id"] for r in records}),  # summaries / key facts / chunks
         "total_tokens": sum(lengths),
         "mean_tokens": round(statistics.fmean(lengths), 1) if lengths else 0.0,
         "max_tokens": max(lengths, default=0),
