@@ -30,9 +30,9 @@ CELLS = [
         "# Parameters (papermill overrides these). Relative paths are relative to the repository root.\n"
         "SOURCES = [\"assets/sample/sample_document.md\"]  # files, folders or http(s) URLs\n"
         "CONVERTER_BACKEND = \"auto\"     # \"auto\" (default converters) or \"docling\" (optional, HTML/DOCX)\n"
-        "MAX_TOKENS = 768               # tokens per chunk at most\n"
-        "OVERLAP_TOKENS = 64            # tokens shared by consecutive chunks\n"
-        "MIN_TOKENS = 128               # no tail chunk smaller than this\n"
+        "CHUNK_MAX_TOKENS = 768               # tokens per chunk at most\n"
+        "CHUNK_OVERLAP_TOKENS = 64            # tokens shared by consecutive chunks\n"
+        "CHUNK_MIN_TOKENS = 128               # no tail chunk smaller than this\n"
         "TOKENIZER_MODEL_NAME = \"\"      # default: the student's tokenizer (embedded SmolLM2)\n"
         "ICL_MODE = \"given\"             # \"given\" (from you) or \"teacher\" (drafted, then cached)\n"
         "ICL_FILE = \"02_Data_Processing/sample_document.icl.yaml\"  # YAML {source: fields}; \"\" for none\n"
@@ -70,14 +70,14 @@ CELLS = [
                       "table row or code line; each chunk keeps its heading path and `start`/`end` offsets "
                       "into the converted file."),
     new_code_cell(
-        "chunked = step.chunk_step(settings, max_tokens=MAX_TOKENS, overlap_tokens=OVERLAP_TOKENS,\n"
-        "                          min_tokens=MIN_TOKENS)\n"
+        "chunked = step.chunk_step(settings, max_tokens=CHUNK_MAX_TOKENS, overlap_tokens=CHUNK_OVERLAP_TOKENS,\n"
+        "                          min_tokens=CHUNK_MIN_TOKENS)\n"
         "for warning in chunked.warnings:\n"
         "    display(Markdown(f\"- ⚠ {warning}\"))\n"
         "step.documents_table(conversion, chunks=chunked.rows)"
     ),
     new_code_cell("step.chunks_table(chunked.rows)"),
-    new_code_cell("fig = step.chunk_histogram(chunked.rows, MAX_TOKENS)"),
+    new_code_cell("fig = step.chunk_histogram(chunked.rows, CHUNK_MAX_TOKENS)"),
     new_markdown_cell("## 3. Seed dataset with ICL fields\n\n`origin` says where each value came from: "
                       "`given` (you), `drafted` (the teacher), `excerpt` (chosen from the document, not "
                       "written by a model) or `fallback` (the teacher's reply was unusable). Review them; "
