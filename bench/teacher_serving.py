@@ -46,8 +46,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, static: bool, max_batch: int, threads: int | None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ktools", "serve-teacher", "--port", str(port), "--max-batch", str(max_batch)]
+def start_server(port: int, static: bool, max_batch: int, threads: int | None, dtype: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "ktools", "serve-teacher", "--port", str(port), "--max-batch", str(max_batch),
+               "--dtype", dtype]
     if static:
         command.append("--static-batching")
     if threads:
@@ -96,16 +97,22 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     parser.add_argument("--modes", default="continuous,static")
     args = parser.parse_args()
-    scale = 1 if args.quick else 2
-    levels = [(1, 2 * scale, [1]), (1, 2 * scale, [1, 3]), (4, 4 * scale, [1, 3]), (16, 16 * scale, [1, 3])]
+    if args.quick:  # one wave per level
+        levels = [(1, 1, [1]), (4, 4, [1, 3]), (16, 16, [1, 3])]
+    else:
+        levels = [(1, 2, [1]), (1, 2, [1, 3]), (4, 8, [1, 3]), (16, 32, [1, 3])]
     print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.1f} max_tokens={args.max_tokens} "
-          f"max_batch={args.max_batch} threads={args.threads or 'all'}")
+          f"max_batch={args.max_batch} threads={args.threads or 'all'} dtype={args.dtype}")
     for mode in args.modes.split(","):
         port = free_port()
-        process = start_server(port, static=(mode == "static"), max_batch=args.max_batch, threads=args.threads)
+        process = start_server(port, static=(mode == "static"), max_batch=args.max_batch, threads=args.threads,
+                               dtype=args.dtype)
         try:
+            dtype = httpx.get(f"http://127.0.0.1:{port}/health").json().get("dtype")
+            print(f"{mode}: server dtype={dtype}", flush=True)
             asyncio.run(run_load(port, 1, 1, [1], 8))  # warm-up
             baseline = None
             for concurrency, requests, n_values in levels:

@@ -22,6 +22,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=32,
                         help="most sequences decoded together; a request with n counts n (default %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="weights dtype; auto = bfloat16 on CPUs with native bf16, else float32")
     parser.add_argument("--static-batching", action="store_true",
                         help="admit new requests only when the batch is empty (for benchmarks)")
     mode = parser.add_mutually_exclusive_group()
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.background:
         extra = ["--threads", str(args.threads)] if args.threads else []
+        extra += ["--dtype", args.dtype]
         if args.static_batching:
             extra.append("--static-batching")
         try:
@@ -71,7 +74,7 @@ def _foreground(args: argparse.Namespace) -> int:
 
     try:
         local_teacher.serve(args.host, args.port, max_batch=args.max_batch, continuous=not args.static_batching,
-                            threads=args.threads, on_ready=on_ready)
+                            threads=args.threads, dtype=args.dtype, on_ready=on_ready)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             print(f"error: port {args.port} on {args.host} is in use; pick another --port", file=sys.stderr)

@@ -51,7 +51,7 @@ class ModelBackend:
     """The real thing: SmolLM2 through `ktools.models`, batched by `BatchEngine`."""
 
     def __init__(self, *, max_batch: int = 32, continuous: bool = True, threads: int | None = None,
-                 model_name: str | None = None):
+                 dtype: str = "auto", model_name: str | None = None):
         import torch
 
         from ktools.llm.local.engine import BatchEngine
@@ -59,7 +59,8 @@ class ModelBackend:
 
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.tokenizer = load_tokenizer(model_name)
-        model = load_causal_lm(model_name, device="cpu", dtype=torch.float32)
+        self.dtype = resolve_dtype(dtype)
+        model = load_causal_lm(model_name, device="cpu", dtype=getattr(torch, self.dtype))
         self.engine = BatchEngine(model, self.tokenizer, max_batch=max_batch, continuous=continuous).start()
         self.context_window = self.engine.context_window
 
@@ -74,11 +75,29 @@ class ModelBackend:
     def info(self) -> dict[str, Any]:
         return {"queue": self.engine.queue_depth, "active_sequences": self.engine.active_rows,
                 "max_batch": self.engine.max_batch,
-                "batching": "continuous" if self.engine.continuous else "static",
+                "batching": "continuous" if self.engine.continuous else "static", "dtype": self.dtype,
                 "stats": dict(self.engine.stats)}
 
     def close(self) -> None:
         self.engine.shutdown()
+
+
+def resolve_dtype(dtype: str) -> str:
+    """"auto" -> bfloat16 where the CPU has native bf16 matmul (AVX512-BF16/AMX), else float32.
+
+    Measured on this machine's AMD EPYC (avx512_bf16): a decode step at batch 8 took
+    about half the time in bf16 (5.1-6.4 s vs 12.4-13.9 s on a heavily shared CPU) and
+    prefill 1.1-1.9x less. Without native bf16, PyTorch emulates it and fp32 is faster.
+    """
+    if dtype != "auto":
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be auto, float32 or bfloat16 (got {dtype!r})")
+        return dtype
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return "float32"
+    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 class _HttpError(Exception):
@@ -330,12 +349,12 @@ async def _send(writer: asyncio.StreamWriter, status: int, payload: dict[str, An
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, *, max_batch: int = 32, continuous: bool = True,
-          threads: int | None = None, on_ready: Any = None) -> None:
+          threads: int | None = None, dtype: str = "auto", on_ready: Any = None) -> None:
     """Run the teacher in the foreground until SIGINT/SIGTERM."""
 
     async def main() -> None:
         server = TeacherServer(host, port, backend_factory=lambda: ModelBackend(
-            max_batch=max_batch, continuous=continuous, threads=threads))
+            max_batch=max_batch, continuous=continuous, threads=threads, dtype=dtype))
         await server.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,45 @@
+"""`ktools status`: effective settings (key masked), whether the teacher answers, which outputs exist."""
+
+from __future__ import annotations
+
+import argparse
+
+from ktools import setup_checks
+from ktools.config import ConfigError, load_settings
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--step-dir", default=None,
+                        help="also read this step folder's .env (e.g. 03_Knowledge_Generation)")
+    parser.add_argument("--no-teacher", action="store_true", help="skip the teacher reachability check")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(step_dir=args.step_dir)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}")
+        return 2
+    print("Settings (environment > step .env > root .env > default):")
+    rows = setup_checks.configuration_rows(settings)
+    print(_table(rows, ["variable", "value", "from"]))
+    if not args.no_teacher:
+        check = setup_checks.teacher_reachability(settings)
+        print(f"\nTeacher: {'reachable' if check.ok else 'NOT reachable'} - {check.detail}")
+        if check.fix:
+            print(f"  fix: {check.fix}")
+    print("\nOutputs:")
+    outputs = setup_checks.step_outputs(settings)
+    print(_table([{**r, "exists": "yes" if r["exists"] else "-"} for r in outputs],
+                 ["step", "notebook folder", "exists", "files", "MB", "output"]))
+    return 0
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [min(60, max([len(c)] + [len(row[i]) for row in cells])) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(v[:60].ljust(w) for v, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)
