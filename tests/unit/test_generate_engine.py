@@ -169,10 +169,12 @@ def test_judges_auto_off_for_embedded_teacher_on_for_others(tmp_path):
     emb = ScriptedClient(model="SmolLM2-135M-Instruct")
     report = run_generation(seeds(1), opts(generators=("document_based_qa",), **auto), emb, tmp_path / "a")
     assert not any("Score" in m[-1]["content"] for m, _, _ in emb.requests)
+    assert {p.max_tokens for _, p, _ in emb.requests} == {320}  # the embedded model's cap
     assert report.judges["faithfulness"]["auto_off_for_embedded_teacher"] is True
     real = ScriptedClient(model="gpt-4o")
     run_generation(seeds(1), opts(generators=("document_based_qa",), **auto), real, tmp_path / "b")
     judge_texts = [m[-1]["content"] for m, _, _ in real.requests if "Score" in m[-1]["content"]]
+    assert {p.max_tokens for m, p, _ in real.requests if "Score" not in m[-1]["content"]} == {1024}
     assert len(judge_texts) == 3 * 2
     assert all("Chunk 0: the Orvane" in t for t in judge_texts if "support every claim" in t)
 

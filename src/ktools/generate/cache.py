@@ -80,11 +80,20 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def params_json(params: SamplingParams | dict[str, Any]) -> str:
+    return canonical_json(params.as_dict() if isinstance(params, SamplingParams) else params)
+
+
+def request_hash_from_json(model: str, messages_json: str, params_json_text: str) -> str:
+    """request_hash for already-serialised (canonical) messages and params - the engine's fast path."""
+    # Byte for byte the canonical JSON of {"messages", "model", "params"} (keys sorted).
+    blob = f'{{"messages":{messages_json},"model":{canonical_json(model)},"params":{params_json_text}}}'
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
 def request_hash(model: str, messages: Sequence[dict[str, Any]], params: SamplingParams | dict[str, Any]) -> str:
     """sha256 of the canonical JSON of (model, messages, sampling params)."""
-    p = params.as_dict() if isinstance(params, SamplingParams) else params
-    blob = canonical_json({"model": model, "messages": list(messages), "params": p})
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return request_hash_from_json(model, canonical_json(list(messages)), params_json(params))
 
 
 def response_key(model: str, messages: Sequence[dict[str, Any]], params: SamplingParams | dict[str, Any],
@@ -129,12 +138,22 @@ def _connect(path: Path) -> sqlite3.Connection:
 class ResponseStore:
     """Durable store of teacher responses and chunk status. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, preload: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(self.path)
         writer.executescript(SCHEMA)
         self._reader = _connect(self.path)
+        # An in-memory index of everything stored: lookups (one per teacher call) become
+        # dict reads instead of SQL queries. Kept in step by `put`; this process is the
+        # store's only writer during a run.
+        self._memory: dict[str, dict[int, StoredSample]] | None = None
+        if preload:
+            self._memory = {}
+            for r in self._reader.execute(
+                    "SELECT request_hash, sample_index, text, finish_reason, reasoning, prompt_tokens, "
+                    "completion_tokens FROM responses"):
+                self._memory.setdefault(r[0], {})[r[1]] = StoredSample(r[2], r[3], r[4], r[5], r[6])
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self.commits = 0
@@ -146,6 +165,8 @@ class ResponseStore:
 
     # ---------------------------------------------------------------- reads
     def lookup(self, req_hash: str) -> dict[int, StoredSample]:
+        if self._memory is not None:
+            return dict(self._memory.get(req_hash) or {})
         rows = self._reader.execute(
             "SELECT sample_index, text, finish_reason, reasoning, prompt_tokens, completion_tokens "
             "FROM responses WHERE request_hash=?", (req_hash,)).fetchall()
@@ -175,17 +196,25 @@ class ResponseStore:
                 for h, m, msgs, p, s in rows]
 
     # ---------------------------------------------------------------- writes
-    async def put(self, req_hash: str, model: str, messages: Sequence[dict[str, Any]],
-                  params: SamplingParams, samples: dict[int, Choice], prompt_tokens: int = 0,
+    async def put(self, req_hash: str, model: str, messages: Sequence[dict[str, Any]] | str,
+                  params: SamplingParams | str, samples: dict[int, Choice], prompt_tokens: int = 0,
                   completion_tokens: int = 0) -> None:
-        """Store samples (index -> Choice); returns once committed. Usage is kept on the first sample."""
+        """Store samples (index -> Choice); returns once committed. Usage is kept on the first sample.
+
+        `messages` / `params` may be given already serialised (canonical JSON strings)."""
         now = time.time()
-        request_row = (req_hash, model, canonical_json(list(messages)), canonical_json(params.as_dict()), now)
+        messages_text = messages if isinstance(messages, str) else canonical_json(list(messages))
+        params_text = params if isinstance(params, str) else params_json(params)
+        request_row = (req_hash, model, messages_text, params_text, now)
         sample_rows = []
         for j, (index, choice) in enumerate(sorted(samples.items())):
             sample_rows.append((req_hash, index, choice.text or "", choice.finish_reason, choice.reasoning,
                                 prompt_tokens if j == 0 else 0, completion_tokens if j == 0 else 0, now))
         await self._submit(("put", request_row, sample_rows))
+        if self._memory is not None:
+            stored = self._memory.setdefault(req_hash, {})
+            for row in sample_rows:
+                stored[row[1]] = StoredSample(row[2], row[3], row[4], row[5], row[6])
 
     async def set_status(self, generator: str, chunk_id: str, status: str, reason: str | None,
                          fingerprint: str) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ktools.generate.cache import ResponseStore, request_hash
+from ktools.generate.cache import ResponseStore, canonical_json, params_json, request_hash_from_json
 from ktools.generate.flows import FLOWS, JUDGE_PROMPTS, Flow, Step
 from ktools.generate.judges import JudgeSpec, judge_fields, judge_row
 from ktools.generate.options import JUDGES, GenerationOptions
@@ -128,13 +128,14 @@ class Engine:
         self.gate = PriorityGate(concurrency)
         self.stopping = False  # set by the token budget: no new requests
         self._inflight: dict[str, asyncio.Future] = {}
+        self._params_cache: dict[int, tuple[SamplingParams, str]] = {}
         self.prompts = self._load_prompts()
         self.judges = [
             JudgeSpec(name, JUDGE_PROMPTS[name], options.threshold(name),
                       int(self.prompts[JUDGE_PROMPTS[name]].meta.get("scale", 1)))
             for name in JUDGES if options.judge_enabled(name, embedded_teacher)
         ]
-        self.params = self._sampling_params()
+        self.params = self._sampling_params(embedded_teacher)
         self.judge_params = SamplingParams(temperature=0.0, max_tokens=options.judge_max_tokens,
                                            top_p=None, stop=None, seed=options.seed)
         self.fingerprints = {g: self._fingerprint(FLOWS[g]) for g in options.generators}
@@ -150,12 +151,15 @@ class Engine:
             prompts[name] = load_prompt_file(path, name)
         return prompts
 
-    def _sampling_params(self) -> SamplingParams:
+    def _sampling_params(self, embedded_teacher: bool) -> SamplingParams:
         o = self.options
         extra = dict(o.extra_sampling)
         if o.enable_reasoning:
             extra.setdefault("chat_template_kwargs", {"enable_thinking": True})
-        return SamplingParams(temperature=o.temperature, max_tokens=o.max_tokens, top_p=o.top_p,
+        max_tokens = o.max_tokens
+        if embedded_teacher and o.embedded_max_tokens:
+            max_tokens = min(max_tokens, o.embedded_max_tokens)
+        return SamplingParams(temperature=o.temperature, max_tokens=max_tokens, top_p=o.top_p,
                               stop=o.stop, seed=o.seed, extra=tuple(sorted(extra.items())))
 
     def _fingerprint(self, flow: Flow) -> str:
@@ -177,7 +181,8 @@ class Engine:
         followers wait for the leader and then read the store, so every use of a key sees
         the same stored answer - in this run and in any resumed one.
         """
-        req_hash = request_hash(self.model, messages, params)
+        messages_json = canonical_json(messages)
+        req_hash = request_hash_from_json(self.model, messages_json, self._params_json(params))
         unit.calls += 1
         sent = False
         while True:
@@ -199,10 +204,18 @@ class Engine:
             done = asyncio.get_running_loop().create_future()
             self._inflight[req_hash] = done
             try:
-                await self._fill(unit, req_hash, messages, params, n)
+                await self._fill(unit, req_hash, messages, messages_json, params, n)
             finally:
                 del self._inflight[req_hash]
                 done.set_result(None)
+
+    def _params_json(self, params: SamplingParams) -> str:
+        # SamplingParams.as_dict (dataclasses.asdict) is slow; there are only two params objects per run.
+        key = id(params)
+        cached = self._params_cache.get(key)
+        if cached is None or cached[0] is not params:
+            cached = self._params_cache[key] = (params, params_json(params))
+        return cached[1]
 
     def _check_budget(self) -> None:
         budget = self.options.token_budget
@@ -210,8 +223,8 @@ class Engine:
             self.stopping = True
             raise BudgetReached
 
-    async def _fill(self, unit: Unit, req_hash: str, messages: list[dict[str, str]], params: SamplingParams,
-                    n: int) -> None:
+    async def _fill(self, unit: Unit, req_hash: str, messages: list[dict[str, str]], messages_json: str,
+                    params: SamplingParams, n: int) -> None:
         """Ask the teacher for the samples of this request not stored yet, and store them."""
         for _ in range(MAX_PARTIAL_REFILLS):
             stored = self.store.lookup(req_hash)
@@ -235,7 +248,7 @@ class Engine:
             self.counters.completion_tokens += usage.completion_tokens
             unit.tokens += usage.prompt_tokens + usage.completion_tokens
             if got:
-                await self.store.put(req_hash, self.model, messages, params,
+                await self.store.put(req_hash, self.model, messages_json, self._params_json(params),
                                      {missing[j]: c for j, c in enumerate(got)},
                                      usage.prompt_tokens, usage.completion_tokens)
             if len(got) == len(missing):

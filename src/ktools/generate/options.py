@@ -52,6 +52,9 @@ class GenerationOptions:
                           gen.jsonl, and estimate requests/tokens for the full run.
     token_budget:         stop cleanly (no new requests) once this many tokens were spent
                           on requests sent in this run (cached replays are free).
+    embedded_max_tokens:  cap on max_tokens when the teacher is the embedded SmolLM2-135M
+                          (None: no cap). Its answers past ~300 tokens are repetition, and
+                          on a CPU every token costs; a real teacher is never capped.
     enable_reasoning:     ask the teacher to think (chat_template_kwargs.enable_thinking) and
                           keep its reasoning in the row's `reasoning` field.
     show_progress:        draw tqdm.auto progress bars.
@@ -85,6 +88,7 @@ class GenerationOptions:
     dry_run: bool = False
     dry_run_chunks: int = 2
     token_budget: int | None = None
+    embedded_max_tokens: int | None = 320
     enable_reasoning: bool = False
     show_progress: bool = True
 
@@ -108,7 +112,7 @@ class GenerationOptions:
                 raise ValueError(f"GenerationOptions.{name}={value!r}: expected a number between 0 and 1")
         if not 0.0 <= float(self.temperature) <= 2.0:
             raise ValueError(f"GenerationOptions.temperature={self.temperature!r}: expected 0..2")
-        for name in ("max_concurrency", "subsample", "token_budget"):
+        for name in ("max_concurrency", "subsample", "token_budget", "embedded_max_tokens"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"GenerationOptions.{name}={value!r}: expected an integer >= 1 or None")

@@ -92,10 +92,9 @@ def _make_client() -> Any:
 
 
 def _is_embedded(model: str) -> bool:
-    from ktools.config import EMBEDDED_MODEL_NAME
+    from ktools.models import is_embedded
 
-    name = (model or "").rstrip("/").split("/")[-1].lower()
-    return name.startswith(EMBEDDED_MODEL_NAME.lower())
+    return bool(model) and is_embedded(model)
 
 
 class _Progress:

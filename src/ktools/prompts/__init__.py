@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.utils
 import yaml
+from jinja2.runtime import new_context
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 
@@ -41,6 +43,21 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
+
+
+# Template globals, passed as plain variables: jinja's own render merges the
+# environment's globals (a ChainMap) into every context, which cost more than the
+# rest of a render here (the engine renders one prompt per teacher call).
+_GLOBALS = {"range": range, "dict": dict, "namespace": jinja2.utils.Namespace}
+
+
+def _render(template: jinja2.Template, variables: dict[str, Any]) -> str:
+    context = new_context(_ENV, template.name, template.blocks, {**_GLOBALS, **variables}, shared=True)
+    try:
+        return _ENV.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+    except Exception:
+        _ENV.handle_exception()
+        raise
 
 
 class PromptError(ValueError):
@@ -73,10 +90,10 @@ class Prompt:
         if system_override is not None:
             system_text = system_override.strip()
         else:
-            system_text = system_t.render(**variables).strip() if system_t is not None else ""
+            system_text = _render(system_t, variables).strip() if system_t is not None else ""
         if system_text:
             messages.append({"role": "system", "content": system_text})
-        messages.append({"role": "user", "content": user_t.render(**variables).strip()})
+        messages.append({"role": "user", "content": _render(user_t, variables).strip()})
         return messages
 
     @property
