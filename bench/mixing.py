@@ -16,6 +16,7 @@ Counts must be identical on every row; the script exits 1 otherwise.
 
     python bench/mixing.py            # 30,000 rows (several minutes: the baseline is slow)
     python bench/mixing.py --quick    # 20 chunks: 3,000 rows
+    python bench/mixing.py --ascii    # English-like text without non-ASCII words
 """
 
 from __future__ import annotations
@@ -47,13 +48,15 @@ def main() -> int:
     parser.add_argument("--chunk-words", type=int, default=1500)
     parser.add_argument("--summary-words", type=int, default=300)
     parser.add_argument("--tokenizer", default=None, help="tokenizer name/path (default: embedded SmolLM2)")
+    parser.add_argument("--ascii", action="store_true",
+                        help="English-like ASCII text (default: 10%% accented/CJK/emoji words)")
     parser.add_argument("--slices", type=int, default=10, help="interleave baseline and ktools in this many slices")
     args = parser.parse_args()
     n_chunks = args.chunks or (20 if args.quick else 200)
 
     shape = SyntheticShape(n_chunks=n_chunks, summaries_per_chunk=args.summaries, qa_per_summary=args.qa,
                            words_per_chunk=args.chunk_words, words_per_summary=args.summary_words,
-                           reasoning_share=0.2)
+                           reasoning_share=0.2, ascii_only=args.ascii)
     with tempfile.TemporaryDirectory(prefix="ktools-bench-mixing-") as tmp:
         t0 = time.perf_counter()
         write_synthetic_step03(Path(tmp), shape, seed=7, generators=("detailed_summary",))

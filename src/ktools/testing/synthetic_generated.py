@@ -32,34 +32,36 @@ _WORDS = (
     "café naïve Zürich façade résumé coöperate São Paulo Ærø Łódź Straße 東京 北海道 データ 😀 ✓ — – … "
     "don't it's we're they've I'm you'll she'd"
 ).split()
+_ASCII_WORDS = tuple(w for w in _WORDS if w.isascii())
 _PUNCT = (".", ".", ".", ",", ";", ":", "!", "?")
 
 
-def _sentence(rng: random.Random, n_words: int) -> str:
-    words = rng.choices(_WORDS, k=n_words)
+def _sentence(rng: random.Random, n_words: int, vocabulary: tuple[str, ...] = tuple(_WORDS)) -> str:
+    words = rng.choices(vocabulary, k=n_words)
     words[0] = words[0][:1].upper() + words[0][1:]
     if rng.random() < 0.3:
         words.insert(rng.randrange(len(words)), str(rng.randint(1, 250_000)))
     if rng.random() < 0.2:
-        words.insert(rng.randrange(len(words)), f"({rng.choice(_WORDS)})")
+        words.insert(rng.randrange(len(words)), f"({rng.choice(vocabulary)})")
     return " ".join(words) + rng.choice(_PUNCT)
 
 
-def synthetic_text(rng: random.Random, n_words: int, *, markdown: bool = True) -> str:
+def synthetic_text(rng: random.Random, n_words: int, *, markdown: bool = True, ascii_only: bool = False) -> str:
     """About `n_words` words in paragraphs, sometimes with headings and bullet lists."""
+    vocabulary = _ASCII_WORDS if ascii_only else tuple(_WORDS)
     parts: list[str] = []
     written = 0
     while written < n_words:
         kind = rng.random()
         if markdown and kind < 0.08:
-            parts.append("## " + " ".join(rng.choices(_WORDS, k=rng.randint(2, 5))).title())
+            parts.append("## " + " ".join(rng.choices(vocabulary, k=rng.randint(2, 5))).title())
             written += 3
         elif markdown and kind < 0.18:
-            bullets = [f"- {_sentence(rng, rng.randint(4, 12))}" for _ in range(rng.randint(2, 4))]
+            bullets = [f"- {_sentence(rng, rng.randint(4, 12), vocabulary)}" for _ in range(rng.randint(2, 4))]
             parts.append("\n".join(bullets))
             written += 8 * len(bullets)
         else:
-            sentences = [_sentence(rng, rng.randint(6, 22)) for _ in range(rng.randint(2, 6))]
+            sentences = [_sentence(rng, rng.randint(6, 22), vocabulary) for _ in range(rng.randint(2, 6))]
             parts.append(" ".join(sentences))
             written += sum(len(s.split()) for s in sentences)
     text = "\n\n".join(parts)
@@ -82,6 +84,7 @@ class SyntheticShape:
     words_per_summary: int = 80
     reasoning_share: float = 0.2  # rows with a `reasoning` string
     n_sources: int = 2
+    ascii_only: bool = False  # English-like text without accents, CJK or emoji
 
 
 def _judge(rng: random.Random) -> dict[str, Any]:
@@ -92,12 +95,13 @@ def _judge(rng: random.Random) -> dict[str, Any]:
     }
 
 
-def _question(rng: random.Random) -> str:
-    return "What " + " ".join(rng.choices(_WORDS, k=rng.randint(5, 14))) + "?"
+def _question(rng: random.Random, ascii_only: bool = False) -> str:
+    vocabulary = _ASCII_WORDS if ascii_only else tuple(_WORDS)
+    return "What " + " ".join(rng.choices(vocabulary, k=rng.randint(5, 14))) + "?"
 
 
-def _answer(rng: random.Random) -> str:
-    return synthetic_text(rng, rng.randint(15, 70), markdown=rng.random() < 0.2)
+def _answer(rng: random.Random, ascii_only: bool = False) -> str:
+    return synthetic_text(rng, rng.randint(15, 70), markdown=rng.random() < 0.2, ascii_only=ascii_only)
 
 
 def generate_rows(
@@ -107,23 +111,27 @@ def generate_rows(
     if generator not in ALL_GENERATORS:
         raise ValueError(f"unknown generator {generator!r}; expected one of {ALL_GENERATORS}")
     rows: list[dict[str, Any]] = []
+    ascii_only = shape.ascii_only
+    vocabulary = _ASCII_WORDS if ascii_only else tuple(_WORDS)
     # Chunks depend only on the seed, so all generators share the same chunks.
     chunk_rng = random.Random(f"chunks:{seed}")
     chunks = []
     for c in range(shape.n_chunks):
         source = f"doc_{c % shape.n_sources}.md"
         chunk_id = f"{source}#{c:04d}"
-        outline = f"Harbour Regulations — Part {c + 1}: " + " ".join(chunk_rng.choices(_WORDS, k=3)).title()
-        chunks.append((chunk_id, source, outline, synthetic_text(chunk_rng, shape.words_per_chunk)))
+        dash = "-" if ascii_only else "—"
+        outline = f"Harbour Regulations {dash} Part {c + 1}: " + " ".join(chunk_rng.choices(vocabulary, k=3)).title()
+        chunks.append((chunk_id, source, outline,
+                       synthetic_text(chunk_rng, shape.words_per_chunk, ascii_only=ascii_only)))
 
     rng = random.Random(f"{generator}:{seed}")
 
     def base(chunk_id: str, source: str, outline: str, chunk: str, document: str, item_id: str) -> dict[str, Any]:
-        reasoning = synthetic_text(rng, rng.randint(10, 40), markdown=False) \
+        reasoning = synthetic_text(rng, rng.randint(10, 40), markdown=False, ascii_only=ascii_only) \
             if rng.random() < shape.reasoning_share else None
         return {
-            "question": _question(rng),
-            "response": _answer(rng),
+            "question": _question(rng, ascii_only),
+            "response": _answer(rng, ascii_only),
             "document": document,
             "raw_document": chunk,
             "document_outline": outline,
@@ -140,11 +148,11 @@ def generate_rows(
     for chunk_id, source, outline, chunk in chunks:
         if generator in SUMMARY_GENERATORS:
             for s in range(shape.summaries_per_chunk):
-                summary = synthetic_text(rng, shape.words_per_summary)
+                summary = synthetic_text(rng, shape.words_per_summary, ascii_only=ascii_only)
                 for _ in range(shape.qa_per_summary):
                     rows.append(base(chunk_id, source, outline, chunk, summary, f"{chunk_id}/summary/{s}"))
         elif generator == "key_facts_to_qa":
-            facts = [_sentence(rng, rng.randint(6, 16)) for _ in range(shape.facts_per_chunk)]
+            facts = [_sentence(rng, rng.randint(6, 16), vocabulary) for _ in range(shape.facts_per_chunk)]
             fact_list = "\n".join(f"{i + 1}. {f}" for i, f in enumerate(facts))
             for f, fact in enumerate(facts):
                 for _ in range(shape.qa_per_fact):
