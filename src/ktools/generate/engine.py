@@ -34,7 +34,7 @@ from ktools.generate.cache import ResponseStore, canonical_json, params_json, re
 from ktools.generate.flows import FLOWS, JUDGE_PROMPTS, Flow, Step
 from ktools.generate.judges import JudgeSpec, judge_fields, judge_row
 from ktools.generate.options import JUDGES, GenerationOptions
-from ktools.generate.parsing import PARSERS, strip_reasoning
+from ktools.generate.parsing import PARSERS, content_words, is_grounded, strip_reasoning
 from ktools.generate.report import UnitResult
 from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL, fingerprint
 from ktools.llm.types import Choice, SamplingParams, TeacherError
@@ -336,6 +336,21 @@ class Engine:
                                                    raw=choice.text, finish_reason=choice.finish_reason))
                 continue
             outputs.extend((p, choice, reasoning) for p in parsed)
+        if step.grounded_in and outputs:
+            source = content_words(str(item.get(step.grounded_in) or ""))
+            kept = []
+            for value, choice, reasoning in outputs:
+                text = " ".join(value.values()) if isinstance(value, dict) else str(value)
+                if is_grounded(text, source):
+                    kept.append((value, choice, reasoning))
+                    continue
+                counts.ungrounded += 1
+                rejected = self._rejected(unit, item, stage=step.name, reason="not grounded: shares no word "
+                                          f"with the {step.grounded_in}", raw=choice.text,
+                                          finish_reason=choice.finish_reason)
+                rejected["parsed"] = value
+                res.rejected.append(rejected)
+            outputs = kept
         limit = self._option(step.limit)
         if limit is not None:
             outputs = outputs[:limit]

@@ -30,6 +30,9 @@ class Step:
                step for its parent as a numbered list (the "fact list" document).
     variables: template variables taken from options: {template var: option field}.
     answer:    this step produces the response (its reasoning is kept in the row).
+    grounded_in: if set, an output sharing no content word with this item field is
+               dropped (kept in rejected.jsonl as "not grounded"): the cheap guard
+               against refusals and chatter that weak teachers return as "facts".
     """
 
     name: str
@@ -42,6 +45,7 @@ class Step:
     collect: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     answer: bool = False
+    grounded_in: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ FLOWS: dict[str, Flow] = {
         name="key_facts_to_qa",
         steps=(
             Step("facts", prompt="key_facts", parser="list", outputs=("key_fact",),
-                 limit="facts_per_chunk", item_id="fact", collect="fact_list"),
+                 limit="facts_per_chunk", item_id="fact", collect="fact_list", grounded_in="document"),
             Step("qa_pairs", prompt="fact_qa", parser="qa_pairs", outputs=("question", "response"),
                  limit="qa_per_fact", variables={"n_pairs": "qa_per_fact"}, answer=True),
         ),
@@ -88,7 +92,8 @@ FLOWS: dict[str, Flow] = {
         name="document_based_qa",
         steps=(
             Step("qa_pairs", prompt="document_qa", parser="qa_pairs", outputs=("question", "response"),
-                 limit="questions_per_chunk", variables={"n_pairs": "questions_per_chunk"}, answer=True),
+                 limit="questions_per_chunk", variables={"n_pairs": "questions_per_chunk"}, answer=True,
+                 grounded_in="document"),
         ),
         document_field="document",
     ),

@@ -304,3 +304,23 @@ PARSERS: dict[str, Callable[..., list[Any]]] = {
     "questions": parse_questions,
     "qa_pairs": parse_qa_pairs,
 }
+
+
+_STOPWORDS = frozenset("""
+about above after again against also among and any are because been before being below between both but
+can cannot could does doing down during each either every from further had has have having here hers how
+into its itself just more most must neither nor not now off once only other ought ours over own same
+shall should some such than that the their theirs them then there these they this those through too under
+until upon very was were what when where which while who whom whose why will with within without would
+your yours answer question document text fact facts summary sure here following
+""".split())
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case words of 4+ letters that carry meaning (not stopwords)."""
+    return {w for w in re.findall(r"[a-z][a-z0-9\-]{3,}", text.lower()) if w not in _STOPWORDS}
+
+
+def is_grounded(value: str, source_words: set[str]) -> bool:
+    """Does `value` share at least one content word with the source?"""
+    return bool(content_words(value) & source_words)

@@ -20,6 +20,7 @@ class StageCounts:
     parsed: int = 0       # items parsed out of those completions
     unparsable: int = 0   # completions that yielded nothing
     truncated: int = 0    # completions cut off by max_tokens (finish_reason == "length")
+    ungrounded: int = 0   # parsed items sharing no content word with their source (dropped)
 
     def add(self, other: StageCounts) -> None:
         self.calls += other.calls
@@ -27,6 +28,7 @@ class StageCounts:
         self.parsed += other.parsed
         self.unparsable += other.unparsable
         self.truncated += other.truncated
+        self.ungrounded += other.ungrounded
 
 
 @dataclass

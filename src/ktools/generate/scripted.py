@@ -28,6 +28,17 @@ def _section(text: str, label: str) -> str:
     return m.group(1).strip() if m else ""
 
 
+def _document_words(user: str) -> list[str]:
+    """Content words of the prompt's document (or fact), so replies are grounded in it."""
+    from ktools.generate.parsing import content_words
+
+    source = _section(user, "Document") or _section(user, "Fact") or user
+    m = re.search(r"Fact: (.*)", user)
+    if m and not _section(user, "Document"):
+        source = m.group(1)
+    return sorted(content_words(source)) or ["it"]
+
+
 def reply_for(user: str, index: int = 0) -> str:
     """The scripted reply to a user message of one of ktools' prompts."""
     tag = _tag(user)
@@ -40,11 +51,14 @@ def reply_for(user: str, index: int = 0) -> str:
     if user.startswith("Answer the question using only the text"):
         return f"Point {tag} states what the text says about it."
     if user.startswith("List the key facts"):
-        return "\n".join(f"{k + 1}. Fact {k + 1} of chunk {tag} is stated in the document." for k in range(4))
+        words = _document_words(user)
+        return "\n".join(f"{k + 1}. Fact {k + 1} of chunk {tag} concerns {words[k % len(words)]}."
+                         for k in range(4))
     if "question and answer pairs" in user:
         n = _number(r"Write (\d+) question and answer pairs", user, 2)
-        return "\n".join(f"Question: What is item {k + 1} of {tag}?\nAnswer: Item {k + 1} of {tag} is a fact."
-                         for k in range(n))
+        words = _document_words(user)
+        return "\n".join(f"Question: What is item {k + 1} of {tag}?\n"
+                         f"Answer: Item {k + 1} of {tag} concerns {words[k % len(words)]}." for k in range(n))
     if 'Reply with "Score: 2"' in user:
         return "Score: 2\nReason: the answer addresses the question."
     if 'Reply with "Score: 1"' in user:
