@@ -2,9 +2,10 @@
 
 Both strategies get the same examples and the same token budget per batch; each
 runs full optimizer steps (forward, backward, AdamW) of the embedded student on the
-CPU (or the GPU when present). Rounds alternate A/B so that load from other
-processes hits both alike. Baseline: length grouping (padding, the usual
-`group_by_length`); ratio = packing / length.
+CPU (or the GPU when present). Rounds alternate the order so that load from other
+processes hits all alike. Baseline: length grouping (padding, the usual
+`group_by_length`); ratio = packing / length. A third variant measures packing with
+bf16 autocast (CPUs with AVX512-BF16/AMX may gain; the result decides the default).
 
 Data: the first rows of `output/step_04/training_mix/combined_cut_<N>x.jsonl` when it
 exists, else synthetic conversations whose lengths follow a mix (many short Q&A,
@@ -49,14 +50,15 @@ def synthetic_rows(n: int, seed: int = 0) -> list:
     return rows
 
 
-def run_steps(model, optimizer, examples, batches, steps, pad_id) -> tuple[int, int, float]:
+def run_steps(model, optimizer, examples, batches, steps, pad_id, bf16=False) -> tuple[int, int, float]:
     real = padded = 0
     start = time.perf_counter()
     for batch in batches[:steps]:
         inputs = collate([examples[i] for i in batch.indices], batch.packed, pad_id)
         real += sum(len(examples[i]) for i in batch.indices)
         padded += inputs["input_ids"].numel()
-        loss = model(**{k: v.to(model.device) for k, v in inputs.items()}, use_cache=False).loss
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**{k: v.to(model.device) for k, v in inputs.items()}, use_cache=False).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -84,15 +86,17 @@ def main() -> int:
     model = load_causal_lm()
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)  # tiny lr: keep the model ~unchanged
-    results: dict[str, list[tuple[int, int, float]]] = {"length": [], "packing": []}
-    plans = {s: make_batches(examples, s, budget, seed=0) for s in results}
+    results: dict[str, list[tuple[int, int, float]]] = {"length": [], "packing": [], "packing+bf16": []}
+    plans = {s: make_batches(examples, s.split("+")[0], budget, seed=0) for s in results}
     for s, plan in plans.items():
         print(f"{s}: {len(plan)} batches per epoch")
     run_steps(model, optimizer, examples, plans["packing"], 1, tokenizer.pad_token_id)  # warm-up
     for r in range(rounds):
-        for strategy in ("length", "packing") if r % 2 == 0 else ("packing", "length"):
+        order = list(results) if r % 2 == 0 else list(reversed(results))
+        for strategy in order:
             plan = plans[strategy][r * steps:] or plans[strategy]
-            results[strategy].append(run_steps(model, optimizer, examples, plan, steps, tokenizer.pad_token_id))
+            results[strategy].append(run_steps(model, optimizer, examples, plan, steps, tokenizer.pad_token_id,
+                                               bf16=strategy.endswith("bf16")))
 
     summary = {}
     for strategy, runs in results.items():
@@ -103,8 +107,8 @@ def main() -> int:
         summary[strategy] = real / seconds
         print(f"{strategy:8s} {real / seconds:8.1f} real tokens/s  padding {1 - real / padded:5.1%}  "
               f"steps/epoch {len(plans[strategy])}  est. epoch {epoch_seconds / 60:5.1f} min")
-    ratio = summary["packing"] / summary["length"]
-    print(f"ratio packing/length (real tokens/s): {ratio:.2f}x")
+    print(f"ratio packing/length (real tokens/s): {summary['packing'] / summary['length']:.2f}x")
+    print(f"ratio packing+bf16 autocast / packing fp32: {summary['packing+bf16'] / summary['packing']:.2f}x")
     return 0
 
 

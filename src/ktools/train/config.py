@@ -48,12 +48,15 @@ class TrainConfig:
     save_steps: int | None = None  # overrides save_every_minutes
     resume: bool = True
     device: str | None = None
+    precision: str = "auto"       # auto (bf16 autocast on a bf16 GPU, else fp32) | fp32 | bf16
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.batching not in ("packing", "length"):
             raise ValueError(f"batching must be 'packing' or 'length', got {self.batching!r}")
         if self.tokens_per_batch < self.max_seq_len:

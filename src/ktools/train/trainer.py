@@ -88,15 +88,18 @@ def choose_backend(requested: str) -> str:
     return requested
 
 
-def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 256) -> float:
+def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 256, bf16: bool = False
+                              ) -> float:
     """Forward+backward time per token on this machine (a warm-up slice, then a timed slice).
 
     Gradients are cleared afterwards, so the model is unchanged.
     """
+    import torch
     def run(n: int) -> float:
         sliced = {k: v[:, :n].to(model.device) for k, v in batch.items() if k != "attention_mask"}
         start = time.perf_counter()
-        out = model(**sliced, use_cache=False)
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(**sliced, use_cache=False)
         out.loss.backward()
         return time.perf_counter() - start
 
@@ -251,18 +254,23 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
 
     torch.manual_seed(config.seed)
     model = _load_model(config)
+    if config.precision == "auto":
+        use_bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
+    else:
+        use_bf16 = config.precision == "bf16"
     seconds_per_token = None
-    resume_possible = config.resume and (checkpoints / PLAN_FILE).is_file()
+    plan_path = checkpoints / PLAN_FILE
+    resume_possible = (config.resume and plan_path.is_file()
+                       and read_json(plan_path).get("fingerprint") == config.fingerprint())
     if config.time_budget_minutes and not config.max_steps and not resume_possible:
         biggest = max(range(len(batches)), key=dataset.tokens)
         probe = collate([examples[i] for i in batches[biggest].indices], batches[biggest].packed,
                         tokenizer.pad_token_id)
-        seconds_per_token = measure_seconds_per_token(model, probe)
+        seconds_per_token = measure_seconds_per_token(model, probe, bf16=use_bf16)
         log.info("measured %.1f tokens/s (forward+backward) on this machine", 1 / seconds_per_token)
     plan = _plan(config, checkpoints, len(batches), tokens_per_epoch / len(batches), seconds_per_token)
     resume_from = _last_checkpoint(checkpoints) if config.resume else None
 
-    use_bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=1,
