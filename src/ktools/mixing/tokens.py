@@ -25,8 +25,7 @@ mix repeat the same documents many times. `TokenCounter` returns the same number
    character falls in the same class (letter / number / whitespace / other) in
    both: ASCII is checked when the counter is built, every other character the
    first time it is seen, by probing the real pre-tokenizer. A character that
-   disagrees, or a pre-token that does not split to itself, sends the text to the
-   real tokenizer instead.
+   disagrees sends the text to the real tokenizer instead.
 4. **Cache repeated segments.** A caller can name, per conversation, a segment that
    repeats across rows (the document in context). Its count is computed once; the
    rest of the text is counted around it. That is exact only if no pre-token spans
@@ -245,14 +244,17 @@ class TokenCounter:
         return n_special + sum([sum(map(get, words, repeat(_UNKNOWN))) for words in word_lists])
 
     def _learn_words(self, word_lists: Iterable[list[str]]) -> None:
+        r"""Encode the pre-tokens not seen before (one parallel `encode_batch`) and remember their lengths.
+
+        A pre-token of the GPT-2 regex pre-tokenizes to itself when alone (a match
+        never depends on the text after it except through `\s+(?!\S)`, which also
+        matches at the end of the string), so encoding it alone gives its tokens in context.
+        """
         counts = self._word_counts
         new = list({w for words in word_lists for w in words if w not in counts})
-        if not new:
-            return
-        encoded = self._backend.encode_batch(new, add_special_tokens=False)
-        for word, enc in zip(new, encoded, strict=True):
-            # A pre-token encoded alone gives its in-context tokens only if it splits to itself.
-            counts[word] = len(enc.ids) if self._split(word) == [word] else _UNSAFE
+        if new:
+            encoded = self._backend.encode_batch(new, add_special_tokens=False)
+            counts.update(zip(new, [len(e.ids) for e in encoded], strict=True))
 
     def _segment_parts(self, text: str, segment: str) -> tuple[list[str], str] | None:
         """(repeating parts to count via the cache, rest of the text) if `segment` can be cut out safely."""
