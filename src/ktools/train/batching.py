@@ -12,7 +12,9 @@ exactly the batches already trained on.
 - **length**: examples sorted by length are grouped so that
   ``batch_size x longest <= tokens_per_batch``; rows are right-padded.
 
-`bench/training_batching.py` measures both; packing is the default (see there).
+`bench/training_batching.py` measures both. Length grouping is the default: with a
+length-sorted mix it pads < 1%, and packing pays full attention over the whole packed
+row (a block-diagonal mask, no causal fast path), which measured 0.76x as fast here.
 """
 
 from __future__ import annotations
