@@ -105,14 +105,15 @@ def main() -> None:
     else:
         levels = [(1, 2, [1]), (1, 2, [1, 3]), (4, 8, [1, 3]), (16, 32, [1, 3])]
     print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.1f} max_tokens={args.max_tokens} "
-          f"max_batch={args.max_batch} threads={args.threads or 'all'} dtype={args.dtype}")
+          f"max_batch={args.max_batch} threads={args.threads or 'server default'} dtype={args.dtype}")
     for mode in args.modes.split(","):
         port = free_port()
         process = start_server(port, static=(mode == "static"), max_batch=args.max_batch, threads=args.threads,
                                dtype=args.dtype)
         try:
-            dtype = httpx.get(f"http://127.0.0.1:{port}/health").json().get("dtype")
-            print(f"{mode}: server dtype={dtype}", flush=True)
+            health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+            dtype, health_threads = health.get("dtype"), health.get("threads")
+            print(f"{mode}: server dtype={dtype} threads={health_threads}", flush=True)
             asyncio.run(run_load(port, 1, 1, [1], 8))  # warm-up
             baseline = None
             for concurrency, requests, n_values in levels:

@@ -21,7 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=LOCAL_TEACHER_PORT, help="port (default %(default)s)")
     parser.add_argument("--max-batch", type=int, default=32,
                         help="most sequences decoded together; a request with n counts n (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: half the cores, at least 1)")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="weights dtype; auto = bfloat16 on CPUs with native bf16, else float32")
     parser.add_argument("--static-batching", action="store_true",

@@ -120,7 +120,17 @@ def read_pid(port: int) -> int | None:
         pid = int(pid_file(port).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if _alive(pid) and _is_teacher_process(pid) else None
+
+
+def _is_teacher_process(pid: int) -> bool:
+    """Guards against a stale pid file whose pid the OS has since given to another program."""
+    try:
+        return b"serve-teacher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no procfs (macOS): trust the pid
+    except OSError:
+        return True
 
 
 def _alive(pid: int) -> bool:
