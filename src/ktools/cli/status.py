@@ -37,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _table(rows: list[dict], columns: list[str]) -> str:
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    # Middle columns are capped at 60 characters; the last one (paths) is shown whole.
     widths = [min(60, max([len(c)] + [len(row[i]) for row in cells])) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    widths[-1] = max([len(columns[-1])] + [len(row[-1]) for row in cells])
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     for row in cells:
-        lines.append("  ".join(v[:60].ljust(w) for v, w in zip(row, widths, strict=True)))
+        lines.append("  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)

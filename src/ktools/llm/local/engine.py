@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,14 +159,12 @@ class BatchEngine:
                     log.exception("generation step failed; failing %d active rows", len(self._rows))
                     self.stats["errors"] += 1
                     for request in [*self._admitting, *(row.request for row in self._rows)]:
-                        if not request.future.done():
-                            request.future.set_exception(exc)
+                        _settle(request.future, exception=exc)
                     self._admitting = []
                     self._reset_batch()
                 self.stats["busy_seconds"] += time.perf_counter() - started
         for request in [*self._waiting, *(r.request for r in self._rows)]:
-            if not request.future.done():
-                request.future.set_exception(EngineStopped("the teacher shut down"))
+            _settle(request.future, exception=EngineStopped("the teacher shut down"))
 
     def _take_admissible(self) -> list[GenerationRequest]:
         taken: list[GenerationRequest] = []
@@ -304,10 +302,21 @@ class BatchEngine:
             return
         if len(request.results) == request.n:
             completions = [request.results[i] for i in range(request.n)]
-            request.future.set_result(GenerationResult(completions, len(request.prompt_ids)))
+            _settle(request.future, result=GenerationResult(completions, len(request.prompt_ids)))
 
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def _settle(future: Future, *, result: Any = None, exception: BaseException | None = None) -> None:
+    """Resolve a future unless the HTTP side cancelled it meanwhile (its client left)."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 def _pad_left(mask: torch.Tensor, width: int) -> torch.Tensor:
