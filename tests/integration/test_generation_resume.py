@@ -164,3 +164,58 @@ def test_kill_9_and_resume_is_exact(tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+CHILD_SIGINT = textwrap.dedent("""
+    import json, sys
+    from ktools.generate import GenerationInterrupted, GenerationOptions, run_generation
+    from ktools.llm.client import TeacherClient
+    url, seed, out = sys.argv[1:4]
+    client = TeacherClient(url, "fake-model", max_concurrency=4, max_retries=2)
+    options = GenerationOptions(number_of_summaries=3, questions_per_chunk=2, facts_per_chunk=3,
+                                show_progress=False)
+    try:
+        report = run_generation(seed, options, client, out)
+    except GenerationInterrupted as exc:
+        print(json.dumps({"status": exc.report.status if exc.report else None}))
+        sys.exit(130)
+    print(json.dumps({"status": report.status}))
+""")
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+    log = tmp_path / "requests.log"
+    server, url = _start_server(tmp_path, log)
+    child = tmp_path / "child.py"
+    child.write_text(CHILD_SIGINT)
+    seed = tmp_path / "seed.jsonl"
+    _seed(seed)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        ref = subprocess.run([sys.executable, str(child), url, str(seed), str(tmp_path / "ref")],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert ref.returncode == 0, ref.stderr
+        total = len(_log_lines(log))
+        out = tmp_path / "run"
+        proc = subprocess.Popen([sys.executable, str(child), url, str(seed), str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        while len(_log_lines(log)) < total + total // 3 and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 130, stderr
+        assert json.loads(stdout.strip().splitlines()[-1])["status"] == "interrupted"
+        assert "re-run the same command" in stderr  # how to resume is logged
+        answered = _answered(out / "responses.sqlite")
+        assert answered  # what came back before Ctrl+C was kept
+        first_phase = len(_log_lines(log))
+        resumed = subprocess.run([sys.executable, str(child), url, str(seed), str(out)],
+                                 capture_output=True, text=True, env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        for body in _log_lines(log)[first_phase:]:
+            h, n = _body_hash(body)
+            assert answered.get(h, 0) < n
+        assert _outputs(out) == _outputs(tmp_path / "ref")
+    finally:
+        server.kill()
+        server.wait()

@@ -246,6 +246,7 @@ def _finish(out: Path, units: list[Unit], seeds: list[dict], options: Generation
                               documents=docs, failures=failures, judges=judges, options=options.as_dict())
     report.requests["stored_writes"] = engine.store.rows_written
     report.requests["store_commits"] = engine.store.commits
+    report.requests["store_writer_ms"] = round(engine.store.writer_seconds * 1000, 1)
     if options.dry_run:
         report.estimate = _estimate(units, len(seeds), options.generators)
         report.samples = {g: [r for u in units if u.generator == g for r in u.result.rows][:3]
