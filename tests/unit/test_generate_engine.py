@@ -264,3 +264,26 @@ def test_seed_validation_names_record_and_field(tmp_path):
     assert len(load_seed_rows(seeds(5), subsample=2)) == 2
     with pytest.raises(ValueError, match="unknown generator"):
         GenerationOptions(generators=("summaries",))
+
+
+def test_copied_few_shot_questions_and_ungrounded_facts_are_kept_aside(tmp_path):
+    def reply(user, i):
+        if "different questions about the text" in user:
+            return "1. Where do ships dock?\n2. What does the Orvane levy cost per berth?"
+        if user.startswith("List the key facts"):
+            return "1. I am a helpful assistant named SmolLM.\n2. The Orvane harbour levy is due each March."
+        return reply_for(user, i)
+
+    def seed_summary_reply(user, i):
+        return reply(user, i)
+
+    report = run_generation(seeds(1), opts(generators=("detailed_summary", "key_facts_to_qa"),
+                                           number_of_summaries=1),
+                            ScriptedClient(reply=seed_summary_reply), tmp_path)
+    ds = read_jsonl(tmp_path / "detailed_summary" / "gen.jsonl")
+    assert [r["question"] for r in ds] == ["What does the Orvane levy cost per berth?"]
+    assert report.generators["detailed_summary"]["stages"]["questions"]["copied"] == 1
+    kf = read_jsonl(tmp_path / "key_facts_to_qa" / "gen.jsonl")
+    assert {r["key_fact"] for r in kf} == {"The Orvane harbour levy is due each March."}
+    rejected = read_jsonl(tmp_path / "key_facts_to_qa" / "rejected.jsonl")
+    assert rejected[0]["parsed"] == "I am a helpful assistant named SmolLM." and "grounded" in rejected[0]["reason"]

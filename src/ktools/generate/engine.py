@@ -26,6 +26,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +112,10 @@ class Unit:
     tokens: int = 0  # usage of every call of this unit, sent or replayed (for dry-run estimates)
     truncated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\W+", " ", text).strip().lower()
 
 
 def _item_vars(item: dict[str, Any]) -> dict[str, Any]:
@@ -336,6 +341,19 @@ class Engine:
                                                    raw=choice.text, finish_reason=choice.finish_reason))
                 continue
             outputs.extend((p, choice, reasoning) for p in parsed)
+        if step.not_copies_of and outputs:
+            examples = {_normal(str(item.get(f) or "")) for f in step.not_copies_of} - {""}
+            kept = []
+            for value, choice, reasoning in outputs:
+                if _normal(str(value)) in examples:
+                    counts.copied += 1
+                    rejected = self._rejected(unit, item, stage=step.name, reason="copied the few-shot example",
+                                              raw=choice.text, finish_reason=choice.finish_reason)
+                    rejected["parsed"] = value
+                    res.rejected.append(rejected)
+                else:
+                    kept.append((value, choice, reasoning))
+            outputs = kept
         if step.grounded_in and outputs:
             source = content_words(str(item.get(step.grounded_in) or ""))
             kept = []

@@ -33,6 +33,8 @@ class Step:
     grounded_in: if set, an output sharing no content word with this item field is
                dropped (kept in rejected.jsonl as "not grounded"): the cheap guard
                against refusals and chatter that weak teachers return as "facts".
+    not_copies_of: item fields (the few-shot examples) an output must not repeat; small
+               teachers copy the example questions instead of asking their own.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Step:
     variables: dict[str, str] = field(default_factory=dict)
     answer: bool = False
     grounded_in: str | None = None
+    not_copies_of: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ def _summary_flow(name: str) -> Flow:
             Step("summaries", prompt=name, parser="text", outputs=("summary",),
                  n="number_of_summaries", item_id="summary"),
             Step("questions", prompt="summary_questions", parser="questions", outputs=("question",),
-                 limit="questions_per_chunk", variables={"n_questions": "questions_per_chunk"}),
+                 limit="questions_per_chunk", variables={"n_questions": "questions_per_chunk"},
+                 grounded_in="summary", not_copies_of=("icl_query_1", "icl_query_2", "icl_query_3")),
             Step("answers", prompt="summary_answer", parser="answer", outputs=("response",), answer=True),
         ),
         document_field="summary",

@@ -21,6 +21,7 @@ class StageCounts:
     unparsable: int = 0   # completions that yielded nothing
     truncated: int = 0    # completions cut off by max_tokens (finish_reason == "length")
     ungrounded: int = 0   # parsed items sharing no content word with their source (dropped)
+    copied: int = 0       # parsed items repeating the few-shot example (dropped)
 
     def add(self, other: StageCounts) -> None:
         self.calls += other.calls
@@ -29,6 +30,7 @@ class StageCounts:
         self.unparsable += other.unparsable
         self.truncated += other.truncated
         self.ungrounded += other.ungrounded
+        self.copied += other.copied
 
 
 @dataclass

@@ -178,7 +178,13 @@ async def arun_generation(
     if client_limit:
         concurrency = min(concurrency, client_limit)
     store = ResponseStore(Path(cache_path) if cache_path else out / "responses.sqlite")
-    engine = Engine(client, store, options, model=model, embedded_teacher=embedded, concurrency=concurrency)
+    try:
+        engine = Engine(client, store, options, model=model, embedded_teacher=embedded, concurrency=concurrency)
+    except BaseException:  # a bad prompt override, say: nothing ran, leave nothing open
+        store.close()
+        if own_client:
+            await _aclose(client)
+        raise
     run_seeds = seeds[: options.dry_run_chunks] if options.dry_run else seeds
     units = make_units(run_seeds, options.generators)
 

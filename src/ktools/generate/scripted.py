@@ -47,7 +47,11 @@ def reply_for(user: str, index: int = 0) -> str:
         return f"Summary {index} [{tag}]: " + " ".join(words)
     if "different questions about the text" in user:
         n = _number(r"Write (\d+) different questions", user, 3)
-        return "\n".join(f"{k + 1}. What does point {k + 1} of summary {tag} state?" for k in range(n))
+        from ktools.generate.parsing import content_words
+
+        words = sorted(content_words(_section(user, "Text"))) or ["it"]
+        return "\n".join(f"{k + 1}. What does point {k + 1} of summary {tag} state about {words[k % len(words)]}?"
+                         for k in range(n))
     if user.startswith("Answer the question using only the text"):
         return f"Point {tag} states what the text says about it."
     if user.startswith("List the key facts"):
