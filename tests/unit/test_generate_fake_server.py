@@ -87,7 +87,7 @@ def test_n_samples_survive_a_provider_that_ignores_n(tmp_path):
 
 def test_chunks_are_pipelined_not_staged(tmp_path):
     """With one slot, a chunk's later stages go before the next chunk's first stage: no stage barrier."""
-    client = ScriptedClient(max_concurrency=1, latency=0.005)
+    client = ScriptedClient(max_concurrency=1, latency=0.05)
     run_generation(seeds(3), opts(generators=("extractive_summary",), number_of_summaries=2, max_concurrency=1),
                    client, tmp_path)
     order = [next(k for k in range(3) if f"Chunk {k}" in m[-1]["content"]) for m, _, _ in client.requests]

@@ -31,9 +31,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ktools.generate.cache import ResponseStore, canonical_json, params_json, request_hash_from_json
+from ktools.generate.cache import (
+    ResponseStore,
+    StoredSample,
+    canonical_json,
+    params_json,
+    request_hash_from_json,
+)
 from ktools.generate.flows import FLOWS, JUDGE_PROMPTS, Flow, Step
-from ktools.generate.judges import JudgeSpec, judge_fields, judge_row
+from ktools.generate.judges import JudgeSpec, judge_fields, judge_row, judge_verdicts
 from ktools.generate.options import JUDGES, GenerationOptions
 from ktools.generate.parsing import PARSERS, content_words, is_grounded, strip_reasoning
 from ktools.generate.report import UnitResult
@@ -178,6 +184,15 @@ class Engine:
         })
 
     # ------------------------------------------------------------ teacher calls
+    def _replay(self, messages: list[dict[str, str]], params: SamplingParams, n: int) -> list[StoredSample] | None:
+        """The stored samples of this prompt if all n are stored, else None (nothing counted)."""
+        messages_json = canonical_json(messages)
+        req_hash = request_hash_from_json(self.model, messages_json, self._params_json(params))
+        stored = self.store.lookup(req_hash)
+        if any(i not in stored for i in range(n)):
+            return None
+        return [stored[i] for i in range(n)]
+
     async def _complete(self, unit: Unit, messages: list[dict[str, str]], params: SamplingParams,
                         n: int) -> list[Choice]:
         """n samples for this prompt: stored ones replayed, missing ones asked for and stored first.
@@ -307,6 +322,8 @@ class Engine:
             return [await self._finish(unit, flow, item)]
         step = flow.steps[index]
         children = await self._run_step(unit, step, item)
+        if len(children) == 1:  # no task needed
+            return await self._expand(unit, flow, index + 1, children[0])
         results = await asyncio.gather(*(self._expand(unit, flow, index + 1, c) for c in children),
                                        return_exceptions=True)
         out: list[tuple[bool, dict]] = []
@@ -419,15 +436,27 @@ class Engine:
         if not self.judges:
             return True, row
 
-        async def call(spec: JudgeSpec) -> str:
-            messages = self._render(spec.prompt, {**_item_vars(item), **row}, judge=True)
-            choices = await self._complete(unit, messages, self.judge_params, 1)
+        variables = {**_item_vars(item), **row}
+        prompts = {spec.name: self._render(spec.prompt, variables, judge=True) for spec in self.judges}
+        for spec in self.judges:
             stage = unit.result.stage(f"judge_{spec.name}")
             stage.calls += 1
             stage.samples += 1
+
+        async def call(spec: JudgeSpec) -> str:
+            choices = await self._complete(unit, prompts[spec.name], self.judge_params, 1)
             return strip_reasoning(choices[0].text)[0]
 
-        verdicts = await judge_row(self.judges, call)
+        replayed = {name: self._replay(messages, self.judge_params, 1) for name, messages in prompts.items()}
+        if all(r is not None for r in replayed.values()):  # all stored: no tasks needed (fast resume)
+            for samples in replayed.values():
+                unit.calls += 1
+                self.counters.calls_cached += 1
+                unit.tokens += samples[0].prompt_tokens + samples[0].completion_tokens
+            verdicts = judge_verdicts(self.judges, [strip_reasoning(replayed[s.name][0].text)[0]
+                                                    for s in self.judges])
+        else:
+            verdicts = await judge_row(self.judges, call)
         row.update(judge_fields(verdicts, JUDGES))
         failed = [v for v in verdicts if not v.passed]
         for v in verdicts:

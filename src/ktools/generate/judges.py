@@ -38,6 +38,11 @@ class JudgeSpec:
 async def judge_row(specs: list[JudgeSpec], call: Callable[[JudgeSpec], Awaitable[str]]) -> list[JudgeVerdict]:
     """Run every judge on one row (in parallel); `call(spec)` returns the judge's reply text."""
     replies = await asyncio.gather(*(call(spec) for spec in specs))
+    return judge_verdicts(specs, list(replies))
+
+
+def judge_verdicts(specs: list[JudgeSpec], replies: list[str]) -> list[JudgeVerdict]:
+    """Verdicts from the judges' reply texts (in the order of `specs`)."""
     verdicts = []
     for spec, reply in zip(specs, replies, strict=True):
         score, reason = parse_judge(reply, spec.scale)
