@@ -169,6 +169,7 @@ def test_judges_auto_off_for_embedded_teacher_on_for_others(tmp_path):
     emb = ScriptedClient(model="SmolLM2-135M-Instruct")
     report = run_generation(seeds(1), opts(generators=("document_based_qa",), **auto), emb, tmp_path / "a")
     assert not any("Score" in m[-1]["content"] for m, _, _ in emb.requests)
+    assert report.options["few_shot_in_effect"] is False
     assert {p.max_tokens for _, p, _ in emb.requests} == {320}  # the embedded model's cap
     assert report.judges["faithfulness"]["auto_off_for_embedded_teacher"] is True
     real = ScriptedClient(model="gpt-4o")

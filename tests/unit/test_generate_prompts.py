@@ -20,7 +20,10 @@ def test_every_flow_prompt_exists_and_renders():
 def test_icl_examples_only_when_present():
     p = load_prompt("summary_questions")
     without = p.render(summary="S", n_questions=3)[-1]["content"]
-    with_icl = p.render(summary="S", n_questions=3, icl_document="ICL DOC", icl_query_1="Q one?")[-1]["content"]
+    with_icl = p.render(summary="S", n_questions=3, icl_document="ICL DOC", icl_query_1="Q one?",
+                        use_examples=True)[-1]["content"]
+    assert "ICL DOC" not in p.render(summary="S", n_questions=3, icl_document="ICL DOC", icl_query_1="Q one?",
+                                     use_examples=False)[-1]["content"]
     assert "Example" not in without
     assert "ICL DOC" in with_icl and "1. Q one?" in with_icl
 

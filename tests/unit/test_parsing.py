@@ -50,6 +50,7 @@ def test_qa_pairs_question_without_answer_is_dropped_and_truncation_drops_last()
     "What is the fee? Who pays the fee? When is the fee due?",
     "[QUESTION] What is the fee? [END] [QUESTION] Who pays the fee? [END] [QUESTION] When is the fee due?",
     "1. What is the fee? It is ten euros.\n2. Who pays the fee?\n3. when is the fee due",
+    "First question: What is the fee?\nSecond question: Who pays the fee?\nThird question: When is the fee due?",
 ])
 def test_questions_in_many_styles(text):
     assert parse_questions(text) == ["What is the fee?", "Who pays the fee?", "When is the fee due?"]

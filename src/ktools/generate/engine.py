@@ -147,6 +147,7 @@ class Engine:
             for name in JUDGES if options.judge_enabled(name, embedded_teacher)
         ]
         self.params = self._sampling_params(embedded_teacher)
+        self.few_shot = (not embedded_teacher) if options.few_shot is None else bool(options.few_shot)
         self.judge_params = SamplingParams(temperature=0.0, max_tokens=options.judge_max_tokens,
                                            top_p=None, stop=None, seed=options.seed)
         self.fingerprints = {g: self._fingerprint(FLOWS[g]) for g in options.generators}
@@ -181,6 +182,7 @@ class Engine:
             "judges": [(j.name, j.threshold, self.prompts[j.prompt].fingerprint) for j in self.judges],
             "params": self.params.as_dict(), "system": o.system_message, "extra": o.extra_instructions,
             "counts": [o.number_of_summaries, o.questions_per_chunk, o.facts_per_chunk, o.qa_per_fact],
+            "few_shot": self.few_shot,
         })
 
     # ------------------------------------------------------------ teacher calls
@@ -293,6 +295,7 @@ class Engine:
         root = dict(unit.seed)
         root["raw_document"] = unit.seed["document"]
         root["extra_instructions"] = self.options.extra_instructions
+        root["use_examples"] = self.few_shot
         root["_item_id"] = f"{unit.seed['chunk_id']}/{flow.default_item_id}"
         root["_truncated"] = False
         root["_reasoning"] = None

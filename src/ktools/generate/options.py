@@ -52,6 +52,10 @@ class GenerationOptions:
                           gen.jsonl, and estimate requests/tokens for the full run.
     token_budget:         stop cleanly (no new requests) once this many tokens were spent
                           on requests sent in this run (cached replays are free).
+    few_shot:             show the seed's ICL example (icl_document, icl_query_1..3) in the
+                          question prompt. None = auto: on for a real teacher, off for the
+                          embedded 135M model, which copies the example questions instead
+                          of asking its own (measured on the sample document).
     embedded_max_tokens:  cap on max_tokens when the teacher is the embedded SmolLM2-135M
                           (None: no cap). Its answers past ~300 tokens are repetition, and
                           on a CPU every token costs; a real teacher is never capped.
@@ -88,6 +92,7 @@ class GenerationOptions:
     dry_run: bool = False
     dry_run_chunks: int = 2
     token_budget: int | None = None
+    few_shot: bool | None = None
     embedded_max_tokens: int | None = 320
     enable_reasoning: bool = False
     show_progress: bool = True

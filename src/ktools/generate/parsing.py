@@ -171,7 +171,8 @@ def parse_questions(text: str | None, truncated: bool = False) -> list[str]:
             parts = [p.strip() for p in re.findall(r"[^?]+\?", c)]
             split.extend(parts if len(parts) > 1 else [c])
         candidates = split
-    candidates = [re.sub(r"^(?:question|q)\s*\d*\s*[:\.\)]\s*", "", _unquote(c), flags=re.I) for c in candidates]
+    candidates = [re.sub(r"^(?:(?:first|second|third|fourth|fifth|sixth|next|another)\s+)?(?:question|q)"
+                         r"\s*\d*\s*[:\.\)]\s*", "", _unquote(c), flags=re.I) for c in candidates]
     questions = [q[0].upper() + q[1:] for q in (_as_question(c) for c in candidates) if q]
     if truncated and len(questions) > 1 and not body.rstrip().endswith("?"):
         questions = questions[:-1]

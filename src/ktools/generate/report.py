@@ -102,8 +102,9 @@ class GenerationReport:
                 rec[f"{stage}_parsed"] = counts.get("parsed", 0)
                 if counts.get("unparsable"):
                     rec[f"{stage}_unparsable"] = counts["unparsable"]
-                if counts.get("truncated"):
-                    rec[f"{stage}_truncated"] = counts["truncated"]
+                for extra in ("truncated", "ungrounded", "copied"):
+                    if counts.get(extra):
+                        rec[f"{stage}_{extra}"] = counts[extra]
             rec["rejected_by_judges"] = sum(g.get("judge_rejections", {}).values())
             rec["rows"] = g.get("rows", 0)
             records.append(rec)
