@@ -17,6 +17,8 @@ Public API (stable; the CLI `ktools generate`, `QAGenerator` and the notebook us
         question_threshold=1.0, faithfulness_threshold=1.0, relevancy_threshold=0.5,
         max_concurrency=None, subsample=None, retry_failed=False,
         dry_run=False, dry_run_chunks=2, token_budget=None, enable_reasoning=False,
+        few_shot=None,                    # None = auto (off for the embedded teacher)
+        embedded_max_tokens=320,          # answer cap applied only to the embedded teacher
         show_progress=True,
     )
     report = run_generation(seed, options, client=None, out_dir=None)   # blocking, Jupyter-safe
@@ -43,7 +45,9 @@ Public API (stable; the CLI `ktools generate`, `QAGenerator` and the notebook us
 
 Judges default to "auto": on for a real teacher, off for the embedded SmolLM2-135M,
 which cannot judge (it scores nearly everything the same, so judges would only
-discard data at random); switch them on explicitly to override.
+discard data at random); switch them on explicitly to override. For the same model
+the few-shot example in the question prompt is off by default (it copies the example
+questions verbatim instead of asking its own) and answers are capped at 320 tokens.
 
 Row fields of gen.jsonl: question, response, document, raw_document,
 document_outline, domain, chunk_id, source, generator, item_id, reasoning, truncated,
