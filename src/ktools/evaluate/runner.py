@@ -92,7 +92,9 @@ def evaluate_model(model_name: str, sets: Mapping[str, Sequence[EvalItem]], *,
     from ktools.evaluate.answering import generate_answers, reference_nll
     from ktools.evaluate.judge import judge_answers
     from ktools.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from ktools.train.threads import choose_torch_threads
 
+    threads = choose_torch_threads()
     start = time.perf_counter()
     tokenizer = load_tokenizer(model_name)
     tokenizer.padding_side = "left"
@@ -137,6 +139,7 @@ def evaluate_model(model_name: str, sets: Mapping[str, Sequence[EvalItem]], *,
         result["sets"][name] = {"items": rows, "summary": summarize(rows, options)}
     result["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     result["seconds"]["total"] = round(time.perf_counter() - start, 1)
+    result["torch_threads"] = threads
     del model
     return result
 

@@ -57,6 +57,7 @@ class TrainResult:
     tokens_per_epoch: int = 0
     loss_tokens_per_epoch: int = 0
     seconds_per_token_estimate: float | None = None
+    torch_threads: int | None = None
     loss_curve: str | None = None
     report_path: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -252,6 +253,9 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
 
     import torch
 
+    from ktools.train.threads import choose_torch_threads
+
+    threads = choose_torch_threads()
     torch.manual_seed(config.seed)
     model = _load_model(config)
     if config.precision == "auto":
@@ -322,7 +326,7 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         losses=losses, stopped_by_time_limit=time_limit.triggered, resumed_from=resume_from,
         n_rows=len(rows), n_examples=len(examples), n_truncated=sum(e.truncated for e in examples),
         tokens_per_epoch=tokens_per_epoch, loss_tokens_per_epoch=sum(e.n_loss_tokens for e in examples),
-        seconds_per_token_estimate=seconds_per_token, loss_curve=str(curve) if curve else None,
+        seconds_per_token_estimate=seconds_per_token, torch_threads=threads, loss_curve=str(curve) if curve else None,
         config=config.as_dict(),
     )
     report_path = report_dir / "train_report.json"
