@@ -288,3 +288,12 @@ def test_copied_few_shot_questions_and_ungrounded_facts_are_kept_aside(tmp_path)
     assert {r["key_fact"] for r in kf} == {"The Orvane harbour levy is due each March."}
     rejected = read_jsonl(tmp_path / "key_facts_to_qa" / "rejected.jsonl")
     assert rejected[0]["parsed"] == "I am a helpful assistant named SmolLM." and "grounded" in rejected[0]["reason"]
+
+
+def test_run_generation_works_inside_a_running_event_loop(tmp_path):
+    """As in a Jupyter cell: the blocking wrapper runs its own loop in a worker thread."""
+    async def cell():
+        return run_generation(seeds(1), opts(generators=("document_based_qa",)), ScriptedClient(), tmp_path)
+
+    report = asyncio.run(cell())
+    assert report.status == "complete" and report.rows == 2
