@@ -59,8 +59,10 @@ class GenerationOptions:
     embedded_max_tokens:  cap on max_tokens when the teacher is the embedded SmolLM2-135M
                           (None: no cap). Its answers past ~300 tokens are repetition, and
                           on a CPU every token costs; a real teacher is never capped.
-    enable_reasoning:     ask the teacher to think (chat_template_kwargs.enable_thinking) and
-                          keep its reasoning in the row's `reasoning` field.
+    enable_reasoning:     ask the teacher to think (sends chat_template_kwargs.enable_thinking, which
+                          vLLM/SGLang and the embedded server understand; for another provider put
+                          its own knob in extra_sampling) and keep the reasoning in the row's
+                          `reasoning` field (from reasoning_content or a <think> block).
     show_progress:        draw tqdm.auto progress bars.
     """
 
