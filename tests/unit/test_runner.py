@@ -111,3 +111,22 @@ def test_cli_exit_code_and_message(fake_repo, out):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "02 Data Processing" in proc.stderr
     assert "ZeroDivisionError" in proc.stderr
+
+
+def test_generation_step_with_partial_report_is_not_complete(tmp_path):
+    from ktools.io import write_json
+    from ktools.paths import GENERATORS, OutputPaths
+    from ktools.runner.pipeline import is_complete
+
+    paths = OutputPaths(tmp_path / "output")
+    step = STEPS[3]
+    for g in GENERATORS:
+        paths.generated(g).parent.mkdir(parents=True, exist_ok=True)
+        paths.generated(g).write_text("")
+    outputs = [str(p) for p in step.outputs(paths)]
+    write_json(step.marker_path(paths), {"fingerprint": "f", "outputs": outputs})
+    write_json(paths.generation_report, {"status": "budget_reached"})
+    assert not is_complete(step, paths, "f")
+    write_json(paths.generation_report, {"status": "complete"})
+    assert is_complete(step, paths, "f")
+    assert not is_complete(step, paths, "other parameters")

@@ -27,6 +27,10 @@ class NotebookStep:
     notebook: str
     # Files that exist once the step has done its job (relative to output/).
     outputs: Callable[[OutputPaths], list[Path]]
+    # Why the step's own report says it is not finished (None: finished). A step
+    # whose notebook ended normally can still be partial, e.g. generation stopped
+    # by its token budget; the runner then runs it again instead of skipping it.
+    unfinished: Callable[[OutputPaths], str | None] = lambda p: None
 
     @property
     def name(self) -> str:
@@ -42,6 +46,14 @@ class NotebookStep:
         return paths.executed_dir / f"step_{self.number:02d}.done.json"
 
 
+def _generation_unfinished(paths: OutputPaths) -> str | None:
+    try:
+        status = read_json(paths.generation_report).get("status")
+    except Exception as exc:  # unreadable report: not finished
+        return f"{paths.generation_report} unreadable ({exc})"
+    return None if status == "complete" else f"generation report status is {status!r}"
+
+
 def _step_notebook(n: int) -> str:
     # "02_Data_Processing" -> "Data_Processing.ipynb"
     return STEP_FOLDERS[n].split("_", 1)[1] + ".ipynb"
@@ -52,7 +64,8 @@ STEPS: tuple[NotebookStep, ...] = (
     NotebookStep(1, STEP_FOLDERS[1], _step_notebook(1), lambda p: [p.base_eval_json]),
     NotebookStep(2, STEP_FOLDERS[2], _step_notebook(2), lambda p: [p.chunks, p.seed_data]),
     NotebookStep(3, STEP_FOLDERS[3], _step_notebook(3),
-                 lambda p: [p.generation_report] + [p.generated(g) for g in GENERATORS]),
+                 lambda p: [p.generation_report] + [p.generated(g) for g in GENERATORS],
+                 lambda p: _generation_unfinished(p)),
     NotebookStep(4, STEP_FOLDERS[4], _step_notebook(4), lambda p: [p.mix_stats, p.eval_set]),
     NotebookStep(5, STEP_FOLDERS[5], _step_notebook(5), lambda p: []),
     NotebookStep(6, STEP_FOLDERS[6], _step_notebook(6), lambda p: [p.eval_report_json, p.eval_report_md]),
@@ -123,7 +136,12 @@ def is_complete(step: NotebookStep, paths: OutputPaths, fingerprint: str) -> boo
         return False
     if done.get("fingerprint") != fingerprint:
         return False
-    return all(Path(p).exists() for p in done.get("outputs", []))
+    if not all(Path(p).exists() for p in done.get("outputs", [])):
+        return False
+    reason = step.unfinished(paths)
+    if reason:
+        log.info("step %s is not finished: %s", step.name, reason)
+    return reason is None
 
 
 def _source_cell_number(executed: Path, cell_index: int, source: str) -> tuple[int, int]:

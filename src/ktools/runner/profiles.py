@@ -13,9 +13,49 @@ from __future__ import annotations
 from typing import Any
 
 PROFILES: dict[str, dict[str, Any]] = {
+    # The notebooks' own defaults.
     "default": {},
-    "demo": {},
-    "smoke": {},
+    "demo": {
+        # 03: every chunk of the sample document, two summaries each; the embedded
+        # teacher's answers are capped (embedded_max_tokens) by the engine itself.
+        "NUMBER_OF_SUMMARIES": 2,
+        "QUESTIONS_PER_CHUNK": 3,
+        "DRY_RUN": False,
+        # 04: one mix holding both summaries per chunk.
+        "CUT_SIZES": "2",
+        "QA_PER_DOC": 3,
+        # 05: train on that mix.
+        "CUT_SIZE": 2,
+    },
+    "smoke": {
+        "CREATE_ENV_FILE": False,
+        "STRICT": False,
+        # 01 / 06
+        "EXAM_LIMIT": 4,
+        "MAX_NEW_TOKENS": 12,
+        "USE_JUDGE": False,
+        "SIDE_BY_SIDE": 2,
+        # 02
+        "CHUNK_MAX_TOKENS": 256,
+        "CHUNK_OVERLAP_TOKENS": 16,
+        "CHUNK_MIN_TOKENS": 32,
+        # 03
+        "SEED_DATA_SUBSAMPLE": 1,
+        "NUMBER_OF_SUMMARIES": 1,
+        "QUESTIONS_PER_CHUNK": 1,
+        "MAX_TOKENS": 48,
+        "DRY_RUN": False,
+        # 04
+        "CUT_SIZES": "1",
+        "QA_PER_DOC": 1,
+        "EVAL_SHARE": 0.0,
+        # 05
+        "CUT_SIZE": 1,
+        "MAX_STEPS": 2,
+        "MAX_ROWS": 8,
+        "MAX_SEQ_LEN": 256,
+        "SAMPLE_QUESTIONS": 1,
+    },
 }
 
 
