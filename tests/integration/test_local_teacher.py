@@ -62,6 +62,16 @@ def test_one_server_for_concurrent_ensure(teacher_url):
     assert lifecycle.read_pid(port) == health.payload["pid"]  # the pid file names the one server
 
 
+def test_cli_status_and_foreground_refuses_a_taken_port(teacher_url, capsys):
+    from ktools.cli import main as ktools_main
+
+    port = str(lifecycle.split_base_url(teacher_url)[1])
+    assert ktools_main(["serve-teacher", "--status", "--port", port]) == 0
+    assert ": ok (pid" in capsys.readouterr().out
+    assert ktools_main(["serve-teacher", "--port", port]) == 1  # already served: a clear error, no second server
+    assert "already answers" in capsys.readouterr().err
+
+
 def test_models_and_real_answer(client):
     assert [m.id for m in client.models.list().data] == [EMBEDDED_MODEL_NAME]
     reply = client.chat.completions.create(model="any-name", messages=QUESTION, temperature=0, max_tokens=16)
