@@ -1,6 +1,6 @@
 """Aggregate tokens/s of the embedded teacher under the concurrency the generators use.
 
-    python bench/teacher_serving.py            # ~10 min on 2 busy cores
+    python bench/teacher_serving.py            # ~12 min on 2 busy cores (both modes)
     python bench/teacher_serving.py --quick    # fewer requests
 
 Starts `ktools serve-teacher` on a free port (once with continuous batching, once with
