@@ -34,7 +34,8 @@ CELLS = [
         "HELD_OUT_LIMIT = 60       # first N held-out questions from step 04 (0 = skip)\n"
         "MAX_NEW_TOKENS = 64       # answer length (greedy)\n"
         "BATCH_SIZE = 16\n"
-        "USE_JUDGE = True          # LLM judge with the configured teacher (failures are recorded, not fatal)",
+        "USE_JUDGE = None          # None: judge with the configured teacher unless it is the embedded 135M one\n"
+        "                          # (it cannot grade); True/False force it. Failures are recorded, not fatal.",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
@@ -49,12 +50,12 @@ CELLS = [
         "paths = OutputPaths.from_settings(settings, repo_root=REPO)\n"
         "sets = default_eval_sets(paths, REPO, held_out_limit=HELD_OUT_LIMIT, exam_limit=EXAM_LIMIT,\n"
         "                         general_limit=GENERAL_LIMIT, exam_path=EXAM_PATH or None)\n"
-        "options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE, judge=USE_JUDGE)\n"
+        "judge = make_judge_client(settings, USE_JUDGE)\n"
+        "options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE, judge=judge is not None)\n"
         "pd.DataFrame([{\"set\": name, \"questions\": len(items)} for name, items in sets.items()])"
     ),
     new_markdown_cell("## Evaluate"),
     new_code_cell(
-        "judge = make_judge_client(settings) if USE_JUDGE else None\n"
         "result = run_base_evaluation(settings.student_model_name, sets, paths, options=options, judge_client=judge)\n"
         "if judge is not None:\n"
         "    judge.close()\n"

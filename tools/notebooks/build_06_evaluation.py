@@ -33,7 +33,7 @@ CELLS = [
         "HELD_OUT_LIMIT = 60       # 0 = skip\n"
         "MAX_NEW_TOKENS = 64\n"
         "BATCH_SIZE = 16\n"
-        "USE_JUDGE = True\n"
+        "USE_JUDGE = None          # None: auto (off for the embedded teacher); True/False force it\n"
         "REUSE_BASE = True         # reuse step 01's base results when they match\n"
         "SIDE_BY_SIDE = 8          # answers shown side by side per set",
         metadata={"tags": ["parameters"]},
@@ -51,12 +51,12 @@ CELLS = [
         "tuned_model = TUNED_MODEL or str(paths.fine_tuned_model(settings.student_model_name))\n"
         "sets = default_eval_sets(paths, REPO, held_out_limit=HELD_OUT_LIMIT, exam_limit=EXAM_LIMIT,\n"
         "                         general_limit=GENERAL_LIMIT, exam_path=EXAM_PATH or None)\n"
-        "options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE, judge=USE_JUDGE)\n"
+        "judge = make_judge_client(settings, USE_JUDGE)\n"
+        "options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE, judge=judge is not None)\n"
         "pd.DataFrame([{\"set\": name, \"questions\": len(items)} for name, items in sets.items()])"
     ),
     new_markdown_cell("## Evaluate both models"),
     new_code_cell(
-        "judge = make_judge_client(settings) if USE_JUDGE else None\n"
         "report = run_evaluation(settings.student_model_name, tuned_model, sets, paths, options=options,\n"
         "                        judge_client=judge, reuse_base=REUSE_BASE, side_by_side_n=SIDE_BY_SIDE)\n"
         "if judge is not None:\n"

@@ -17,7 +17,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="first N questions of output/step_04/eval_set.jsonl (0 = skip)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--no-judge", action="store_true", help="skip the LLM judge")
+    judge = parser.add_mutually_exclusive_group()
+    judge.add_argument("--no-judge", action="store_true", help="skip the LLM judge")
+    judge.add_argument("--judge", action="store_true",
+                       help="judge even with the embedded teacher (default: judge with any other teacher)")
     parser.add_argument("--no-reuse-base", action="store_true", help="re-evaluate the base model in step 06")
 
 
@@ -36,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     paths = OutputPaths.from_settings(settings)
     sets = default_eval_sets(paths, find_repo_root(), held_out_limit=args.held_out_limit,
                              exam_limit=args.exam_limit, general_limit=args.general_limit, exam_path=args.exam)
-    options = EvalOptions(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge=not args.no_judge)
-    judge = make_judge_client(settings) if options.judge else None
+    use_judge = False if args.no_judge else True if args.judge else None
+    judge = make_judge_client(settings, use_judge)
+    options = EvalOptions(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, judge=judge is not None)
     base = args.base or settings.student_model_name
     try:
         if args.base_only:
