@@ -89,7 +89,7 @@ def choose_backend(requested: str) -> str:
     return requested
 
 
-def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 256, bf16: bool = False
+def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 128, bf16: bool = False
                               ) -> float:
     """Forward+backward time per token on this machine (a warm-up slice, then a timed slice).
 
