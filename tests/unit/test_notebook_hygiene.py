@@ -82,3 +82,16 @@ def test_stored_without_outputs(notebook):
 def test_kernelspec_is_python3(notebook):
     path, nb = notebook
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3", f"{path}: kernelspec must be python3"
+
+
+def test_papermill_sees_every_parameter(notebook):
+    """papermill silently ignores a parameter line it cannot parse (e.g. a ';' in its
+    comment); such a parameter could then never be set by `ktools run -p`."""
+    import papermill
+
+    path, nb = notebook
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)]
+    seen = set(papermill.inspect_notebook(str(path)))
+    assert not set(assigned) - seen, f"{path}: papermill cannot parse parameters {set(assigned) - seen}"

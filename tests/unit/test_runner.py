@@ -130,3 +130,11 @@ def test_generation_step_with_partial_report_is_not_complete(tmp_path):
     write_json(paths.generation_report, {"status": "complete"})
     assert is_complete(step, paths, "f")
     assert not is_complete(step, paths, "other parameters")
+
+
+def test_step_after_a_rerun_step_is_stale(fake_repo, out):
+    run_pipeline([1, 2], {"SIZE": 1}, repo_root=fake_repo)
+    rerun = run_pipeline([1], {"SIZE": 2}, repo_root=fake_repo)  # step 01 ran again after step 02
+    assert [o.status for o in rerun] == ["ran"]
+    after = run_pipeline([1, 2], {"SIZE": 2}, repo_root=fake_repo)
+    assert [o.status for o in after] == ["skipped", "ran"]

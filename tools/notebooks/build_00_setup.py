@@ -25,7 +25,7 @@ CELLS = [
         "CHECK_TEACHER = True  # ask the teacher for one real completion\n"
         "START_EMBEDDED_TEACHER = True  # start the embedded teacher if it is configured and not running\n"
         "CREATE_ENV_FILE = True  # create <repo>/.env from 00_Setup/.env.example when missing\n"
-        "ENV_FILE = \"\"  # where to create it; empty = <repo>/.env\n"
+        "ENV_FILE = \"\"  # where to create it, empty for the repository root\n"
         "TEACHER_PROMPT = \"In one short sentence: what is the capital of France?\"\n"
         "STRICT = False  # raise at the end if any check needs attention (for automated runs)",
         metadata={"tags": ["parameters"]}),

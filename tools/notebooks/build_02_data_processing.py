@@ -76,7 +76,7 @@ CELLS = [
         "    display(Markdown(f\"- ⚠ {warning}\"))\n"
         "step.documents_table(conversion, chunks=chunked.rows)"
     ),
-    new_code_cell("step.chunks_table(chunked.rows)"),
+    new_code_cell("# NBVAL_CHECK_OUTPUT\nstep.chunks_table(chunked.rows)"),
     new_code_cell("fig = step.chunk_histogram(chunked.rows, CHUNK_MAX_TOKENS)"),
     new_markdown_cell("## 3. Seed dataset with ICL fields\n\n`origin` says where each value came from: "
                       "`given` (you), `drafted` (the teacher), `excerpt` (chosen from the document, not "
@@ -97,6 +97,8 @@ CELLS = [
 
 def build() -> nbformat.NotebookNode:
     nb = new_notebook(cells=CELLS)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"data-processing-{i:02d}"  # stable ids: rebuilding gives the same file
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb

@@ -113,7 +113,7 @@ CELLS = [
         "report.failures_table() if report else None"
     ),
     new_markdown_cell("## Sample rows"),
-    new_code_cell("sample_rows(paths.step(3), options.generators, n=2)"),
+    new_code_cell("# NBVAL_CHECK_OUTPUT\nsample_rows(paths.step(3), options.generators, n=2)"),
     new_markdown_cell(
         "Rows the judges rejected, and teacher answers that could not be parsed (with the raw text), are "
         "in each generator's `rejected.jsonl`.\n\n## Files written"

@@ -67,10 +67,10 @@ CELLS = [
                   "for note in report.notes:\n"
                   "    display(Markdown(f\"- {note}\"))"),
     new_markdown_cell("### Per cut"),
-    new_code_cell("report.cut_table()"),
+    new_code_cell("# NBVAL_CHECK_OUTPUT\nreport.cut_table()"),
     new_markdown_cell("### Per cut and dataset\n\n`items` = distinct summaries (summary datasets), key facts, "
                       "or chunks (document-based Q&A: one item per chunk)."),
-    new_code_cell("report.dataset_table()"),
+    new_code_cell("# NBVAL_CHECK_OUTPUT\nreport.dataset_table()"),
     new_markdown_cell("### Eval split and dropped rows"),
     new_code_cell(
         "split = report.split\n"

@@ -15,6 +15,7 @@ from typing import Any
 from ktools.evaluate.evalset import EvalItem, load_eval_set
 from ktools.evaluate.metrics import key_fact_hit_rate, rouge_l, token_f1
 from ktools.evaluate.stats import bootstrap_ci, paired_bootstrap_diff
+from ktools.io import iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ def default_eval_sets(paths: Any, repo_root: Path, *, held_out_limit: int | None
         if limit == 0:
             continue
         if Path(path).is_file():
+            if name == "held_out" and not any(True for _ in iter_jsonl(path)):
+                # Step 04 holds nothing out when the data is too small to split.
+                log.warning("held-out set %s is empty (step 04 held nothing out); skipped", path)
+                continue
             sets[name] = load_eval_set(path, limit)
         else:
             log.info("eval set %s not found at %s; skipped", name, path)

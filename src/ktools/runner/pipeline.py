@@ -138,6 +138,13 @@ def is_complete(step: NotebookStep, paths: OutputPaths, fingerprint: str) -> boo
         return False
     if not all(Path(p).exists() for p in done.get("outputs", [])):
         return False
+    # An earlier step that ran after this one may have changed this step's inputs.
+    finished_at = marker.stat().st_mtime
+    for earlier in STEPS[: STEPS.index(step)]:
+        earlier_marker = earlier.marker_path(paths)
+        if earlier_marker.is_file() and earlier_marker.stat().st_mtime > finished_at:
+            log.info("step %s is stale: step %s ran after it", step.name, earlier.name)
+            return False
     reason = step.unfinished(paths)
     if reason:
         log.info("step %s is not finished: %s", step.name, reason)

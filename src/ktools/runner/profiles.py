@@ -48,7 +48,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         # 04
         "CUT_SIZES": "1",
         "QA_PER_DOC": 1,
-        "EVAL_SHARE": 0.0,
         # 05
         "CUT_SIZE": 1,
         "MAX_STEPS": 2,
