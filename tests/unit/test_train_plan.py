@@ -1,0 +1,67 @@
+"""The step plan fits the time budget, is reused on resume, and is discarded for another run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ktools.config import load_settings
+from ktools.evaluate import make_judge_client
+from ktools.train.config import TrainConfig
+from ktools.train.trainer import _plan
+
+
+@pytest.fixture
+def config(tmp_path):
+    mix = tmp_path / "mix.jsonl"
+    mix.write_text("{}\n")
+    return TrainConfig(mix_path=str(mix), checkpoints_dir=str(tmp_path / "ckpt"), epochs=3.0,
+                       time_budget_minutes=7.0)
+
+
+def test_plan_keeps_all_epochs_when_they_fit(config, tmp_path):
+    plan = _plan(config, tmp_path / "ckpt", steps_per_epoch=10, avg_batch_tokens=1000, seconds_per_token=0.001)
+    assert plan["max_steps"] == 30  # 1 s per step: 30 s << 7 min
+    assert plan["save_steps"] == 30  # every 2 min would be after the end
+
+
+def test_plan_cuts_steps_to_the_budget(config, tmp_path):
+    plan = _plan(config, tmp_path / "ckpt", steps_per_epoch=10, avg_batch_tokens=1000, seconds_per_token=0.03)
+    assert plan["max_steps"] == 14  # 30 s per step, 420 s budget
+    assert plan["save_steps"] == 4  # about every 2 minutes
+
+
+def test_plan_is_reused_for_the_same_run_and_reset_for_another(config, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    first = _plan(config, ckpt, steps_per_epoch=10, avg_batch_tokens=1000, seconds_per_token=0.03)
+    (ckpt / "checkpoint-4").mkdir()
+    again = _plan(config, ckpt, steps_per_epoch=10, avg_batch_tokens=1000, seconds_per_token=0.001)
+    assert again == first and (ckpt / "checkpoint-4").is_dir()
+    other = _plan(config.replace(learning_rate=3e-5), ckpt, steps_per_epoch=10, avg_batch_tokens=1000,
+                  seconds_per_token=0.001)
+    assert other["max_steps"] == 30 and not (ckpt / "checkpoint-4").exists()
+    assert json.loads((ckpt / "plan.json").read_text())["max_steps"] == 30
+
+
+def test_config_rejects_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="qlora")
+    with pytest.raises(ValueError, match="tokens_per_batch"):
+        TrainConfig(tokens_per_batch=256, max_seq_len=512)
+    assert TrainConfig(method="lora").effective_learning_rate == 2e-4
+
+
+def test_from_settings_uses_the_output_layout(tmp_output, tmp_path):
+    settings = load_settings(environ={"KTOOLS_OUTPUT_DIR": str(tmp_output), "CUT_SIZES": "5,50"},
+                             repo_root=tmp_path)
+    config = TrainConfig.from_settings(settings)
+    assert config.mix_path.endswith("step_04/training_mix/combined_cut_5x.jsonl")
+    assert config.output_dir.endswith("fine_tuned_model/SmolLM2-135M-Instruct")
+
+
+def test_judge_is_off_by_default_for_the_embedded_teacher(tmp_path):
+    settings = load_settings(environ={}, repo_root=tmp_path)  # no .env: the embedded teacher
+    assert settings.uses_embedded_teacher
+    assert make_judge_client(settings) is None
+    assert make_judge_client(settings, use_judge=False) is None
