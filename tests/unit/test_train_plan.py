@@ -65,3 +65,30 @@ def test_judge_is_off_by_default_for_the_embedded_teacher(tmp_path):
     assert settings.uses_embedded_teacher
     assert make_judge_client(settings) is None
     assert make_judge_client(settings, use_judge=False) is None
+
+
+def test_speed_probe_counts_tokens_of_one_row_even_for_padded_batches():
+    import time
+
+    import torch
+
+    from ktools.train.trainer import measure_seconds_per_token
+
+    class SlowModel:
+        device = torch.device("cpu")
+
+        def train(self):
+            pass
+
+        def zero_grad(self, set_to_none=True):
+            pass
+
+        def __call__(self, input_ids, labels=None, use_cache=False, **kwargs):
+            time.sleep(0.0005 * input_ids.numel())  # 0.5 ms per token processed
+            loss = torch.zeros((), requires_grad=True)
+            return type("Out", (), {"loss": loss})()
+
+    padded = {"input_ids": torch.zeros((8, 200), dtype=torch.long), "labels": torch.zeros((8, 200), dtype=torch.long),
+              "attention_mask": torch.ones((8, 200), dtype=torch.long)}
+    per_token = measure_seconds_per_token(SlowModel(), padded, probe_tokens=100)
+    assert 0.0004 < per_token < 0.001

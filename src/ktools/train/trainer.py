@@ -89,24 +89,31 @@ def choose_backend(requested: str) -> str:
     return requested
 
 
-def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 128, bf16: bool = False
+def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 512, bf16: bool = False
                               ) -> float:
-    """Forward+backward time per token on this machine (a warm-up slice, then a timed slice).
+    """Forward+backward time per token on this machine (a warm-up, then a timed slice of
+    the longest row of `batch`, so padded batches are not undercounted).
 
     Gradients are cleared afterwards, so the model is unchanged.
     """
     import torch
-    def run(n: int) -> float:
-        sliced = {k: v[:, :n].to(model.device) for k, v in batch.items() if k != "attention_mask"}
+
+    mask = batch.get("attention_mask")
+    lengths = mask.sum(dim=1) if mask is not None else torch.full((batch["input_ids"].shape[0],),
+                                                                   batch["input_ids"].shape[1])
+    row = int(lengths.argmax())
+    n = max(16, min(probe_tokens, int(lengths[row])))
+
+    def run(tokens: int) -> float:
+        sliced = {k: v[row: row + 1, :tokens].to(model.device) for k, v in batch.items() if k != "attention_mask"}
         start = time.perf_counter()
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(**sliced, use_cache=False)
         out.loss.backward()
         return time.perf_counter() - start
 
-    n = max(16, min(probe_tokens, batch["input_ids"].shape[1]))
     model.train()
-    run(max(8, n // 4))
+    run(min(64, n))  # warm-up (allocations, kernels)
     elapsed = run(n)
     model.zero_grad(set_to_none=True)
     return elapsed / n
