@@ -54,6 +54,7 @@ CELLS = [
         "display(pd.DataFrame(setup_checks.configuration_rows(settings)))"),
     new_markdown_cell("## GPU"),
     new_code_cell(
+        "# NBVAL_CHECK_OUTPUT\n"
         "checks.append(setup_checks.check_gpu())\n"
         "display(Markdown(checks[-1].detail))"),
     new_markdown_cell("## Teacher endpoint: one real completion"),

@@ -35,7 +35,7 @@ CELLS = [
         "LEARNING_RATE = None          # default: 1e-4 (full), 2e-4 (LoRA)\n"
         "EPOCHS = 3.0\n"
         "MAX_STEPS = None              # exact step count (overrides EPOCHS and the time plan)\n"
-        "TIME_BUDGET_MINUTES = 7.0     # fewer steps are planned when the epochs would not fit; None = no limit\n"
+        "TIME_BUDGET_MINUTES = 7.0     # fewer steps are planned when the epochs would not fit, None for no limit\n"
         "MAX_SEQ_LEN = 512\n"
         "TOKENS_PER_BATCH = 2048\n"
         "BATCHING = \"length\"           # length (faster here) | packing\n"
