@@ -32,6 +32,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "STRICT": False,
         # 01 / 06
         "EXAM_LIMIT": 4,
+        "GENERAL_LIMIT": 3,
+        "HELD_OUT_LIMIT": 3,
         "MAX_NEW_TOKENS": 12,
         "USE_JUDGE": False,
         "SIDE_BY_SIDE": 2,
