@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from notebook_file import write_step_notebook
 
 TARGET = Path(__file__).resolve().parents[2] / "00_Setup" / "Setup.ipynb"
 
@@ -73,20 +73,5 @@ CELLS = [
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    notebook = new_notebook(cells=CELLS)
-    for i, cell in enumerate(notebook.cells):
-        cell.id = f"setup-{i:02d}"  # stable ids: rebuilding does not churn the diff
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.metadata["language_info"] = {"name": "python"}
-    return notebook
-
-
-def main() -> None:
-    notebook = build()
-    nbformat.validate(notebook)
-    TARGET.write_text(nbformat.writes(notebook) + "\n")
-
-
 if __name__ == "__main__":
-    main()
+    write_step_notebook(CELLS, TARGET, "setup")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from notebook_file import write_step_notebook
 
 TARGET = Path(__file__).resolve().parents[2] / "04_Knowledge_Mixing" / "Knowledge_Mixing.ipynb"
 
@@ -96,22 +96,5 @@ CELLS = [
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=CELLS)
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"mixing-{i:02d}"  # stable ids: rebuilding gives the same file
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
-
-
-def main() -> None:
-    nb = build()
-    nbformat.validate(nb)
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, TARGET)
-    print(f"wrote {TARGET}")
-
-
 if __name__ == "__main__":
-    main()
+    write_step_notebook(CELLS, TARGET, "mixing")

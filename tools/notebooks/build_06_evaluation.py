@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from notebook_file import write_step_notebook
 
 TARGET = Path(__file__).resolve().parents[2] / "06_Evaluation" / "Evaluation.ipynb"
 
@@ -74,14 +74,5 @@ CELLS = [
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=CELLS)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build(), TARGET)
-    print(f"wrote {TARGET}")
+    write_step_notebook(CELLS, TARGET, "evaluation")
