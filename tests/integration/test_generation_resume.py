@@ -159,7 +159,9 @@ def test_kill_9_and_resume_is_exact(tmp_path):
                 assert answered_before.get(h, 0) < n, "a resumed run re-sent a request already answered"
         sent_hashes = [_body_hash(b)[0] for b in bodies[ref_requests:]]
         repeats = len(sent_hashes) - len(set(sent_hashes))
-        assert repeats <= kills * CONCURRENCY
+        # Lost per kill: requests in flight plus answers still waiting in the store's
+        # group commit (at most another CONCURRENCY); answered-and-stored ones are never re-sent (above).
+        assert repeats <= kills * 2 * CONCURRENCY
         assert len(set(sent_hashes)) == len({_body_hash(b)[0] for b in bodies[:ref_requests]})
     finally:
         server.kill()
