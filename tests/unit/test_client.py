@@ -473,3 +473,76 @@ def test_transport_decodes_gzip_responses():
 
     response = asyncio.run(scenario())
     assert response.json() == {"choices": []}
+
+
+def test_lean_client_builds_the_request_httpx2_would():
+    import httpx2
+
+    from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient
+
+    async def scenario():
+        lean = LeanAsyncClient(FastAsyncTransport(), timeout=7.0)
+        stock = httpx2.AsyncClient(timeout=7.0, trust_env=False)
+        args = dict(content=b'{"a": 1}', timeout=httpx2.Timeout(3.0),
+                    headers=[("Accept", "application/json"), ("Content-Type", "application/json"),
+                             ("Authorization", "Bearer k"), ("user-agent", "ua/1")])
+        url = "http://127.0.0.1:9/v1/chat/completions"
+        mine, theirs = lean.build_request("POST", url, **args), stock.build_request("POST", url, **args)
+        again = lean.build_request("POST", url, **args)  # cached URL and timeout
+        plain = lean.build_request("GET", "http://h:1/v1/models", params={"q": "1"})  # httpx2's own path
+        await lean.aclose()
+        await stock.aclose()
+        return mine, theirs, again, plain
+
+    mine, theirs, again, plain = asyncio.run(scenario())
+    for request in (mine, again):
+        assert request.url == theirs.url and request.method == theirs.method
+        assert sorted(request.headers.multi_items()) == sorted(theirs.headers.multi_items())
+        assert request.headers.raw[0] == (b"Host", b"127.0.0.1:9")
+        assert request.content == theirs.content and request.extensions == theirs.extensions
+    assert plain.url.params["q"] == "1" and plain.method == "GET"
+
+
+def test_lean_client_sends_and_reads_like_httpx2():
+    """One real exchange: bytes on the wire, gzip body decoded, cookies kept, redirects not followed."""
+    from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient
+
+    payload = gzip.compress(b'{"ok": true}')
+    heads: list[bytes] = []
+
+    async def scenario():
+        async def handle(reader, writer):
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    break
+                heads.append(head)
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")) or 0)
+                await reader.readexactly(length)
+                if b"/moved" in head.split(b"\r\n")[0]:
+                    writer.write(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /v1/x\r\nContent-Length: 0\r\n\r\n")
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nSet-Cookie: s=1; Path=/\r\n"
+                                 b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                await writer.drain()
+            writer.close()
+
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        async with LeanAsyncClient(FastAsyncTransport(), timeout=5.0) as http:
+            request = http.build_request("POST", f"http://127.0.0.1:{port}/v1/x", content=b"{}",
+                                         headers=[("Content-Type", "application/json")])
+            first = await http.send(request)
+            second = await http.post(f"http://127.0.0.1:{port}/v1/x", content=b"{}")  # with the cookie
+            moved = await http.send(http.build_request("POST", f"http://127.0.0.1:{port}/v1/moved", content=b""))
+        srv.close()
+        return first, second, moved
+
+    first, second, moved = asyncio.run(scenario())
+    assert first.json() == {"ok": True} and first.request is not None and first.elapsed.total_seconds() >= 0
+    assert heads[0].startswith(b"POST /v1/x HTTP/1.1\r\n") and b"\r\nContent-Length: 2\r\n" in heads[0]
+    assert b"\r\ncookie: s=1" in heads[1].lower()
+    assert moved.status_code == 307 and moved.next_request is not None
+    assert moved.next_request.url.path == "/v1/x" and len(heads) == 3

@@ -43,15 +43,21 @@ import random
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 import openai
 
+try:  # the options object `AsyncOpenAI.post` builds; made once per client and copied per request
+    from openai._models import FinalRequestOptions as _FinalRequestOptions
+except ImportError:  # another openai layout: fall back to `post`, which builds it per request
+    _FinalRequestOptions = None
+
 from ktools.config import ConfigError, mask_secret, register_secret
 from ktools.llm.providers import get_preset
-from ktools.llm.transport import FastAsyncTransport
+from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient
 from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
 
 if TYPE_CHECKING:
@@ -65,6 +71,11 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 MAX_RETRY_AFTER = 600.0  # seconds; a server asking for longer still gets retried after this
 _DEFAULT_PARAMS = SamplingParams()
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    """The request body as compact JSON bytes (what openai's own encoder would send, minus the spaces)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class _BadResponse(Exception):
@@ -294,6 +305,7 @@ class TeacherClient:
         self._limiter = _Limiter(max_concurrency)
         self._pause_until = 0.0  # monotonic time before which no request starts (after a 429)
         self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
+        self._options_template: weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any] = weakref.WeakKeyDictionary()
         self._last: tuple[asyncio.AbstractEventLoop | None, openai.AsyncOpenAI | None] = (None, None)
         self._clients_lock = threading.Lock()
         self._loop_thread: _LoopThread | None = None
@@ -371,8 +383,8 @@ class TeacherClient:
 
     def _make_openai(self) -> openai.AsyncOpenAI:
         if self.fast_transport:
-            http_client = httpx2.AsyncClient(transport=FastAsyncTransport(max_keepalive=self.max_concurrency + 8),
-                                             timeout=self.timeout, trust_env=False)
+            http_client: httpx2.AsyncClient = LeanAsyncClient(
+                FastAsyncTransport(max_keepalive=self.max_concurrency + 8), timeout=self.timeout)
         else:
             limits = httpx2.Limits(max_connections=self.max_concurrency + 8,
                                    max_keepalive_connections=self.max_concurrency + 8)
@@ -383,8 +395,23 @@ class TeacherClient:
                 "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
                 "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Async",
                 "x-stainless-retry-count", "x-stainless-read-timeout")}
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
-                                  timeout=self.timeout, http_client=http_client, default_headers=headers)
+        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
+                                    timeout=self.timeout, http_client=http_client, default_headers=headers)
+        if _FinalRequestOptions is not None:
+            # openai sets these two per request unless the request's own headers omit them
+            omit = {"x-stainless-retry-count": openai.Omit(), "x-stainless-read-timeout": openai.Omit()}
+            self._options_template[client] = _FinalRequestOptions.construct(
+                method="post", url=self._url, headers=omit)
+        return client
+
+    async def _post(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> httpx2.Response:
+        """POST `body` as JSON through `client`; returns the raw response (errors raise as usual)."""
+        content = _dumps(body)
+        template = self._options_template.get(client)
+        if template is None:
+            return await client.post(self._url, content=content, cast_to=httpx2.Response,
+                                     options={"headers": {"Content-Type": "application/json"}})
+        return await client.request(httpx2.Response, template.model_copy(update={"content": content}))
 
     # --- requests ---
     def _body(self, messages: list[dict[str, Any]], params: SamplingParams) -> dict[str, Any]:
@@ -419,7 +446,7 @@ class TeacherClient:
                 self._count(requests=1)
                 client = self._openai()
                 # The per-request timeout is the http client's (connect/read/write/pool, set at creation).
-                response = await client.post(self._url, body=body, cast_to=httpx2.Response)
+                response = await self._post(client, body)
                 try:
                     data = json.loads(response.content)
                 except ValueError:

@@ -17,16 +17,24 @@ A request whose connection dies before any response byte arrived is NOT re-sent
 here: it surfaces as a connection error so the client's retry loop (which counts
 retries) decides. Idle connections are dropped after 4 s, before common servers'
 keep-alive timeouts (uvicorn: 5 s), so that race is rare.
+
+`LeanAsyncClient` is the `httpx2.AsyncClient` handed to `openai` with this
+transport: what `openai` asks of it (build a request from a URL, a header list
+and a body; send it) takes a short path — cached URL objects, one header merge,
+no auth/redirect/event-hook generators — and anything else (params, cookies,
+files, auth, redirects, hooks) goes through httpx2's own code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ssl
 import time
 from typing import Any
 
 import httpx2
+from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 
 _KEEPALIVE_EXPIRY = 4.0  # < uvicorn's default 5 s idle timeout, so we rarely race a server close
 _MAX_HEAD = 256 * 1024
@@ -298,3 +306,93 @@ class FastAsyncTransport(httpx2.AsyncBaseTransport):
             conn.close()
         self._open.clear()
         self._idle.clear()
+
+
+class LeanAsyncClient(httpx2.AsyncClient):
+    """`httpx2.AsyncClient` over `FastAsyncTransport`, with a short path for plain requests.
+
+    The short path applies to what `openai` sends: a URL string, a list of header
+    pairs (str), a bytes body, no params/cookies/files, no auth, no redirects followed,
+    no event hooks. It merges headers like httpx2 (the request's win over the
+    client's, case-insensitively) and sets the same timeout extension; the result
+    is an ordinary `httpx2.Request` / `httpx2.Response`. Anything else takes
+    httpx2's full path. Cookies a server sets are still stored.
+    """
+
+    def __init__(self, transport: FastAsyncTransport, timeout: Any):
+        super().__init__(transport=transport, timeout=timeout, trust_env=False)
+        self._lean = transport
+        self._urls: dict[str, tuple[httpx2.URL, str]] = {}  # url -> (URL, Host header value)
+        self._last_timeout: tuple[Any, dict[str, Any]] | None = None
+        self._client_headers_of: httpx2.Headers | None = None
+        self._client_headers: list[tuple[str, str, str]] = []
+
+    def _default_headers(self) -> list[tuple[str, str, str]]:
+        """The client's own headers as (lower-case name, name, value), re-read when they are replaced."""
+        if self.headers is not self._client_headers_of:
+            self._client_headers_of = self.headers
+            self._client_headers = [(k.lower(), k, v) for k, v in self.headers.multi_items()]
+        return self._client_headers
+
+    def _timeout_extension(self, timeout: Any) -> dict[str, Any]:
+        last = self._last_timeout
+        if last is not None and (timeout is last[0] or timeout == last[0]):
+            return last[1]
+        resolved = self.timeout if isinstance(timeout, UseClientDefault) else httpx2.Timeout(timeout)
+        ext = {"timeout": resolved.as_dict()}
+        self._last_timeout = (timeout, ext)
+        return ext
+
+    def build_request(self, method: str, url: httpx2.URL | str, *, content: Any = None, data: Any = None,
+                      files: Any = None, json: Any = None, params: Any = None, headers: Any = None,
+                      cookies: Any = None, timeout: Any = USE_CLIENT_DEFAULT,
+                      extensions: Any = None) -> httpx2.Request:
+        if (type(url) is not str or type(content) is not bytes or data is not None
+                or files is not None or json is not None or params or cookies or extensions is not None
+                or not (headers is None or type(headers) is list) or self.params or self.cookies
+                or not all(type(item[0]) is str for item in headers or ())):
+            return super().build_request(method, url, content=content, data=data, files=files, json=json,
+                                         params=params, headers=headers, cookies=cookies, timeout=timeout,
+                                         extensions=extensions)
+        cached = self._urls.get(url)
+        if cached is None:
+            target = self._merge_url(url)
+            cached = (target, target.netloc.decode("ascii"))
+            if len(self._urls) < 256:
+                self._urls[url] = cached
+        target, host = cached
+        merged = {lower: (key, value) for lower, key, value in self._default_headers()}
+        for key, value in headers or ():
+            merged[key.lower()] = (key, value)
+        # What httpx2.Request(content=...) would add: Host first, Content-Length for a body.
+        if "host" not in merged:
+            merged = {"host": ("Host", host), **merged}
+        if "content-length" not in merged and "transfer-encoding" not in merged:
+            merged["content-length"] = ("Content-Length", str(len(content)))
+        # timeout extensions are shared between requests: httpx2 copies the dict and only reads it
+        request = httpx2.Request(method, target, headers=list(merged.values()),
+                                 stream=httpx2.ByteStream(content), extensions=self._timeout_extension(timeout))
+        request.read()  # the body is in memory: make it replayable like a content= request
+        return request
+
+    async def send(self, request: httpx2.Request, *, stream: bool = False,
+                   auth: Any = USE_CLIENT_DEFAULT, follow_redirects: Any = USE_CLIENT_DEFAULT) -> httpx2.Response:
+        if (not isinstance(auth, UseClientDefault) or self.auth is not None or follow_redirects is True
+                or (follow_redirects is USE_CLIENT_DEFAULT and self.follow_redirects)
+                or self.event_hooks["request"] or self.event_hooks["response"]
+                or request.url.userinfo or "timeout" not in request.extensions):
+            return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        start = time.perf_counter()
+        response = await self._lean.handle_async_request(request)
+        response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
+        response.default_encoding = self._default_encoding
+        if "set-cookie" in response.headers:
+            self.cookies.extract_cookies(response)
+        if response.has_redirect_location:  # like httpx2 when not following: say where it points
+            try:
+                response.next_request = self._build_redirect_request(request, response)
+            except httpx2.RemoteProtocolError:
+                pass
+        return response
