@@ -126,6 +126,48 @@ def _parse_url(raw: str) -> str:
     return v
 
 
+_BASE_URLS_FORM = ("an http(s) URL, or several separated by commas (one per replica), each optionally "
+                   "ending in #N = that endpoint's concurrency share, e.g. "
+                   "http://gpu1:8000/v1,http://gpu2:8000/v1#8")
+
+
+def parse_base_urls(raw: str) -> list[tuple[str, int | None]]:
+    """`URL[#N],URL[#N],...` -> [(URL without trailing slash, concurrency share N or None)].
+
+    Several OpenAI-compatible endpoints serving the same model (e.g. vLLM replicas) are
+    spread over by the teacher client (`ktools.llm.endpoints`). Raises ValueError saying
+    which entry is wrong and the expected form.
+    """
+    entries: list[tuple[str, int | None]] = []
+    parts = [p.strip() for p in raw.split(",")]
+    for position, part in enumerate(parts, 1):
+        if not part:
+            if len(parts) > 1:
+                raise ValueError(f"{_BASE_URLS_FORM} (entry {position} is empty)")
+            continue
+        url, sep, share = part.partition("#")
+        url = url.strip().rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", url) or re.search(r"\s", url):
+            raise ValueError(f"{_BASE_URLS_FORM} (entry {position} {part!r} is not an http(s) URL)")
+        cap: int | None = None
+        if sep:
+            try:
+                cap = int(share.strip())
+            except ValueError:
+                cap = 0
+            if cap < 1:
+                raise ValueError(f"{_BASE_URLS_FORM} (entry {position} {part!r}: #N must be an integer >= 1)")
+        if any(url == seen for seen, _ in entries):
+            raise ValueError(f"{_BASE_URLS_FORM} (entry {position} {url!r} is listed twice)")
+        entries.append((url, cap))
+    return entries
+
+
+def _parse_base_url_list(raw: str) -> str:
+    """The normalised text of `parse_base_urls` (one URL stays exactly as `_parse_url` made it)."""
+    return ",".join(url if cap is None else f"{url}#{cap}" for url, cap in parse_base_urls(raw))
+
+
 def _parse_str(raw: str) -> str:
     return raw.strip()
 
@@ -147,7 +189,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_provider", "TEACHER_PROVIDER", _parse_provider, "",
            "openai, anthropic, gemini, ollama, vllm or local (embedded); default: local unless a base URL is set"),
     _Field("teacher_model_name", "TEACHER_MODEL_NAME", _parse_str, "", "model the teacher endpoint serves"),
-    _Field("teacher_base_url", "TEACHER_MODEL_BASE_URL", _parse_url, "", "OpenAI-compatible base URL (…/v1)"),
+    _Field("teacher_base_url", "TEACHER_MODEL_BASE_URL", _parse_base_url_list, "",
+           "OpenAI-compatible base URL (…/v1); several (replicas): comma-separated, URL#N = its concurrency share"),
     _Field("teacher_api_key", "TEACHER_MODEL_API_KEY", _parse_secret, Secret(""), "API key (never shown)"),
     _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_str, EMBEDDED_MODEL_NAME,
            "student to fine-tune: the embedded SmolLM2, a transformers name or a local path"),
@@ -166,6 +209,12 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("request_timeout", "TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 600.0,
            "seconds per teacher request"),
     _Field("max_retries", "TEACHER_MAX_RETRIES", _parse_int(0), 6, "retries per teacher request"),
+    _Field("endpoint_failures", "TEACHER_ENDPOINT_FAILURES", _parse_int(1), 3,
+           "several base URLs: consecutive failures that take an endpoint out for a cool-down"),
+    _Field("endpoint_cooldown", "TEACHER_ENDPOINT_COOLDOWN", _parse_float(0.0, 86400), 5.0,
+           "several base URLs: first cool-down in seconds (doubles each time it fails again)"),
+    _Field("endpoint_max_cooldown", "TEACHER_ENDPOINT_MAX_COOLDOWN", _parse_float(0.0, 86400), 300.0,
+           "several base URLs: longest cool-down in seconds"),
     _Field("temperature", "TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7, "teacher sampling temperature"),
     _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
     _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
@@ -199,6 +248,9 @@ class Settings:
     max_tokens: int
     output_dir: str
     cache_dir: str
+    endpoint_failures: int = 3
+    endpoint_cooldown: float = 5.0
+    endpoint_max_cooldown: float = 300.0
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:

@@ -183,18 +183,23 @@ def teacher_reachability(settings: Settings, timeout: float = 3.0) -> Check:
         state = health.status or "not running"
         return Check("teacher", False, f"embedded teacher at {url}: {state}",
                      "it starts on first use; or start it now: ktools serve-teacher --background")
-    url = settings.teacher_base_url.rstrip("/") + "/models"
     headers = {}
     if settings.teacher_api_key:
         headers["Authorization"] = f"Bearer {settings.teacher_api_key.reveal()}"
-    try:
-        response = httpx.get(url, headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
-        return Check("teacher", False, f"{settings.teacher_provider} teacher at {settings.teacher_base_url} "
-                     f"unreachable: {type(exc).__name__}", _teacher_fix(settings, False))
-    ok = response.status_code < 400
-    return Check("teacher", ok, f"{settings.teacher_provider} teacher at {settings.teacher_base_url}: "
-                 f"HTTP {response.status_code} on /models", "" if ok else _teacher_fix(settings, False))
+    from ktools.config import parse_base_urls
+
+    found = []
+    for base, _share in parse_base_urls(settings.teacher_base_url):  # several replicas: look at each
+        try:
+            response = httpx.get(base + "/models", headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return Check("teacher", False, f"{settings.teacher_provider} teacher at {base} "
+                         f"unreachable: {type(exc).__name__}", _teacher_fix(settings, False))
+        if response.status_code >= 400:
+            return Check("teacher", False, f"{settings.teacher_provider} teacher at {base}: "
+                         f"HTTP {response.status_code} on /models", _teacher_fix(settings, False))
+        found.append(f"{base}: HTTP {response.status_code} on /models")
+    return Check("teacher", True, f"{settings.teacher_provider} teacher at " + "; ".join(found))
 
 
 def step_outputs(settings: Settings) -> list[dict[str, Any]]:

@@ -448,6 +448,7 @@ class QAGenerator:
             "success_rate": round(completed / n_chunks, 4) if n_chunks else 0.0,
             "requests": req,
             "requests_sent": int(req.get("sent", 0)),
+            "endpoints": list(getattr(report, "endpoints", None) or []),
             "tokens": tokens,
             "wall_seconds": round(wall, 3),
             "seconds_per_chunk": round(wall / n_chunks, 3) if n_chunks else None,

@@ -49,12 +49,12 @@ from ktools.config import (
     ConfigError,
     Secret,
     Settings,
+    _parse_base_url_list,
     _parse_bool,
     _parse_float,
     _parse_int,
     _parse_secret,
     _parse_str,
-    _parse_url,
     _read_dotenv,
     find_repo_root,
     load_settings,
@@ -95,7 +95,7 @@ class _Var:
 _VARS: tuple[_Var, ...] = (
     _Var("provider", "GENERATOR_PROVIDER", _parse_str),
     _Var("model", "GENERATOR_MODEL", _parse_str),
-    _Var("base_url", "GENERATOR_BASE_URL", _parse_url),
+    _Var("base_url", "GENERATOR_BASE_URL", _parse_base_url_list),
     _Var("api_key", "GENERATOR_API_KEY", _parse_secret),
     _Var("temperature", "GENERATOR_TEMPERATURE", _parse_float(0.0, 2.0)),
     _Var("max_tokens", "GENERATOR_MAX_TOKENS", _parse_int(1)),
@@ -105,7 +105,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("output_dir", "GENERATOR_OUTPUT_DIR", _parse_str),
     _Var("output_file", "GENERATOR_OUTPUT_FILE", _parse_str),
     _Var("batch_processing", "GENERATOR_BATCH_PROCESSING", _parse_batch),
-    _Var("ollama_base_url", "OLLAMA_BASE_URL", _parse_url),
+    _Var("ollama_base_url", "OLLAMA_BASE_URL", _parse_base_url_list),
     _Var("top_k", "OLLAMA_TOP_K", _parse_int(1)),
     _Var("top_p", "OLLAMA_TOP_P", _parse_float(0.0, 1.0)),
     _Var("repeat_penalty", "OLLAMA_REPEAT_PENALTY", _parse_float(0.0, 10.0)),
@@ -197,7 +197,12 @@ def load_tdg_settings(step_dir: str | Path | None = STEP_DIR, environ: Mapping[s
 
 
 def normalize_ollama_url(url: str) -> str:
-    """Ollama's OpenAI-compatible API lives under /v1; the reference tool's URLs omit it."""
+    """Ollama's OpenAI-compatible API lives under /v1; the reference tool's URLs omit it.
+
+    Several comma-separated URLs (replicas, each optionally `#N`) are normalised one by one."""
+    if "," in url or "#" in url:
+        parts = [p.strip().partition("#") for p in url.split(",")]
+        return ",".join(normalize_ollama_url(u) + sep + share for u, sep, share in parts)
     url = url.strip().rstrip("/")
     return url if url.endswith("/v1") else f"{url}/v1"
 

@@ -79,7 +79,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     llm.add_argument("--provider", help="openai, claude/anthropic, gemini, local (Ollama with an Ollama URL, "
                      "else the embedded teacher), ollama, vllm (env GENERATOR_PROVIDER)")
     llm.add_argument("--model", help="model name (env GENERATOR_MODEL)")
-    llm.add_argument("--base-url", help="OpenAI-compatible base URL (…/v1)")
+    llm.add_argument("--base-url", help="OpenAI-compatible base URL (…/v1); several replicas: comma-separated, "
+                     "URL#N caps one at N requests in flight (env GENERATOR_BASE_URL, TEACHER_MODEL_BASE_URL)")
     llm.add_argument("--api-key", help="API key (better: env GENERATOR_API_KEY, OPENAI_API_KEY, "
                      "TEACHER_MODEL_API_KEY…); never printed")
     llm.add_argument("--ollama-base-url", help="Ollama server URL (env OLLAMA_BASE_URL)")
@@ -122,6 +123,12 @@ def _print_summary(summary: dict) -> None:
           f"(success rate {summary['success_rate']:.0%}); requests sent {summary['requests_sent']}, "
           f"cached {summary['requests'].get('cached', 0)}; tokens {summary['tokens']}; "
           f"{summary['wall_seconds']:.1f}s ({summary['seconds_per_chunk'] or 0:.2f}s per chunk)")
+    if summary.get("endpoints"):
+        from ktools.llm.endpoints import format_endpoint_row
+
+        print("teacher endpoints:")
+        for row in summary["endpoints"]:
+            print(f"  {format_endpoint_row(row)}")
     for doc in summary["documents"]:
         print(f"  {doc['qa_file']}: {doc['status']}, {doc['qa_pairs']} pairs, chunks "
               f"{doc['chunks_completed']}/{doc['chunks']} done, {doc['chunks_failed']} failed")

@@ -72,6 +72,8 @@ class GenerationReport:
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dry run: example rows
     options: dict[str, Any] = field(default_factory=dict)
     resume_hint: str = ""
+    # Several teacher endpoints: per endpoint requests, errors, cool-downs, latency (client.endpoint_stats()).
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -88,6 +90,7 @@ class GenerationReport:
             "requests": self.requests, "generators": self.generators, "documents": self.documents,
             "failures": self.failures, "judges": self.judges, "files": self.files,
             "estimate": self.estimate, "options": self.options, "resume_hint": self.resume_hint,
+            "endpoints": self.endpoints,
         }
 
     def table(self):
@@ -112,6 +115,12 @@ class GenerationReport:
         numeric = [c for c in frame.columns if c != "generator"]
         frame[numeric] = frame[numeric].astype(int)
         return frame.set_index("generator")
+
+    def endpoints_table(self):
+        """Several teacher endpoints: one row per endpoint (requests, errors, cool-downs, latency ms)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.endpoints).set_index("url") if self.endpoints else pd.DataFrame()
 
     def documents_table(self):
         import pandas as pd
@@ -158,6 +167,10 @@ class GenerationReport:
                 f"cached {req.get('cached', 0)}, failed {req.get('failed', 0)}; "
                 f"tokens {req.get('prompt_tokens', 0) + req.get('completion_tokens', 0)}; "
                 f"{len(self.failures)} failed chunks; {self.wall_seconds:.1f}s")
+        if self.endpoints:
+            from ktools.llm.endpoints import format_endpoint_row
+
+            text += ". Endpoints: " + "; ".join(format_endpoint_row(row) for row in self.endpoints)
         if self.resume_hint:
             text += f". {self.resume_hint}"
         return text

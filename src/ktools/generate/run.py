@@ -263,7 +263,8 @@ def _finish(out: Path, units: list[Unit], seeds: list[dict], options: Generation
               for name in JUDGES}
     report = GenerationReport(status=status, model=model, out_dir=str(out), wall_seconds=wall,
                               chunks=len(seeds), requests=engine.counters.as_dict(), generators=gens,
-                              documents=docs, failures=failures, judges=judges, options=options.as_dict())
+                              documents=docs, failures=failures, judges=judges, options=options.as_dict(),
+                              endpoints=list(getattr(engine.client, "endpoint_stats", list)()))
     report.options["few_shot_in_effect"] = engine.few_shot
     report.options["max_tokens_in_effect"] = engine.params.max_tokens
     report.requests["stored_writes"] = engine.store.rows_written

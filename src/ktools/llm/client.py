@@ -55,7 +55,8 @@ try:  # the options object `AsyncOpenAI.post` builds; made once per client and c
 except ImportError:  # another openai layout: fall back to `post`, which builds it per request
     _FinalRequestOptions = None
 
-from ktools.config import ConfigError, mask_secret, register_secret
+from ktools.config import ConfigError, mask_secret, parse_base_urls, register_secret
+from ktools.llm.endpoints import BUSY, FAILED, OK, REJECTED, EndpointPool
 from ktools.llm.providers import get_preset
 from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient
 from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
@@ -80,6 +81,21 @@ def _dumps(body: dict[str, Any]) -> bytes:
 
 class _BadResponse(Exception):
     """A 2xx answer we cannot use (not JSON, no choices); retried like a 5xx."""
+
+
+def _decode_answer(response: httpx2.Response, need_choice: bool) -> dict[str, Any]:
+    """The JSON object of a 2xx answer, or _BadResponse (the checks `_request` makes inline)."""
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        raise _BadResponse(f"the answer is not JSON (HTTP {response.status_code}, "
+                           f"{response.headers.get('content-type', '?')}): {response.text[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise _BadResponse(f"the answer is JSON but not an object: {str(data)[:200]!r}")
+    if need_choice and not data.get("choices"):
+        detail = data.get("error") or "empty choice list"
+        raise _BadResponse(f"the answer has no choices ({str(detail)[:200]})")
+    return data
 
 
 class _Limiter:
@@ -281,14 +297,29 @@ class TeacherClient:
     def __init__(self, base_url: str, model: str, api_key: str | None = None, provider: str = "openai",
                  max_concurrency: int = 16, timeout: float = 600.0, max_retries: int = 6, *,
                  supports_n: bool | None = None, backoff_base: float = 0.5, backoff_max: float = 60.0,
-                 fast_transport: bool | None = None):
+                 fast_transport: bool | None = None, endpoint_failures: int = 3, endpoint_cooldown: float = 5.0,
+                 endpoint_max_cooldown: float = 300.0):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if not base_url:
             raise ConfigError("the teacher base URL is empty: set TEACHER_MODEL_BASE_URL")
         preset = get_preset(provider)
         self.provider = preset.name
+        # Several endpoints (replicas, `URL,URL#N`): spread by ktools.llm.endpoints; one: no pool at all.
+        self._pool: EndpointPool | None = None
+        if "," in base_url or "#" in base_url:
+            try:
+                specs = parse_base_urls(base_url)
+            except ValueError as exc:
+                raise ConfigError(f"TEACHER_MODEL_BASE_URL={base_url!r} is invalid: expected {exc}") from None
+            if len(specs) > 1:
+                self._pool = EndpointPool(specs, max_concurrency, failures=endpoint_failures,
+                                          cooldown=endpoint_cooldown, max_cooldown=endpoint_max_cooldown)
+            elif specs[0][1]:  # one endpoint with a share: that is its limit
+                max_concurrency = min(max_concurrency, specs[0][1])
+            base_url = specs[0][0]
         self.base_url = base_url.rstrip("/")
+        self.base_urls = [ep.url for ep in self._pool.endpoints] if self._pool else [self.base_url]
         self.model = model
         self.max_concurrency = max_concurrency
         self.timeout = float(timeout)
@@ -299,7 +330,7 @@ class TeacherClient:
         self._api_key = str.__str__(api_key) if api_key else preset.placeholder_key
         register_secret(self._api_key if api_key else None)
         if fast_transport is None:
-            fast_transport = self.base_url.startswith("http://") and not _uses_proxy(self.base_url)
+            fast_transport = all(url.startswith("http://") and not _uses_proxy(url) for url in self.base_urls)
         self.fast_transport = fast_transport
         self._url = self.base_url + "/chat/completions"
         self._limiter = _Limiter(max_concurrency)
@@ -311,7 +342,7 @@ class TeacherClient:
         self._loop_thread: _LoopThread | None = None
         self._stats_lock = threading.Lock()
         self._stats = {"calls": 0, "requests": 0, "retries": 0, "errors": 0, "failures": 0,
-                       "fanout_requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+                       "fanout_requests": 0, "failovers": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
     # --- construction from settings ---
     @classmethod
@@ -333,19 +364,26 @@ class TeacherClient:
                 f"the root .env as TEACHER_MODEL_API_KEY=... (or export {fallbacks}).")
         supports_n = kwargs.pop("supports_n", None)
         if preset.name == "local":
+            if "," in base_url:
+                raise ConfigError(f"TEACHER_MODEL_BASE_URL lists several endpoints ({base_url}) but the provider is "
+                                  "local (the embedded teacher, one server): set TEACHER_PROVIDER=vllm (or the "
+                                  "provider your replicas run) or give one URL")
             from ktools.llm import local_teacher  # lazy: the embedded teacher pulls in torch
 
             local_teacher.ensure_local_teacher(base_url)
             if supports_n is None:
                 supports_n = getattr(local_teacher, "SUPPORTS_N", True)
         options: dict[str, Any] = {"max_concurrency": settings.max_concurrency,
-                                   "timeout": settings.request_timeout, "max_retries": settings.max_retries}
+                                   "timeout": settings.request_timeout, "max_retries": settings.max_retries,
+                                   "endpoint_failures": settings.endpoint_failures,
+                                   "endpoint_cooldown": settings.endpoint_cooldown,
+                                   "endpoint_max_cooldown": settings.endpoint_max_cooldown}
         options.update(kwargs)
         return cls(base_url, model, api_key or None, preset.name, supports_n=supports_n, **options)
 
     def __repr__(self) -> str:
         key = mask_secret(self._api_key) if self._api_key else "<unset>"
-        return (f"TeacherClient(provider={self.provider!r}, base_url={self.base_url!r}, model={self.model!r}, "
+        return (f"TeacherClient(provider={self.provider!r}, base_url={','.join(self.base_urls)!r}, model={self.model!r}, "
                 f"api_key={key}, max_concurrency={self.max_concurrency})")
 
     # --- accounting ---
@@ -358,6 +396,11 @@ class TeacherClient:
             out = dict(self._stats)
         out["peak_concurrency"] = self._limiter.peak
         return out
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Per endpoint (several base URLs only; [] for one): url, share, state, requests, ok, errors,
+        cooldowns, in_flight, peak_in_flight, latency_mean_ms/p50/p95 — since the client was created."""
+        return self._pool.stats() if self._pool is not None else []
 
     def _count(self, **delta: int) -> None:
         with self._stats_lock:
@@ -435,6 +478,8 @@ class TeacherClient:
 
     async def _request(self, body: dict[str, Any], *, need_choice: bool) -> tuple[dict[str, Any], int]:
         """POST one chat completion with retries; returns (parsed JSON, HTTP attempts)."""
+        if self._pool is not None:
+            return await self._request_fanout(body, need_choice)
         attempt = 0
         while True:
             if self._pause_until and self._pause_until > time.monotonic():
@@ -493,6 +538,89 @@ class TeacherClient:
             self._count(retries=1)
             log.warning("teacher request failed (%s); retry %d/%d in %.1f s",
                         self._redact(reason), attempt, self.max_retries, delay)
+            await asyncio.sleep(delay)
+
+    async def _request_fanout(self, body: dict[str, Any], need_choice: bool) -> tuple[dict[str, Any], int]:
+        """`_request` over several endpoints (see ktools.llm.endpoints).
+
+        A failed attempt (connection error, timeout, 5xx, 429, unusable answer; also 401/403/404,
+        which may be one misconfigured replica) goes at once to another endpoint that is up and has
+        not failed this request yet: no backoff, no retry used. When no such endpoint is left, the
+        attempt counts as one retry of `max_retries` with the usual backoff, and every endpoint may be
+        tried again. A 429's wait pauses that endpoint only.
+        """
+        pool = self._pool
+        assert pool is not None
+        attempt = 0
+        sent = 0
+        tried: set[int] = set()
+        while True:
+            await self._limiter.acquire()
+            endpoint = None
+            outcome: str | None = None
+            pause = 0.0
+            retry_after: float | None = None
+            status: int | None = None
+            reason = ""
+            started = 0.0
+            try:
+                endpoint = await pool.acquire(tried)
+                sent += 1
+                self._count(requests=1)
+                started = time.perf_counter()
+                response = await self._openai().post(endpoint.chat_url, body=body, cast_to=httpx2.Response)
+                data = _decode_answer(response, need_choice)
+                outcome = OK
+                return data, sent
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                retryable = status in RETRYABLE_STATUS or status >= 500
+                retry_after = parse_retry_after(exc.response.headers)
+                reason = f"HTTP {status}: {self._short(exc)}"
+                if status in (429, 409, 425):
+                    outcome, pause = BUSY, retry_after or 0.0
+                elif retryable or status in (401, 403, 404):
+                    outcome, pause = FAILED, retry_after or 0.0
+                else:
+                    outcome = REJECTED
+            except (openai.APITimeoutError, TimeoutError):
+                retryable, reason, outcome = True, f"no answer within {self.timeout:g} s", FAILED
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc
+                retryable, reason, outcome = True, f"connection error: {type(cause).__name__}: {cause}", FAILED
+            except _BadResponse as exc:
+                retryable, reason, outcome = True, str(exc), FAILED
+            finally:
+                if endpoint is not None:
+                    pool.release(endpoint, outcome, time.perf_counter() - started, pause=pause,
+                                  error=self._redact(reason)[:200])
+                self._limiter.release()
+            assert endpoint is not None
+            self._count(errors=1)
+            tried.add(endpoint.index)
+            if (retryable or status in (401, 403, 404)) and pool.has_alternative(tried):
+                self._count(failovers=1)
+                log.info("teacher request failed on %s (%s); sending it to another endpoint",
+                         endpoint.url, self._redact(reason))
+                continue
+            if not retryable or attempt >= self.max_retries:
+                message = (f"teacher request to {endpoint.chat_url} (model {self.model!r}, one of "
+                           f"{len(pool)} endpoints) failed after {sent} attempt(s): {reason}")
+                if not retryable:
+                    message += self._hint(status)
+                elif status is None and reason.startswith("connection error"):
+                    message += (f" — are the teachers running at {', '.join(self.base_urls)}? "
+                                "Check TEACHER_MODEL_BASE_URL")
+                raise TeacherError(self._redact(message), status=status, retryable=retryable)
+            tried.clear()
+            if retry_after is not None:
+                delay = min(retry_after, MAX_RETRY_AFTER) + random.uniform(0.0, 0.1)
+            else:
+                delay = self._backoff(attempt)
+            attempt += 1
+            self._count(retries=1)
+            log.warning("teacher request failed on every endpoint up (last %s: %s); retry %d/%d in %.1f s",
+                        endpoint.url, self._redact(reason), attempt, self.max_retries, delay)
             await asyncio.sleep(delay)
 
     def _short(self, exc: openai.APIStatusError) -> str:

@@ -11,6 +11,10 @@ asyncio Protocol: no web framework, so one core serves several thousand
 requests per second and a benchmark measures the client, not the server. Latency
 is a timer per request, not a sleeping task.
 
+`capacity=N` (`--capacity N`) makes it a server of limited capacity, like one vLLM
+replica: at most N chat requests are worked on at once (each for `latency`), the
+rest wait in arrival order, so a client sending more only queues.
+
 Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (honours `n` unless
 `supports_n=False`; proper `usage`, `finish_reason`), and `GET /_stats` (counters,
 for the subprocess mode).
@@ -112,7 +116,7 @@ def _parse_fault(spec: str) -> tuple[str, float | int | None]:
 class _Connection(asyncio.Protocol):
     """One client connection: parse requests one at a time, answer via the server."""
 
-    __slots__ = ("server", "transport", "buf", "busy", "closed", "pending")
+    __slots__ = ("server", "transport", "buf", "busy", "closed", "pending", "holds_slot")
 
     def __init__(self, server: _ServerCore):
         self.server = server
@@ -121,6 +125,7 @@ class _Connection(asyncio.Protocol):
         self.busy = False  # a request is being answered (HTTP/1.1: answers go in order)
         self.closed = False
         self.pending: asyncio.TimerHandle | None = None
+        self.holds_slot = False  # counted in the server's capacity
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -136,6 +141,7 @@ class _Connection(asyncio.Protocol):
         if self.pending is not None:
             self.pending.cancel()
             self.pending = None
+        self.server.end_slot(self)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -209,9 +215,13 @@ class _ServerCore:
     """State and request handling; lives on the server's event loop."""
 
     def __init__(self, responder: Responder | None, latency: float, faults: Iterable[str] | None,
-                 supports_n: bool, model: str, record: bool, log_file: IO[str] | None):
+                 supports_n: bool, model: str, record: bool, log_file: IO[str] | None, capacity: int = 0):
         self.responder = responder or default_responder
         self.latency = float(latency)
+        self.capacity = int(capacity or 0)  # 0: unlimited
+        self.working = 0  # requests holding a capacity slot
+        self.queue: collections.deque[tuple[_Connection, dict[str, Any], tuple[str, Any], bool]] = (
+            collections.deque())
         self.supports_n = supports_n
         self.model = model
         self.record = record
@@ -247,7 +257,7 @@ class _ServerCore:
     def stats(self) -> dict[str, Any]:
         return {"chat_requests": self.chat_requests, "answered": self.answered,
                 "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
-                "connections": len(self.connections)}
+                "connections": len(self.connections), "queued": len(self.queue)}
 
     def chat(self, conn: _Connection, raw: bytes, keep_alive: bool) -> None:
         try:
@@ -278,14 +288,36 @@ class _ServerCore:
             conn.busy = False
             conn.reset()
             return
+        if self.capacity and self.working >= self.capacity:
+            self.queue.append((conn, body, fault, keep_alive))
+            return
+        self.begin(conn, body, fault, keep_alive)
+
+    def begin(self, conn: _Connection, body: dict[str, Any], fault: tuple[str, Any], keep_alive: bool) -> None:
+        if self.capacity:
+            self.working += 1
+            conn.holds_slot = True
+        kind, arg = fault
         delay = arg if kind == "slow" else self.latency
         if delay > 0:
             conn.pending = self.loop.call_later(delay, self.answer, conn, body, fault, keep_alive)
         else:
             self.answer(conn, body, fault, keep_alive)
 
+    def end_slot(self, conn: _Connection) -> None:
+        """`conn`'s request stops counting against the capacity; queued requests start."""
+        if conn.holds_slot:
+            conn.holds_slot = False
+            self.working -= 1
+        while self.queue and self.working < self.capacity:
+            waiting = self.queue.popleft()
+            if not waiting[0].closed:
+                self.begin(*waiting)
+
     def answer(self, conn: _Connection, body: dict[str, Any], fault: tuple[str, Any], keep_alive: bool) -> None:
         conn.pending = None
+        if conn.holds_slot:
+            self.end_slot(conn)
         if conn.closed:
             return
         self.in_flight -= 1
@@ -380,11 +412,11 @@ class FakeOpenAIServer:
     def __init__(self, responder: Responder | None = None, latency: float = 0.0,
                  faults: Iterable[str] | None = None, port: int = 0, *, host: str = "127.0.0.1",
                  supports_n: bool = True, model: str = "fake-model", record: bool = True,
-                 log_path: str | Path | None = None):
+                 log_path: str | Path | None = None, capacity: int = 0):
         self.host = host
         self.port = port
         self._log_fh = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else None  # noqa: SIM115
-        self._core = _ServerCore(responder, latency, faults, supports_n, model, record, self._log_fh)
+        self._core = _ServerCore(responder, latency, faults, supports_n, model, record, self._log_fh, capacity)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -523,7 +555,8 @@ async def _main_async(args: argparse.Namespace) -> None:
     server = FakeOpenAIServer(
         responder=_load_responder(args.responder) if args.responder else None,
         latency=args.latency, faults=args.faults.split(",") if args.faults else None, port=args.port,
-        host=args.host, supports_n=not args.no_n, model=args.model, record=False, log_path=args.log)
+        host=args.host, supports_n=not args.no_n, model=args.model, record=False, log_path=args.log,
+        capacity=args.capacity)
     await server.serve()
     print(f"FAKE_OPENAI_URL={server.base_url}", flush=True)
     stop = asyncio.Event()
@@ -543,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = pick a free port (printed)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--capacity", type=int, default=0,
+                        help="at most this many chat requests worked on at once, the rest queue (0: unlimited)")
     parser.add_argument("--responder", help="module:function making choice texts")
     parser.add_argument("--faults", help="comma-separated fault specs consumed one per request")
     parser.add_argument("--no-n", action="store_true", help="ignore n (always one choice), like Anthropic")
