@@ -20,11 +20,16 @@ What it guarantees:
 - `stats`: requests sent, retries, errors (failed attempts), failures (calls that
   gave up), token usage.
 
-Speed: requests go through the real `openai` package (`AsyncOpenAI.post`) but its
-typed layer is skipped where it only costs CPU: the body is a plain dict (no
-TypedDict transform), the response is parsed from raw JSON (no pydantic models),
-telemetry headers are omitted, and plain-http endpoints use a lean keep-alive
-transport (`ktools.llm.transport`). bench/client_overhead.py measures the effect.
+Speed: requests go through the real `openai` package but its typed layer is
+skipped where it only costs CPU: the body is JSON-encoded once by us (no TypedDict
+transform), the response is parsed from raw JSON (no pydantic models), telemetry
+headers are omitted. Plain-http endpoints (local servers, vLLM, Ollama) also use a
+lean keep-alive transport (`ktools.llm.transport`), and there `openai` builds the
+request (URL, auth and default headers) once per client: each request is that one
+with its own body, sent through `AsyncOpenAI._send_request` (openai's auth hooks),
+and a non-2xx answer becomes openai's own `APIStatusError` — what `AsyncOpenAI.post`
+does minus its per-request option copies and header merging (~0.1 ms each).
+Other endpoints go through `AsyncOpenAI.request`. bench/client_overhead.py measures it.
 
 The API key is held privately, registered with the config's log redaction, and
 never put in a repr, a log line or an exception message.
@@ -40,6 +45,7 @@ import json
 import logging
 import math
 import random
+import ssl
 import threading
 import time
 import urllib.request
@@ -58,7 +64,7 @@ except ImportError:  # another openai layout: fall back to `post`, which builds 
 from ktools.config import ConfigError, mask_secret, parse_base_urls, register_secret
 from ktools.llm.endpoints import BUSY, FAILED, OK, REJECTED, EndpointPool
 from ktools.llm.providers import get_preset
-from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient
+from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient, request_factory
 from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
 
 if TYPE_CHECKING:
@@ -77,6 +83,16 @@ _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 def _dumps(body: dict[str, Any]) -> bytes:
     """The request body as compact JSON bytes (what openai's own encoder would send, minus the spaces)."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _plain_openai_client(client: openai.AsyncOpenAI) -> bool:
+    """True when every request of `client` has the same URL and headers: a fixed API key, no
+    key provider, workload identity or provider runtime (those change requests per call)."""
+    needed = ("_build_request", "_send_request", "_make_status_error_from_response")
+    return (all(hasattr(client, name) for name in needed) and isinstance(client.api_key, str)
+            and all(getattr(client, name, None) is None
+                    for name in ("_provider_runtime", "_api_key_provider", "workload_identity",
+                                 "_workload_identity_auth")))
 
 
 class _BadResponse(Exception):
@@ -337,6 +353,7 @@ class TeacherClient:
         self._pause_until = 0.0  # monotonic time before which no request starts (after a 429)
         self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
         self._options_template: weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any] = weakref.WeakKeyDictionary()
+        self._direct: weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any] = weakref.WeakKeyDictionary()
         self._last: tuple[asyncio.AbstractEventLoop | None, openai.AsyncOpenAI | None] = (None, None)
         self._clients_lock = threading.Lock()
         self._loop_thread: _LoopThread | None = None
@@ -445,11 +462,26 @@ class TeacherClient:
             omit = {"x-stainless-retry-count": openai.Omit(), "x-stainless-read-timeout": openai.Omit()}
             self._options_template[client] = _FinalRequestOptions.construct(
                 method="post", url=self._url, headers=omit)
+            if self.fast_transport and _plain_openai_client(client):
+                self._direct[client] = request_factory(client._build_request(
+                    _FinalRequestOptions.construct(method="post", url=self._url, headers=omit, content=b"")))
         return client
 
     async def _post(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> httpx2.Response:
         """POST `body` as JSON through `client`; returns the raw response (errors raise as usual)."""
         content = _dumps(body)
+        make = self._direct.get(client)
+        if make is not None:  # openai's request for this client, with this body (see the module doc)
+            request = make(content)
+            try:
+                response = await client._send_request(request, stream=False)
+            except httpx2.TimeoutException as exc:  # the exceptions AsyncOpenAI.request raises
+                raise openai.APITimeoutError(request=request) from exc
+            except (httpx2.RequestError, ssl.SSLError) as exc:
+                raise openai.APIConnectionError(request=request) from exc
+            if not response.is_success:
+                raise client._make_status_error_from_response(response)
+            return response
         template = self._options_template.get(client)
         if template is None:
             return await client.post(self._url, content=content, cast_to=httpx2.Response,

@@ -31,6 +31,7 @@ import asyncio
 import datetime
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -306,6 +307,24 @@ class FastAsyncTransport(httpx2.AsyncBaseTransport):
             conn.close()
         self._open.clear()
         self._idle.clear()
+
+
+def request_factory(template: httpx2.Request) -> Callable[[bytes], httpx2.Request]:
+    """Requests like `template` (method, URL, headers, extensions) with another body.
+
+    For a client that sends many requests differing only in their body: the headers
+    are normalised once, each request gets its own Content-Length.
+    """
+    method, url, extensions = template.method, template.url, dict(template.extensions)
+    headers = [(k, v) for k, v in template.headers.raw if k.lower() not in (b"content-length", b"transfer-encoding")]
+
+    def make(content: bytes) -> httpx2.Request:
+        request = httpx2.Request(method, url, headers=[*headers, (b"Content-Length", str(len(content)).encode())],
+                                 stream=httpx2.ByteStream(content), extensions=extensions)
+        request.read()  # in memory: replayable like a content= request
+        return request
+
+    return make
 
 
 class LeanAsyncClient(httpx2.AsyncClient):
