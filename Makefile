@@ -32,7 +32,14 @@ demo: install
 
 # pytest exits 5 when it collects nothing; that is not a failure of the code,
 # every other non-zero exit is.
-test: install
+# The Kubeflow tests need the `kubeflow` extra, which `make install` leaves out.
+KFP_STAMP := $(VENV)/.ktools-kubeflow-installed
+
+$(KFP_STAMP): pyproject.toml $(STAMP)
+	$(PIP) install -q -e '.[kubeflow]'
+	touch $(KFP_STAMP)
+
+test: install $(KFP_STAMP)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mix": ("ktools.cli.mix", "build training mixes at several cut sizes (step 04)"),
     "train": ("ktools.cli.train", "fine-tune the student (step 05)"),
     "evaluate": ("ktools.cli.evaluate", "evaluate base vs fine-tuned (steps 01/06)"),
+    "pipeline": ("ktools.cli.pipeline", "Kubeflow pipeline of steps 02-05: compile it, or run it locally"),
 }
 
 

@@ -1,0 +1,210 @@
+"""The Kubeflow pipeline: steps 02 → 03 → 04 → 05, each step's directory an artifact of the next.
+
+Pipeline parameters are the step notebooks' parameters, lower-cased, with the same
+defaults (`MAX_SEQ_LEN`, which means different things in 04 and 05, becomes
+`mix_max_seq_len` and `train_max_seq_len`), plus the teacher endpoint settings. The
+teacher's API key is never a parameter: it comes from a Kubernetes secret, mounted as
+`TEACHER_MODEL_API_KEY` into the two components that call the teacher (02 drafts ICL
+fields in `icl_mode="teacher"`; 03 generates).
+
+Where a notebook parameter is None ("the value from .env or the default"), the
+pipeline parameter is 0 for numbers (a negative temperature, since 0.0 is a real one),
+"" for text and False for switches that default to off: KFP's local runner cannot
+pass None. `time_budget_minutes = 0` means no limit (the notebook's None).
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from kfp import compiler, dsl, kubernetes
+from kfp.dsl import Artifact, Model
+
+from ktools.pipelines.components import make_components
+from ktools.pipelines.names import (
+    API_KEY_ENV,
+    DEFAULT_IMAGE,
+    DEFAULT_SECRET_KEY,
+    DEFAULT_SECRET_NAME,
+    PIPELINE_NAME,
+)
+
+# Notebook parameters whose pipeline name is not just the lower-cased notebook name.
+NOTEBOOK_ALIASES: dict[str, tuple[str, ...]] = {"MAX_SEQ_LEN": ("mix_max_seq_len", "train_max_seq_len")}
+# Notebook parameters of steps 02-05 the pipeline has no use for, and why.
+NOTEBOOK_ONLY: dict[str, str] = {
+    "REFRESH_DRAFTS": "a pipeline run starts without cached ICL drafts",
+    "DRY_RUN": "an interactive cost preview before the full run",
+    "RUN_FULL": "the pipeline always runs the full generation",
+    "RETRY_FAILED": "a pipeline run starts with an empty response store",
+    "MIX_PATH": "the mix comes from the step-04 artifact (choose it with cut_size)",
+    "RESUME": "a training pod starts without checkpoints",
+    "SAMPLE_QUESTIONS": "answers shown in the notebook only",
+}
+
+
+class PipelineOutputs(NamedTuple):
+    step_02: Artifact
+    step_03: Artifact
+    step_04: Artifact
+    step_05: Artifact
+    model: Model
+
+
+def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET_NAME,
+                   secret_key: str = DEFAULT_SECRET_KEY):
+    """The pipeline object (compile it, or call it after `kfp.local.init` to run it locally).
+
+    `secret_name=""` mounts no secret (the embedded teacher, or an endpoint without a key).
+    """
+    components = make_components(image)
+
+    @dsl.pipeline(name=PIPELINE_NAME,
+                  description="ktools knowledge tuning: data processing, knowledge generation, mixing, training")
+    def ktools_pipeline(
+        # 02 Data processing
+        sources: list = ["assets/sample/sample_document.md"],  # noqa: B006 - KFP needs literal defaults
+        converter_backend: str = "auto",
+        chunk_max_tokens: int = 768,
+        chunk_overlap_tokens: int = 64,
+        chunk_min_tokens: int = 128,
+        tokenizer_model_name: str = "",
+        icl_mode: str = "given",
+        icl_file: str = "02_Data_Processing/sample_document.icl.yaml",
+        icl_domain: str = "",
+        icl_outline: str = "",
+        icl_document: str = "",
+        icl_queries: list = [],  # noqa: B006
+        # teacher endpoint ("" = .env / environment of the image, else the embedded teacher)
+        teacher_provider: str = "",
+        teacher_base_url: str = "",
+        teacher_model_name: str = "",
+        # 03 Knowledge generation
+        generators: str = "all",
+        number_of_summaries: int = 0,
+        questions_per_chunk: int = 3,
+        max_concurrency: int = 0,
+        seed_data_subsample: int = 0,
+        enable_reasoning: bool = False,
+        customisation_prompt: str = "",
+        temperature: float = -1.0,
+        max_tokens: int = 0,
+        judges: str = "auto",
+        token_budget: int = 0,
+        # 04 Knowledge mixing
+        cut_sizes: str = "",
+        qa_per_doc: int = 0,
+        save_gpt_oss_format: bool = False,
+        save_alpaca: bool = False,
+        mix_max_seq_len: int = 0,
+        eval_share: float = 0.1,
+        seed: int = 42,
+        # 05 Model training
+        student_model_name: str = "",
+        cut_size: int = 0,
+        method: str = "full",
+        backend: str = "auto",
+        learning_rate: float = 0.0,
+        epochs: float = 3.0,
+        max_steps: int = 0,
+        time_budget_minutes: float = 7.0,
+        train_max_seq_len: int = 512,
+        tokens_per_batch: int = 2048,
+        batching: str = "length",
+        max_rows: int = 0,
+    ) -> PipelineOutputs:
+        teacher = {"teacher_provider": teacher_provider, "teacher_base_url": teacher_base_url,
+                   "teacher_model_name": teacher_model_name}
+        prepare = components.data_processing(
+            sources=sources, converter_backend=converter_backend, chunk_max_tokens=chunk_max_tokens,
+            chunk_overlap_tokens=chunk_overlap_tokens, chunk_min_tokens=chunk_min_tokens,
+            tokenizer_model_name=tokenizer_model_name, icl_mode=icl_mode, icl_file=icl_file,
+            icl_domain=icl_domain, icl_outline=icl_outline, icl_document=icl_document, icl_queries=icl_queries,
+            **teacher)
+        prepare.set_display_name("02 Data processing")
+        generate = components.knowledge_generation(
+            step_02=prepare.outputs["step_02"], generators=generators, number_of_summaries=number_of_summaries,
+            questions_per_chunk=questions_per_chunk, max_concurrency=max_concurrency,
+            seed_data_subsample=seed_data_subsample, enable_reasoning=enable_reasoning,
+            customisation_prompt=customisation_prompt, temperature=temperature, max_tokens=max_tokens,
+            judges=judges, token_budget=token_budget, **teacher)
+        generate.set_display_name("03 Knowledge generation")
+        mix = components.knowledge_mixing(
+            step_03=generate.outputs["step_03"], cut_sizes=cut_sizes, qa_per_doc=qa_per_doc,
+            save_gpt_oss_format=save_gpt_oss_format, save_alpaca=save_alpaca, max_seq_len=mix_max_seq_len,
+            eval_share=eval_share, seed=seed, tokenizer_model_name=tokenizer_model_name)
+        mix.set_display_name("04 Knowledge mixing")
+        training = components.model_training(
+            step_04=mix.outputs["step_04"], student_model_name=student_model_name, cut_sizes=cut_sizes,
+            cut_size=cut_size, method=method, backend=backend, learning_rate=learning_rate, epochs=epochs,
+            max_steps=max_steps, time_budget_minutes=time_budget_minutes, max_seq_len=train_max_seq_len,
+            tokens_per_batch=tokens_per_batch, batching=batching, max_rows=max_rows, seed=seed)
+        training.set_display_name("05 Model training")
+        if secret_name:
+            for task in (prepare, generate):
+                kubernetes.use_secret_as_env(task, secret_name=secret_name,
+                                             secret_key_to_env={secret_key: API_KEY_ENV})
+        return PipelineOutputs(step_02=prepare.outputs["step_02"], step_03=generate.outputs["step_03"],
+                               step_04=mix.outputs["step_04"], step_05=training.outputs["step_05"],
+                               model=training.outputs["model"])
+
+    return ktools_pipeline
+
+
+def parameter_types(pipeline: Any) -> dict[str, str]:
+    """Pipeline parameter name → KFP type name (String, Integer, Float, Boolean, List)."""
+    return {name: spec.type for name, spec in pipeline.component_spec.inputs.items()}
+
+
+def pipeline_arguments(pipeline: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook-style or pipeline-style parameter values → pipeline arguments of the right types.
+
+    Upper-case names are notebook parameters (as in `ktools run -p` and its profiles):
+    those the pipeline has no counterpart for (e.g. DRY_RUN, EXAM_LIMIT) are skipped.
+    Lower-case names must be pipeline parameters. None becomes the pipeline's "unset".
+    """
+    types = parameter_types(pipeline)
+    arguments: dict[str, Any] = {}
+    for name, value in values.items():
+        if name.isupper():
+            targets = NOTEBOOK_ALIASES.get(name, (name.lower(),))
+            targets = tuple(t for t in targets if t in types)
+        else:
+            if name not in types:
+                raise ValueError(f"unknown pipeline parameter {name!r}; known: {', '.join(sorted(types))}")
+            targets = (name,)
+        for target in targets:
+            arguments[target] = _coerce(target, value, types[target])
+    return arguments
+
+
+# The notebooks' None ("the value from .env or the default") as the pipeline says it.
+UNSET = {"Integer": 0, "Float": 0.0, "String": "", "Boolean": False, "List": []}
+UNSET_OVERRIDES = {"temperature": -1.0}  # 0.0 is a real temperature
+PYTHON_TYPES = {"Integer": int, "Float": float, "Boolean": bool, "String": str, "List": list}
+
+
+def _coerce(name: str, value: Any, kfp_type: str) -> Any:
+    if value is None:
+        return UNSET_OVERRIDES.get(name, UNSET.get(kfp_type))
+    if kfp_type == "Float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kfp_type == "String" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # e.g. CUT_SIZES=2, parsed as a number
+    if kfp_type == "List" and isinstance(value, str):
+        return [value]
+    wanted = PYTHON_TYPES.get(kfp_type)
+    if wanted is not None and (not isinstance(value, wanted) or (wanted is int and isinstance(value, bool))):
+        raise ValueError(f"pipeline parameter {name} expects {kfp_type.lower()}, got {value!r}")
+    return value
+
+
+def compile_pipeline(output: str | Path, *, image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET_NAME,
+                     secret_key: str = DEFAULT_SECRET_KEY, defaults: Mapping[str, Any] | None = None) -> Path:
+    """Write the pipeline YAML (KFP IR) to `output`; `defaults` replace parameter defaults."""
+    pipeline = build_pipeline(image=image, secret_name=secret_name, secret_key=secret_key)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline, package_path=str(output),
+                                pipeline_parameters=pipeline_arguments(pipeline, defaults or {}) or None)
+    return output

@@ -1,0 +1,270 @@
+"""What each Kubeflow component runs: the step notebooks' own calls, one step per function.
+
+A component receives the directories of earlier steps (its input artifacts) and must
+return its own step directory (its output artifact). Each function here therefore:
+
+1. makes a scratch output root and copies the input artifacts into it as
+   `step_NN/` (copies, not links: input artifacts may be read-only mounts);
+2. loads settings exactly as the notebook does (repository `.env`, the step folder's
+   `.env`, the environment — where the teacher's API key arrives from a Kubernetes
+   secret — then the parameters), with `output_dir` pointing at the scratch root;
+3. calls the same `ktools` functions as the notebook, with the same parameters;
+4. copies `step_NN/` of the scratch root into the output artifact's path.
+
+No `kfp` import here: these run (and are tested) without the SDK, and the component
+functions in `ktools.pipelines.components` stay a few lines each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ktools.config import Settings, find_repo_root, load_settings
+from ktools.paths import STEP_FOLDERS, OutputPaths
+
+log = logging.getLogger(__name__)
+
+# Left out of the step-05 artifact: optimizer state of every checkpoint (GBs) that a
+# finished run no longer needs; the final model is its own artifact.
+TRAINING_ARTIFACT_IGNORE = ("checkpoints",)
+
+
+class PipelineStepError(RuntimeError):
+    """A step finished but its result is not usable by the next one (the message says why)."""
+
+
+def repo_root() -> Path:
+    """The ktools checkout: the working directory's, else the one ktools is installed from.
+
+    Relative SOURCES and ICL_FILE resolve against it, as in the notebooks. In the
+    container image it is /opt/ktools (the Containerfile copies the checkout there).
+    """
+    root = find_repo_root()
+    if (root / "src" / "ktools").is_dir():
+        return root
+    import ktools
+
+    return find_repo_root(Path(ktools.__file__).resolve().parent)
+
+
+def configure_logging() -> None:
+    """INFO logs to the component's log (kfp's executor sets up nothing for us)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            datefmt="%H:%M:%S")
+    # One line per HTTP request would drown the step's own messages.
+    for name in ("httpx", "httpcore", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def scratch_root(inputs: Mapping[int, str | Path]) -> Iterator[Path]:
+    """A fresh output root holding copies of the input step directories; removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="ktools-kfp-"))
+    try:
+        for number, source in inputs.items():
+            source = Path(source)
+            if not source.is_dir():
+                raise FileNotFoundError(f"input artifact for step {number:02d} is not a directory: {source}; "
+                                        f"the previous component wrote nothing there")
+            shutil.copytree(source, root / f"step_{number:02d}")
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def publish(directory: Path, artifact_path: str | Path, ignore: Sequence[str] = ()) -> Path:
+    """Copy a step directory into an output artifact's path (created; merged if it exists)."""
+    if not directory.is_dir():
+        raise PipelineStepError(f"{directory} was not written; the step produced no output")
+    target = Path(artifact_path)
+    shutil.copytree(directory, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(*ignore) if ignore else None)
+    return target
+
+
+def _unset(value: Any) -> Any:
+    """Pipeline sentinels → None ("the value from .env or the default", the notebooks' None).
+
+    KFP's local runner cannot pass None, so the pipeline says 0 (numbers), "" (text) or
+    False (switches that default to off) instead.
+    """
+    return None if value in (None, 0, "", False) else value
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 1)
+
+
+def _teacher_overrides(teacher_provider: str, teacher_base_url: str, teacher_model_name: str) -> dict[str, Any]:
+    # Empty = keep the value from .env / the environment (the notebooks' behaviour).
+    return {"teacher_provider": teacher_provider or None, "teacher_base_url": teacher_base_url or None,
+            "teacher_model_name": teacher_model_name or None}
+
+
+def _settings(step: int, root: Path, repo: Path, **overrides: Any) -> Settings:
+    return load_settings(step_dir=repo / STEP_FOLDERS[step], repo_root=repo, output_dir=str(root), **overrides)
+
+
+def run_data_processing(
+    step_02_out: str | Path, *, sources: Sequence[str], converter_backend: str = "auto",
+    chunk_max_tokens: int = 768, chunk_overlap_tokens: int = 64, chunk_min_tokens: int = 128,
+    tokenizer_model_name: str = "", icl_mode: str = "given", icl_file: str = "",
+    icl_domain: str = "", icl_outline: str = "", icl_document: str = "", icl_queries: Sequence[str] = (),
+    teacher_provider: str = "", teacher_base_url: str = "", teacher_model_name: str = "",
+) -> dict[str, Any]:
+    """Step 02 as 02_Data_Processing runs it: convert, chunk, seed → the `step_02/` directory."""
+    from ktools.documents import pipeline as step
+    from ktools.documents.errors import format_errors
+
+    configure_logging()
+    started = time.monotonic()
+    repo = repo_root()
+    with scratch_root({}) as root:
+        settings = _settings(2, root, repo, tokenizer_model_name=tokenizer_model_name or None,
+                             **_teacher_overrides(teacher_provider, teacher_base_url, teacher_model_name))
+        resolved = step.resolve_sources(list(sources), repo)
+        icl_path = step.resolve_sources([icl_file], repo)[0] if icl_file else None
+        given = step.given_from_parameters(icl_domain, icl_outline, icl_document, list(icl_queries))
+        conversion = step.convert_step(resolved, settings, backend=converter_backend, progress=False)
+        for document in conversion.documents:
+            for warning in document.warnings:
+                log.warning("%s: %s", document.output, warning)
+        if conversion.errors:
+            # As in the notebook: a bad source is reported and the others go on.
+            log.error("some sources failed to convert:\n%s", format_errors(conversion.errors))
+        chunked = step.chunk_step(settings, max_tokens=chunk_max_tokens, overlap_tokens=chunk_overlap_tokens,
+                                  min_tokens=chunk_min_tokens)
+        for warning in chunked.warnings:
+            log.warning("chunking: %s", warning)
+        seeded = step.seed_step(settings, mode=icl_mode, given=given, icl_file=icl_path, progress=False)
+        publish(OutputPaths.from_settings(settings).step(2), step_02_out)
+    summary = {"documents": len(conversion.documents), "failed_sources": len(conversion.errors),
+               "chunks": len(chunked.rows), "seed_rows": len(seeded.rows), "seconds": _since(started)}
+    log.info("step 02 done: %s", summary)
+    return summary
+
+
+def run_knowledge_generation(
+    step_02_in: str | Path, step_03_out: str | Path, *, generators: str = "all",
+    number_of_summaries: int | None = None, questions_per_chunk: int = 3, max_concurrency: int | None = None,
+    seed_data_subsample: int | None = None, enable_reasoning: bool | None = None,
+    customisation_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
+    judges: str = "auto", token_budget: int | None = None,
+    teacher_provider: str = "", teacher_base_url: str = "", teacher_model_name: str = "",
+) -> dict[str, Any]:
+    """Step 03 as 03_Knowledge_Generation runs it (the full run; no dry run) → `step_03/`.
+
+    Fails when chunks failed or the run stopped early for any reason but the token
+    budget the caller set: the next step must not train on a silently partial dataset.
+    The response store (`responses.sqlite`) is part of the artifact.
+    """
+    from ktools.generate import GenerationOptions, load_seed_rows, normalise_generators, run_generation
+    from ktools.llm.client import TeacherClient
+
+    if judges not in ("auto", "on", "off"):
+        raise ValueError(f"judges must be 'auto', 'on' or 'off', got {judges!r}")
+    configure_logging()
+    started = time.monotonic()
+    repo = repo_root()
+    with scratch_root({2: step_02_in}) as root:
+        settings = _settings(
+            3, root, repo, number_of_summaries=_unset(number_of_summaries), max_concurrency=_unset(max_concurrency),
+            seed_data_subsample=_unset(seed_data_subsample), enable_reasoning=_unset(enable_reasoning),
+            customisation_prompt=_unset(customisation_prompt), max_tokens=_unset(max_tokens),
+            # 0.0 is a real temperature; a negative one means "from .env or the default".
+            temperature=None if temperature is None or temperature < 0 else temperature,
+            **_teacher_overrides(teacher_provider, teacher_base_url, teacher_model_name))
+        paths = OutputPaths.from_settings(settings)
+        judge = {"on": True, "off": False}.get(judges)  # None = auto
+        options = GenerationOptions.from_settings(
+            settings, generators=normalise_generators(generators), questions_per_chunk=questions_per_chunk,
+            judge_question=judge, judge_faithfulness=judge, judge_relevancy=judge, token_budget=_unset(token_budget))
+        client = TeacherClient.from_settings(settings)  # starts the embedded teacher if no endpoint is set
+        try:
+            seed = load_seed_rows(paths.seed_data, options.subsample)
+            log.info("teacher %s; %d seed chunks", client.model, len(seed))
+            report = run_generation(seed, options, client, paths.step(3))
+        finally:
+            client.close()
+        log.info("%s", report.summary())
+        if report.failures or report.status not in ("complete", "budget_reached"):
+            reasons = "; ".join(f"{f.get('generator', '?')} chunk {f.get('chunk_id', '?')}: {f.get('reason', '?')}"
+                                for f in report.failures[:5])
+            raise PipelineStepError(
+                f"generation ended with status {report.status!r} and {len(report.failures)} failed chunk(s)"
+                + (f" ({reasons})" if reasons else "")
+                + ". Check the teacher endpoint, model and secret, then run the pipeline again.")
+        publish(paths.step(3), step_03_out)
+    summary = {"status": report.status, "rows": report.rows, "chunks": report.chunks,
+               "requests_sent": report.requests.get("sent", 0), "seconds": _since(started)}
+    summary.update({f"rows_{name}": g.get("rows", 0) for name, g in report.generators.items()})
+    return summary
+
+
+def run_knowledge_mixing(
+    step_03_in: str | Path, step_04_out: str | Path, *, cut_sizes: str = "", qa_per_doc: int | None = None,
+    save_gpt_oss_format: bool | None = None, save_alpaca: bool = False, max_seq_len: int | None = None,
+    eval_share: float = 0.1, seed: int = 42, tokenizer_model_name: str = "",
+) -> dict[str, Any]:
+    """Step 04 as 04_Knowledge_Mixing runs it → `step_04/` (training mixes, eval set, stats)."""
+    from ktools.mixing import MixOptions, build_mixes
+
+    configure_logging()
+    started = time.monotonic()
+    repo = repo_root()
+    with scratch_root({3: step_03_in}) as root:
+        settings = _settings(4, root, repo, cut_sizes=_unset(cut_sizes), qa_per_doc=_unset(qa_per_doc),
+                             save_gpt_oss_format=_unset(save_gpt_oss_format), max_seq_len=_unset(max_seq_len),
+                             tokenizer_model_name=tokenizer_model_name or None)
+        options = MixOptions.from_settings(settings, save_alpaca=save_alpaca, eval_share=eval_share, seed=seed)
+        paths = OutputPaths.from_settings(settings)
+        report = build_mixes(options, paths, progress=False)
+        for note in report.notes:
+            log.info("mixing: %s", note)
+        publish(paths.step(4), step_04_out)
+    return {"cuts": ",".join(str(c) for c in report.cuts), "seconds": _since(started)}
+
+
+def run_model_training(
+    step_04_in: str | Path, step_05_out: str | Path, model_out: str | Path, *, student_model_name: str = "",
+    cut_sizes: str = "", cut_size: int | None = None, method: str = "full", backend: str = "auto",
+    learning_rate: float | None = None, epochs: float = 3.0, max_steps: int | None = None,
+    time_budget_minutes: float | None = 7.0, max_seq_len: int = 512, tokens_per_batch: int = 2048,
+    batching: str = "length", max_rows: int | None = None, seed: int = 42,
+) -> dict[str, Any]:
+    """Step 05 as 05_Model_Training runs it → `step_05/` (report, loss curve) and the model directory.
+
+    `cut_sizes` is the mixing step's: with no `cut_size`, the smallest of those cuts is
+    trained (the notebook takes it from the same CUT_SIZES setting).
+    """
+    from ktools.train import TrainConfig, train
+
+    configure_logging()
+    started = time.monotonic()
+    repo = repo_root()
+    with scratch_root({4: step_04_in}) as root:
+        settings = _settings(5, root, repo, student_model_name=student_model_name or None,
+                             cut_sizes=_unset(cut_sizes))
+        config = TrainConfig.from_settings(
+            settings, cut=_unset(cut_size), method=method, backend=backend, learning_rate=_unset(learning_rate),
+            epochs=epochs, max_steps=_unset(max_steps), max_seq_len=max_seq_len, tokens_per_batch=tokens_per_batch,
+            batching=batching, max_rows=_unset(max_rows), seed=seed)
+        # The notebook's TIME_BUDGET_MINUTES = None (no limit) is 0 here; from_settings skips None values.
+        config = config.replace(time_budget_minutes=_unset(time_budget_minutes))
+        if not Path(config.mix_path).is_file():
+            raise PipelineStepError(f"training mix {Path(config.mix_path).name} is not in the step-04 artifact; "
+                                    f"set cut_size to one of the mixing step's cut sizes")
+        result = train(config, progress=False)
+        publish(Path(config.report_dir), step_05_out, ignore=TRAINING_ARTIFACT_IGNORE)
+        publish(Path(result.model_dir), model_out)
+    return {"model": Path(result.model_dir).name, "steps": result.steps, "final_loss": result.final_loss,
+            "train_seconds": round(result.train_seconds, 1), "seconds": _since(started)}
+
