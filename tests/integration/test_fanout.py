@@ -121,3 +121,31 @@ def test_generation_over_two_replicas_completes_when_one_is_killed(servers, tmp_
         assert clean and read_jsonl(tmp_path / "fanout" / g / "gen.jsonl") == clean
     by_url = {row["url"]: row for row in report.endpoints}
     assert by_url[url_b]["ok"] >= 1 and by_url[url_b]["errors"] >= 1
+
+
+def test_ktools_generate_takes_several_base_urls_and_prints_per_endpoint_stats(tmp_path):
+    import json
+    import os
+
+    from ktools.generate.scripted import scripted_responder
+    from ktools.testing.fake_openai import FakeOpenAIServer
+
+    chunks = tmp_path / "chunks"
+    chunks.mkdir()
+    for i in range(4):
+        (chunks / f"doc{i}.md").write_text(f"Ferry {i} departs hourly from the northern terminal building.")
+    with FakeOpenAIServer(responder=scripted_responder) as a, FakeOpenAIServer(responder=scripted_responder) as b:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "KTOOLS_OUTPUT_DIR": str(tmp_path / "output")}
+        cmd = [sys.executable, "-m", "ktools", "generate", "--chunks-dir", str(chunks), "--qa-dir",
+               str(tmp_path / "qa"), "--provider", "vllm", "--model", "fake-model", "--judges", "off",
+               "--base-url", f"{a.base_url},{b.base_url}", "--max-concurrency", "4", "--no-progress"]
+        done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert a.requests and b.requests
+    assert "teacher endpoints:" in done.stdout
+    for server in (a, b):
+        assert f"{server.base_url}: {len(server.requests)} requests, 0 errors" in done.stdout
+    summary = json.loads((tmp_path / "qa" / "qa_generation_summary.json").read_text())
+    assert [e["url"] for e in summary["endpoints"]] == [a.base_url, b.base_url]
+    report = json.loads((tmp_path / "qa" / "report.json").read_text())
+    assert sum(e["ok"] for e in report["endpoints"]) == len(a.requests) + len(b.requests)
