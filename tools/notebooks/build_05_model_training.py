@@ -22,6 +22,8 @@ CELLS = [
         "- Examples of similar length are **grouped** into batches of at most `TOKENS_PER_BATCH` tokens "
         "(padding included; packing is the alternative); the step count is planned to fit "
         "`TIME_BUDGET_MINUTES` on this machine.\n"
+        "- With 2+ GPUs the same cell launches `torchrun` workers (data parallel, or FSDP for a model "
+        "that does not fit one GPU: `STRATEGY`); on a CPU or one GPU it trains in this kernel.\n"
         "- Checkpoints go to `output/step_05/checkpoints/`; re-running this notebook after an interruption "
         "resumes from the last one. The final model goes to `output/fine_tuned_model/<model>/`."
     ),
@@ -32,6 +34,7 @@ CELLS = [
         "MIX_PATH = \"\"                 # or an explicit mix file\n"
         "METHOD = \"full\"               # full | lora\n"
         "BACKEND = \"auto\"              # auto | sft | osft (training_hub, GPU only)\n"
+        "STRATEGY = \"auto\"             # 2+ GPUs: ddp | fsdp | auto (fsdp if the model outgrows one GPU)\n"
         "LEARNING_RATE = None          # default: 1e-4 (full), 2e-4 (LoRA)\n"
         "EPOCHS = 3.0\n"
         "MAX_STEPS = None              # exact step count (overrides EPOCHS and the time plan)\n"
@@ -49,7 +52,8 @@ CELLS = [
         "import pandas as pd\n"
         "from IPython.display import Image, display\n\n"
         "from ktools.config import find_repo_root, load_settings\n"
-        "from ktools.train import TrainConfig, detect_backends, load_mix, train\n\n"
+        "from ktools.train import TrainConfig, detect_backends, load_mix\n"
+        "from ktools.train.launch import plan_launch, run_training\n\n"
         "REPO = find_repo_root()\n"
         "settings = load_settings(step_dir=REPO / \"05_Model_Training\", repo_root=REPO,\n"
         "                         student_model_name=STUDENT_MODEL_NAME or None)\n"
@@ -58,7 +62,7 @@ CELLS = [
         "    learning_rate=LEARNING_RATE, epochs=EPOCHS, max_steps=MAX_STEPS, time_budget_minutes=TIME_BUDGET_MINUTES,\n"
         "    max_seq_len=MAX_SEQ_LEN, tokens_per_batch=TOKENS_PER_BATCH, batching=BATCHING, max_rows=MAX_ROWS,\n"
         "    seed=SEED, resume=RESUME)\n"
-        "display(pd.DataFrame([detect_backends()]))\n"
+        "display(pd.DataFrame([{**detect_backends(), \"launch\": plan_launch(config, STRATEGY).reason}]))\n"
         "pd.DataFrame([{\"parameter\": k, \"value\": v} for k, v in config.as_dict().items()])"
     ),
     new_markdown_cell("## The training mix"),
@@ -69,7 +73,7 @@ CELLS = [
     ),
     new_markdown_cell("## Train\n\nThe bar shows the steps and the latest loss."),
     new_code_cell(
-        "result = train(config)\n"
+        "result = run_training(config, STRATEGY)  # 2+ GPUs: torchrun workers, their output shown here\n"
         "pd.DataFrame([{k: v for k, v in result.to_dict().items() if k not in {\"losses\", \"config\"}}]).T"
     ),
     new_markdown_cell("## Loss curve"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -25,11 +26,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     parser.add_argument("--output", help="final model directory (default: output/fine_tuned_model/<model>)")
+    parser.add_argument("--strategy", choices=["auto", "ddp", "fsdp"], default="auto",
+                        help="with 2+ GPUs: torchrun workers, data parallel (ddp) or sharded (fsdp); auto = fsdp "
+                             "when the model's training memory exceeds one GPU. 0-1 GPU: this process")
 
 
 def run(args: argparse.Namespace) -> int:
     from ktools.config import load_settings
-    from ktools.train import TrainConfig, train
+    from ktools.train import TrainConfig
+    from ktools.train.launch import run_training
 
     settings = load_settings(step_dir="05_Model_Training")
     config = TrainConfig.from_settings(
@@ -38,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
         time_budget_minutes=args.time_budget or None, max_seq_len=args.max_seq_len,
         tokens_per_batch=args.tokens_per_batch, batching=args.batching, max_rows=args.max_rows, seed=args.seed,
         resume=not args.no_resume, output_dir=args.output)
-    result = train(config)
+    # Workers' output goes to stderr, so stdout stays the JSON summary.
+    result = run_training(config, args.strategy, sink=_write_stderr)
     summary = {k: v for k, v in result.to_dict().items() if k not in {"losses", "config"}}
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -39,8 +40,11 @@ class LossProgressCallback(TrainerCallback):
 class TimeLimitCallback(TrainerCallback):
     """Stop (with a checkpoint and the final save) once `seconds` of training have passed."""
 
-    def __init__(self, seconds: float | None):
+    def __init__(self, seconds: float | None, agree: Callable[[bool], bool] | None = None):
         self.seconds = seconds
+        # Distributed workers must stop at the same step: `agree` makes one worker's
+        # "time is up" everyone's (a collective, so it is called on every step by every rank).
+        self.agree = agree
         self.start = 0.0
         self.triggered = False
 
@@ -48,7 +52,10 @@ class TimeLimitCallback(TrainerCallback):
         self.start = time.monotonic()
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        if self.seconds and time.monotonic() - self.start > self.seconds and state.global_step < state.max_steps:
+        over = bool(self.seconds) and time.monotonic() - self.start > self.seconds
+        if self.agree is not None and self.seconds:
+            over = self.agree(over)
+        if over and state.global_step < state.max_steps:
             log.warning("time limit of %.0f s reached at step %d of %d; stopping (the model is saved)",
                         self.seconds, state.global_step, state.max_steps)
             self.triggered = True

@@ -62,8 +62,18 @@ class TrainResult:
     report_path: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
+    world_size: int = 1
+    strategy: str = "single"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_report(cls, path: str | Path) -> TrainResult:
+        """The result a (distributed) run wrote to its train_report.json."""
+        data = read_json(path)
+        data["losses"] = [tuple(pair) for pair in data.get("losses", [])]
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def detect_backends() -> dict[str, Any]:
@@ -119,12 +129,12 @@ def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: i
     return elapsed / n
 
 
-def _load_model(config: TrainConfig) -> Any:
+def _load_model(config: TrainConfig, device: str | None = None) -> Any:
     import torch
 
     from ktools.models import load_causal_lm
 
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_causal_lm(config.model_name, device=device, dtype=torch.float32)
     if getattr(model, "hf_quantizer", None) is not None:  # a GGUF loaded directly
         model.hf_quantizer.remove_quantization_config(model)
@@ -139,10 +149,10 @@ def _load_model(config: TrainConfig) -> Any:
 
 
 def _plan(config: TrainConfig, checkpoints: Path, steps_per_epoch: int, avg_batch_tokens: float,
-          seconds_per_token: float | None) -> dict[str, Any]:
+          seconds_per_token: float | None, fingerprint: str | None = None) -> dict[str, Any]:
     """The step count and save interval; reused unchanged when resuming the same run."""
     plan_path = checkpoints / PLAN_FILE
-    fingerprint = config.fingerprint()
+    fingerprint = fingerprint or config.fingerprint()
     if config.resume and plan_path.is_file():
         plan = read_json(plan_path)
         if plan.get("fingerprint") == fingerprint:
@@ -183,8 +193,11 @@ def _last_checkpoint(checkpoints: Path) -> str | None:
     return get_last_checkpoint(str(checkpoints))
 
 
-def save_final_model(model: Any, tokenizer: Any, target: Path) -> Path:
-    """Weights (LoRA merged), tokenizer and chat template, written to a temp dir then renamed."""
+def save_final_model(model: Any, tokenizer: Any, target: Path, state_dict: dict[str, Any] | None = None) -> Path:
+    """Weights (LoRA merged), tokenizer and chat template, written to a temp dir then renamed.
+
+    `state_dict`: the full weights gathered from FSDP shards (None: the model's own).
+    """
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     target = Path(target)
@@ -195,7 +208,7 @@ def save_final_model(model: Any, tokenizer: Any, target: Path) -> Path:
     model.config.use_cache = True
     if tokenizer.pad_token_id is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     old = target.with_name(target.name + ".old")
     if target.exists():
@@ -230,8 +243,13 @@ def plot_loss_curve(losses: Sequence[tuple[int, float]], path: Path, title: str 
     return path
 
 
-def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequence[Any] = ()) -> TrainResult:
-    """Fine-tune `config.model_name` on `config.mix_path`; see the module docstring."""
+def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequence[Any] = (),
+          strategy: str = "single") -> TrainResult:
+    """Fine-tune `config.model_name` on `config.mix_path`; see the module docstring.
+
+    `strategy` "ddp"/"fsdp": this process is one of torchrun's workers (ktools.train.worker);
+    rank 0 plans, reports and saves, all ranks train. "single": the one process does it all.
+    """
     if not config.mix_path:
         raise ValueError("TrainConfig.mix_path is empty; use TrainConfig.from_settings(settings) or pass a mix")
     backend = choose_backend(config.backend)
@@ -243,7 +261,10 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
     from ktools.models import load_tokenizer
+    from ktools.train.distributed import DistContext
+    from ktools.train.launch import trainer_arguments
 
+    dist = DistContext.from_env(strategy)
     checkpoints = Path(config.checkpoints_dir or "checkpoints")
     report_dir = Path(config.report_dir or checkpoints.parent)
     output_dir = Path(config.output_dir or report_dir / "model")
@@ -254,6 +275,8 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     batches = make_batches(examples, config.batching, config.tokens_per_batch, config.seed)
     dataset = BatchDataset(examples, batches, tokenizer.pad_token_id)
     tokens_per_epoch = sum(len(e) for e in examples)
+    # Each worker trains one batch per step: an epoch takes 1/world_size as many steps.
+    steps_per_epoch = math.ceil(len(batches) / dist.world_size)
     log.info("%d rows → %d examples, %d tokens (%d with loss) in %d %s batches of ≤ %d tokens",
              len(rows), len(examples), tokens_per_epoch, sum(e.n_loss_tokens for e in examples), len(batches),
              config.batching, config.tokens_per_batch)
@@ -262,26 +285,41 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
 
     from ktools.train.threads import choose_torch_threads
 
+    cuda = torch.cuda.is_available()
+    dist.init(cuda)
+    if dist.strategy == "fsdp" and not cuda:
+        log.warning("FSDP shards across CUDA GPUs; on CPU workers accelerate trains data parallel (DDP)")
     threads = choose_torch_threads()
     torch.manual_seed(config.seed)
-    model = _load_model(config)
+    model = _load_model(config, device=dist.model_device(cuda))
     if config.precision == "auto":
-        use_bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        on_gpu = model.device.type == "cuda" or (dist.strategy == "fsdp" and cuda)  # FSDP moves it there
+        use_bf16 = on_gpu and torch.cuda.is_bf16_supported()
     else:
         use_bf16 = config.precision == "bf16"
     seconds_per_token = None
     plan_path = checkpoints / PLAN_FILE
+    # Another world size or strategy splits the data differently: its checkpoints are not resumed.
+    fingerprint = config.fingerprint() + (f"-{dist.strategy}x{dist.world_size}" if dist.enabled else "")
     resume_possible = (config.resume and plan_path.is_file()
-                       and read_json(plan_path).get("fingerprint") == config.fingerprint())
-    if config.time_budget_minutes and not config.max_steps and not resume_possible:
+                       and read_json(plan_path).get("fingerprint") == fingerprint)
+    # The speed probe needs the model where it trains (FSDP's is on the CPU until sharded).
+    probe_here = dist.is_main and dist.strategy != "fsdp"
+    if config.time_budget_minutes and not config.max_steps and not resume_possible and probe_here:
         biggest = max(range(len(batches)), key=dataset.tokens)
         probe = collate([examples[i] for i in batches[biggest].indices], batches[biggest].packed,
                         tokenizer.pad_token_id)
         seconds_per_token = measure_seconds_per_token(model, probe, bf16=use_bf16)
         log.info("measured %.1f tokens/s (forward+backward) on this machine", 1 / seconds_per_token)
-    plan = _plan(config, checkpoints, len(batches), tokens_per_epoch / len(batches), seconds_per_token)
+    if dist.is_main:
+        plan = _plan(config, checkpoints, steps_per_epoch, tokens_per_epoch / len(batches), seconds_per_token,
+                     fingerprint)
+    dist.barrier()  # workers read the plan rank 0 wrote (and see its checkpoint clean-up)
+    if not dist.is_main:
+        plan = read_json(plan_path)
     resume_from = _last_checkpoint(checkpoints) if config.resume else None
 
+    layer_classes = getattr(model, "_no_split_modules", None) or ()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=1,
@@ -301,44 +339,61 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         disable_tqdm=True,
         remove_unused_columns=False,
         bf16=use_bf16,
-        use_cpu=model.device.type == "cpu",
+        use_cpu=model.device.type == "cpu" and not (dist.strategy == "fsdp" and cuda),
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
+        **trainer_arguments(dist.strategy, cuda=cuda, layer_classes=layer_classes),
     )
-    time_limit = TimeLimitCallback(config.time_budget_minutes * 60 * 1.25 if config.time_budget_minutes else None)
+    time_limit = TimeLimitCallback(config.time_budget_minutes * 60 * 1.25 if config.time_budget_minutes else None,
+                                   agree=dist.any if dist.enabled else None)
     callbacks = [time_limit, *extra_callbacks]
-    if progress:
+    if progress and dist.is_main:
         callbacks.insert(0, LossProgressCallback())
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
                       callbacks=callbacks)
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
+    if dist.enabled:
+        log.info("%s across %d workers (Trainer: %s, backend %s)", dist.strategy, args.world_size,
+                 args.parallel_mode.value, args.ddp_backend)
     if resume_from:
         log.info("resuming from %s", resume_from)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     elapsed = time.perf_counter() - start
+    if dist.enabled:
+        log.info("trained as %s", type(trainer.model_wrapped).__name__)
 
-    final_dir = save_final_model(trainer.model, tokenizer, output_dir)
+    # FSDP: the full weights are gathered from every shard (a collective: all ranks take part).
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if dist.strategy == "fsdp" else None
+    tokens_trained = dist.sum(dataset.real_tokens_seen)
+    final_dir = output_dir
+    curve = None
+    if dist.is_main:
+        model_to_save = trainer.accelerator.unwrap_model(trainer.model) if dist.enabled else trainer.model
+        final_dir = save_final_model(model_to_save, tokenizer, output_dir, state_dict=state_dict)
     losses = [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e]
-    curve = plot_loss_curve(losses, report_dir / "loss_curve.png",
-                            f"{config.method} fine-tuning of {Path(config.model_name).name}")
+    if dist.is_main:
+        curve = plot_loss_curve(losses, report_dir / "loss_curve.png",
+                                f"{config.method} fine-tuning of {Path(config.model_name).name}")
     steps = trainer.state.global_step
     result = TrainResult(
         model_dir=str(final_dir), method=config.method, backend=backend, steps=steps,
-        planned_steps=plan["max_steps"], steps_per_epoch=len(batches), epochs_done=steps / len(batches),
-        train_seconds=round(elapsed, 2), tokens_trained=dataset.real_tokens_seen,
-        tokens_per_second=round(dataset.real_tokens_seen / elapsed, 1) if elapsed else 0.0,
+        planned_steps=plan["max_steps"], steps_per_epoch=steps_per_epoch, epochs_done=steps / steps_per_epoch,
+        train_seconds=round(elapsed, 2), tokens_trained=tokens_trained,
+        tokens_per_second=round(tokens_trained / elapsed, 1) if elapsed else 0.0,
         first_loss=losses[0][1] if losses else None, final_loss=losses[-1][1] if losses else None,
         losses=losses, stopped_by_time_limit=time_limit.triggered, resumed_from=resume_from,
         n_rows=len(rows), n_examples=len(examples), n_truncated=sum(e.truncated for e in examples),
         tokens_per_epoch=tokens_per_epoch, loss_tokens_per_epoch=sum(e.n_loss_tokens for e in examples),
         seconds_per_token_estimate=seconds_per_token, torch_threads=threads, loss_curve=str(curve) if curve else None,
-        config=config.as_dict(),
+        config=config.as_dict(), world_size=dist.world_size, strategy=dist.strategy,
     )
     report_path = report_dir / "train_report.json"
     result.report_path = str(report_path)
-    write_json(report_path, result.to_dict())
-    log.info("trained %d steps in %.0f s (%.1f tokens/s); model saved to %s", steps, elapsed,
-             result.tokens_per_second, final_dir)
+    if dist.is_main:
+        write_json(report_path, result.to_dict())
+        log.info("trained %d steps in %.0f s (%.1f tokens/s); model saved to %s", steps, elapsed,
+                 result.tokens_per_second, final_dir)
+    dist.barrier()  # nobody leaves before the model and report are written
     return result
