@@ -83,25 +83,10 @@ def chunk_index_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, ChunkI
     return result
 
 
-def qa_documents_from_gen_rows(
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    chunks: Sequence[Mapping[str, Any]] | None = None,
-    generation_info: Mapping[str, Any] | None = None,
-    chunk_status: Mapping[str, Mapping[str, Any]] | None = None,
-    documents: Mapping[str, DocumentInfo] | None = None,
-    search_dirs: Sequence[str | Path] = (),
-    status: str = "completed",
-) -> list[tuple[str, dict[str, Any]]]:
-    """Per-document `(qa file name, Q&A dict)` from step-03 rows, one per `source`.
-
-    `chunks`: chunk rows (`chunk_id`, `source`, `document`, `start`, `end`) for offsets and
-    totals; `chunk_status`: chunk_id -> {"status": "done"|"failed"|..., "reason": ...};
-    `documents`: source -> DocumentInfo for metadata and chunking settings.
-    """
-    return [(name, doc) for _, name, doc in qa_documents_by_source(
-        rows, chunks=chunks, generation_info=generation_info, chunk_status=chunk_status,
-        documents=documents, search_dirs=search_dirs, status=status)]
+def qa_documents_from_gen_rows(rows: Sequence[Mapping[str, Any]], **options: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Per-document `(qa file name, Q&A dict)` from step-03 rows, one per `source`
+    (`qa_documents_by_source` without the source; the same keyword options)."""
+    return [(name, doc) for _, name, doc in qa_documents_by_source(rows, **options)]
 
 
 def qa_documents_by_source(
@@ -115,7 +100,13 @@ def qa_documents_by_source(
     status: str = "completed",
     qa_names: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    """Like `qa_documents_from_gen_rows`, as `(source, qa file name, doc)`; `qa_names` fixes names."""
+    """Per-document `(source, qa file name, Q&A dict)` from step-03 rows, one per `source`.
+
+    `chunks`: chunk rows (`chunk_id`, `source`, `document`, `start`, `end`) for offsets and
+    totals; `chunk_status`: chunk_id -> {"status": "done"|"failed"|..., "reason": ...};
+    `documents`: source -> DocumentInfo for metadata and chunking settings; `qa_names`
+    fixes file names.
+    """
     chunk_infos = chunk_index_from_rows(chunks if chunks is not None else rows)
     if chunks is not None:  # rows may reference chunks the chunk list lacks
         for cid, info in chunk_index_from_rows(rows).items():
