@@ -304,6 +304,42 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
+Layers = list[tuple[str, dict[str, str]]]
+
+
+def settings_layers(step_dir: str | Path | None = None, environ: Mapping[str, str] | None = None,
+                    repo_root: str | Path | None = None) -> Layers:
+    """(origin, values) from lowest to highest precedence: root .env, step .env, environment."""
+    root = Path(repo_root) if repo_root else find_repo_root()
+    layers: Layers = [(str(root / ".env"), _read_dotenv(root / ".env"))]
+    if step_dir is not None:
+        step_path = Path(step_dir)
+        if not step_path.is_absolute():
+            step_path = root / step_path
+        layers.append((str(step_path / ".env"), _read_dotenv(step_path / ".env")))
+    layers.append(("environment", dict(os.environ if environ is None else environ)))
+    return layers
+
+
+def layered_value(layers: Layers, name: str) -> tuple[str | None, str | None]:
+    """The raw value of `name` from the highest layer that sets it, and that layer's origin."""
+    raw, origin = None, None
+    for origin_name, layer in layers:  # later layers win
+        if name in layer:
+            raw, origin = layer[name], origin_name
+    return raw, origin
+
+
+def invalid_setting(name: str, raw: str, origin: str | None, exc: ValueError, *, secret: bool = False,
+                    fallback: str = "") -> ConfigError:
+    """The error for a value that does not parse: the variable, where it came from, how to fix it."""
+    shown = mask_secret(raw) if secret else raw
+    return ConfigError(
+        f"{name}={shown!r} (from {origin}) is invalid: expected {exc}. "
+        f"Fix it in {origin if origin != 'environment' else 'your environment'} or unset it{fallback}."
+    )
+
+
 def load_settings(
     step_dir: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -311,35 +347,19 @@ def load_settings(
     **overrides: Any,
 ) -> Settings:
     """Read settings. `overrides` (attribute names) win over everything, e.g. from notebook parameters."""
-    root = Path(repo_root) if repo_root else find_repo_root()
-    env = dict(os.environ if environ is None else environ)
-    layers: list[tuple[str, dict[str, str]]] = [(str(root / ".env"), _read_dotenv(root / ".env"))]
-    if step_dir is not None:
-        step_path = Path(step_dir)
-        if not step_path.is_absolute():
-            step_path = root / step_path
-        layers.append((str(step_path / ".env"), _read_dotenv(step_path / ".env")))
-    layers.append(("environment", env))
-
+    layers = settings_layers(step_dir, environ, repo_root)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for f in _FIELDS:
-        raw, origin = None, None
-        for origin_name, layer in layers:  # later layers win
-            if f.env in layer:
-                raw, origin = layer[f.env], origin_name
+        raw, origin = layered_value(layers, f.env)
         if raw is None or (raw.strip() == "" and f.attr != "teacher_api_key"):
             values[f.attr] = f.default
             continue
         try:
             values[f.attr] = f.parse(raw)
         except ValueError as exc:
-            shown = mask_secret(raw) if f.attr == "teacher_api_key" else raw
-            raise ConfigError(
-                f"{f.env}={shown!r} (from {origin}) is invalid: expected {exc}. "
-                f"Fix it in {origin if origin != 'environment' else 'your environment'} or unset it "
-                f"to use the default ({f.default!r})."
-            ) from None
+            raise invalid_setting(f.env, raw, origin, exc, secret=f.attr == "teacher_api_key",
+                                  fallback=f" to use the default ({f.default!r})") from None
         sources[f.env] = origin or "default"
 
     for name, value in overrides.items():

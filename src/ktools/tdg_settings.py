@@ -47,6 +47,7 @@ from ktools.config import (
     PROVIDER_ALIASES,
     PROVIDERS,
     ConfigError,
+    Layers,
     Secret,
     Settings,
     _parse_base_url_list,
@@ -55,11 +56,12 @@ from ktools.config import (
     _parse_int,
     _parse_secret,
     _parse_str,
-    _read_dotenv,
-    find_repo_root,
+    invalid_setting,
+    layered_value,
     load_settings,
     mask_secret,
     register_secret,
+    settings_layers,
 )
 from ktools.paths import STEP_FOLDERS
 
@@ -139,27 +141,9 @@ class TDGSettings:
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
-def _layers(step_dir: str | Path | None, environ: Mapping[str, str] | None,
-            repo_root: str | Path | None) -> list[tuple[str, dict[str, str]]]:
-    """Same layers, same order as `ktools.config.load_settings` (later wins)."""
-    import os
-
-    root = Path(repo_root) if repo_root else find_repo_root()
-    layers = [(str(root / ".env"), _read_dotenv(root / ".env"))]
-    if step_dir is not None:
-        step_path = Path(step_dir)
-        if not step_path.is_absolute():
-            step_path = root / step_path
-        layers.append((str(step_path / ".env"), _read_dotenv(step_path / ".env")))
-    layers.append(("environment", dict(os.environ if environ is None else environ)))
-    return layers
-
-
-def _lookup(layers: list[tuple[str, dict[str, str]]], name: str) -> tuple[str | None, str | None]:
-    raw, origin = None, None
-    for origin_name, layer in layers:
-        if name in layer:
-            raw, origin = layer[name], origin_name
+def _lookup(layers: Layers, name: str) -> tuple[str | None, str | None]:
+    """As ktools.config's layering, but a blank value counts as unset (the reference tool's rule)."""
+    raw, origin = layered_value(layers, name)
     if raw is not None and raw.strip() == "":
         return None, None
     return raw, origin
@@ -167,7 +151,7 @@ def _lookup(layers: list[tuple[str, dict[str, str]]], name: str) -> tuple[str | 
 
 def load_tdg_settings(step_dir: str | Path | None = STEP_DIR, environ: Mapping[str, str] | None = None,
                       repo_root: str | Path | None = None) -> TDGSettings:
-    layers = _layers(step_dir, environ, repo_root)
+    layers = settings_layers(step_dir, environ, repo_root)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for var in _VARS:
@@ -177,11 +161,7 @@ def load_tdg_settings(step_dir: str | Path | None = STEP_DIR, environ: Mapping[s
         try:
             values[var.attr] = var.parse(raw)
         except ValueError as exc:
-            shown = mask_secret(raw) if var.attr == "api_key" else raw
-            raise ConfigError(
-                f"{var.env}={shown!r} (from {origin}) is invalid: expected {exc}. "
-                f"Fix it in {origin if origin != 'environment' else 'your environment'} or unset it."
-            ) from None
+            raise invalid_setting(var.env, raw, origin, exc, secret=var.attr == "api_key") from None
         sources[var.env] = origin or "default"
     keys: dict[str, Secret] = {}
     for provider, names in PROVIDER_KEY_ENV.items():
