@@ -71,7 +71,8 @@ def test_step01_then_step06_reports_with_failing_judge(tmp_output):
 
     report = run_evaluation("SmolLM2-135M-Instruct", str(embedded_model_dir()), sets, paths, options=options,
                             judge_client=BrokenJudge(), progress=False)
-    assert report["base"]["seconds"] == base["seconds"]  # reused from step 01, not recomputed
+    assert report["base"]["reused_sets"] == ["general"]  # reused from step 01, not recomputed
+    assert report["base"]["sets"]["general"]["items"] == base["sets"]["general"]["items"]
     diff = report["comparison"]["general"]["nll"]["diff"]
     assert diff["mean"] == pytest.approx(0.0, abs=1e-4)
     saved = json.loads(paths.eval_report_json.read_text())

@@ -138,3 +138,54 @@ def test_step_after_a_rerun_step_is_stale(fake_repo, out):
     assert [o.status for o in rerun] == ["ran"]
     after = run_pipeline([1, 2], {"SIZE": 2}, repo_root=fake_repo)
     assert [o.status for o in after] == ["skipped", "ran"]
+
+
+def test_ctrl_c_reaches_the_running_cell_and_exits_130(fake_repo, out):
+    """SIGINT to the runner's process group (a terminal's Ctrl+C) is forwarded to the kernel:
+    the cell sees KeyboardInterrupt and can clean up; no marker; exit 130 with a resume hint."""
+    import signal
+    import time
+
+    step = STEPS[1]
+    started, cleaned = out / "started", out / "cleaned"
+    nbformat.write(_notebook(
+        "SIZE = 1",
+        "import pathlib, time\n"
+        f"pathlib.Path({str(started)!r}).write_text('')\n"
+        "try:\n"
+        "    time.sleep(120)\n"
+        "except KeyboardInterrupt:\n"
+        f"    pathlib.Path({str(cleaned)!r}).write_text('')\n"
+        "    raise"), fake_repo / step.folder / step.notebook)
+    env = dict(os.environ, KTOOLS_OUTPUT_DIR=str(out))
+    command = [sys.executable, "-m", "ktools", "run", "--steps", "0-1"]
+    proc = subprocess.Popen(command, cwd=fake_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted during step 01 Base Model Evaluation" in stderr
+    assert "ktools run --steps 0-1" in stderr and "again to resume" in stderr
+    assert cleaned.exists()  # the cell itself got the KeyboardInterrupt
+    assert not step.marker_path(_paths(out)).exists()
+    assert STEPS[0].marker_path(_paths(out)).exists()
+
+    # The next run skips step 00 and runs step 01 (here: fast).
+    nbformat.write(_notebook("SIZE = 1", "import pathlib\n"
+                             f"(pathlib.Path({str(out)!r}) / 'step_01').mkdir(exist_ok=True)\n"
+                             f"(pathlib.Path({str(out)!r}) / 'step_01' / 'base_eval.json').write_text('{{}}')"),
+                   fake_repo / step.folder / step.notebook)
+    again = subprocess.run(command, cwd=fake_repo, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "step 00 Setup: skipped" in again.stdout
+    assert "step 01 Base Model Evaluation: done" in again.stdout
+
+
+def _paths(out: Path):
+    from ktools.paths import OutputPaths
+
+    return OutputPaths(out)

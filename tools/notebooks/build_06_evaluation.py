@@ -19,7 +19,9 @@ CELLS = [
         "general-knowledge questions (forgetting check) and step 04's held-out questions — and are scored with "
         "the same metrics as in step 01. Differences are paired (same questions) with 95% bootstrap intervals; "
         "a verdict says *better* or *worse* only when the interval excludes zero.\n\n"
-        "The base model's results are reused from step 01 when the model, questions and options match. "
+        "The base model's results are reused set by set from step 01 (or an earlier run of this step) when the "
+        "weights, questions and options match; step 01 usually ran before step 04 wrote the held-out set, so "
+        "only that set is scored for the base model here. "
         "Outputs: `output/step_06/eval_report.json`, `eval_report.md`, `eval_metrics.png`, "
         "`per_question_<set>.png`."
     ),
@@ -34,7 +36,7 @@ CELLS = [
         "MAX_NEW_TOKENS = 64\n"
         "BATCH_SIZE = 16\n"
         "USE_JUDGE = None          # None: auto (off for the embedded teacher); True/False force it\n"
-        "REUSE_BASE = True         # reuse step 01's base results when they match\n"
+        "REUSE_BASE = True         # reuse step 01's base results for the sets where they match\n"
         "SIDE_BY_SIDE = 8          # answers shown side by side per set",
         metadata={"tags": ["parameters"]},
     ),

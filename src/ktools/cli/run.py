@@ -8,7 +8,14 @@ import sys
 import time
 from typing import Any
 
-from ktools.runner import StepFailed, StepOutcome, parse_steps, profile_parameters, run_pipeline
+from ktools.runner import (
+    StepFailed,
+    StepInterrupted,
+    StepOutcome,
+    parse_steps,
+    profile_parameters,
+    run_pipeline,
+)
 from ktools.runner.profiles import PROFILES
 
 
@@ -48,6 +55,9 @@ def _print_event(kind: str, outcome: StepOutcome) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] step {step.name}: skipped, {outcome.message}", flush=True)
     elif kind == "missing":
         print(f"[{time.strftime('%H:%M:%S')}] step {step.name}: no notebook ({outcome.message})", flush=True)
+    elif kind == "interrupted":
+        print(f"[{time.strftime('%H:%M:%S')}] step {step.name}: interrupted after {outcome.seconds:.0f} s",
+              file=sys.stderr, flush=True)
     elif kind == "failed":
         print(f"[{time.strftime('%H:%M:%S')}] {outcome.message}", file=sys.stderr, flush=True)
 
@@ -69,6 +79,15 @@ def run(args: argparse.Namespace) -> int:
         if exc.executed is not None:
             print(f"The executed notebook with the error: {exc.executed}", file=sys.stderr)
         return 1
+    except StepInterrupted as exc:
+        # Without --force, which would run the completed steps again.
+        again = (" ".join(["ktools", "run", *(a for a in sys.argv[2:] if a != "--force")])
+                 if sys.argv[1:2] == ["run"] else "the same command")
+        print(f"\nktools run: interrupted during step {exc.step.name}. Nothing finished is lost: run "
+              f"`{again}` again to resume — completed steps are skipped"
+              + (", and step 03 sends only the requests not answered yet." if exc.step.number == 3 else "."),
+              file=sys.stderr, flush=True)
+        return 130
     total = time.perf_counter() - started
     print("\nstep timings:")
     for o in outcomes:

@@ -84,15 +84,37 @@ def reference_nll(model: Any, tokenizer: Any, questions: Sequence[str], referenc
             mask[row, : len(p) + len(a)] = 1
             scored[row, len(p): len(p) + len(a)] = True
         with torch.no_grad():
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                           use_cache=False).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        target = ids[:, 1:].to(model.device)
-        token_nll = -logprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        weights = scored[:, 1:].to(model.device)
+            token_nll = _scored_token_nll(model, ids.to(model.device), mask.to(model.device),
+                                          scored.to(model.device))
+        counts = scored[:, 1:].sum(dim=1).tolist()
+        parts = torch.split(token_nll, counts)
         for row, i in enumerate(idx):
-            n = int(weights[row].sum())
-            nlls[i] = float(token_nll[row][weights[row]].sum() / n) if n else math.nan
+            nlls[i] = float(parts[row].mean()) if counts[row] else math.nan
         if progress is not None:
             progress.update(len(idx))
     return nlls
+
+
+def _scored_token_nll(model: Any, ids: Any, mask: Any, scored: Any) -> Any:
+    """NLL of every scored token, row by row, as one flat tensor.
+
+    The output projection and softmax run only at the positions that predict a scored
+    token: the vocabulary (49k for SmolLM2) makes full [batch, length, vocab] logits the
+    costliest part of the pass, and the prompt positions are never scored. Models whose
+    head is not a plain projection of the last hidden state fall back to full logits.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    predicts = scored[:, 1:]  # position t predicts token t+1
+    targets = ids[:, 1:][predicts]
+    head = model.get_output_embeddings()
+    decoder = getattr(model, "base_model", None)
+    plain_head = (isinstance(head, torch.nn.Linear) and decoder is not None and decoder is not model
+                  and getattr(model.config, "final_logit_softcapping", None) is None)
+    if plain_head:
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        logits = head(hidden[:, :-1][predicts]).float()
+    else:
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][predicts].float()
+    return F.cross_entropy(logits, targets, reduction="none")

@@ -20,9 +20,17 @@ def _cell(text: str | None, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _budgets(result: Mapping[str, Any]) -> str:
+    """"at most 64 new tokens (general: 32)": the per-set caps that differ from the option."""
+    cap = result["options"]["max_new_tokens"]
+    own = [f"{name}: {data['max_new_tokens']}" for name, data in result["sets"].items()
+           if data.get("max_new_tokens") not in (None, cap)]
+    return f"at most {cap} new tokens" + (f" ({', '.join(own)})" if own else "")
+
+
 def model_markdown(result: Mapping[str, Any]) -> str:
     lines = [f"# Evaluation of `{result['model']}`", "",
-             f"Greedy answers, at most {result['options']['max_new_tokens']} new tokens; "
+             f"Greedy answers, {_budgets(result)}; "
              "means with 95% bootstrap intervals.", ""]
     for name, data in result["sets"].items():
         s = data["summary"]
@@ -45,7 +53,7 @@ def comparison_markdown(report: Mapping[str, Any]) -> str:
     base, tuned = report["base"], report["tuned"]
     lines = ["# Base vs fine-tuned", "",
              f"- base: `{base['model']}`", f"- fine-tuned: `{tuned['model']}`",
-             f"- greedy answers, at most {tuned['options']['max_new_tokens']} new tokens; means with 95% "
+             f"- greedy answers, {_budgets(tuned)}; means with 95% "
              "bootstrap intervals; the difference is paired (same questions).", ""]
     for name, metrics in report["comparison"].items():
         n = len(tuned["sets"][name]["items"])

@@ -34,6 +34,11 @@ class EvalOptions:
     judge_max_tokens: int = 80
     bootstrap_resamples: int = 2000
     seed: int = 0
+    # Cap each set's answers at 4x its longest reference (never under 32 tokens, never
+    # over max_new_tokens). Short-answer sets then stop early: on the general questions
+    # (references of 1-3 words) every key fact the base and tuned models produced came
+    # within the first 19 tokens, so 64 tokens there only cost time.
+    fit_answer_length: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +78,50 @@ def sets_fingerprint(sets: Mapping[str, Sequence[EvalItem]]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def model_fingerprint(model_name: str) -> str:
+    """Identity of a model's weights: its resolved path plus the size and mtime of its files.
+
+    A re-trained model in the same directory gets a new fingerprint, so results computed
+    for the old weights are never reused for the new ones."""
+    from ktools.models import resolve_model_path
+
+    path = Path(resolve_model_path(model_name))
+    files = []
+    if path.is_dir():
+        for f in sorted(path.iterdir()):
+            if f.is_file() and f.suffix in {".safetensors", ".bin", ".json", ".gguf"}:
+                stat = f.stat()
+                files.append((f.name, stat.st_size, stat.st_mtime_ns))
+    elif path.is_file():
+        stat = path.stat()
+        files.append((path.name, stat.st_size, stat.st_mtime_ns))
+    data = json.dumps({"path": str(path), "files": files}, sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def answer_budget(options: EvalOptions, tokenizer: Any, references: Sequence[str]) -> int:
+    """Max new tokens for one set (see EvalOptions.fit_answer_length)."""
+    if not options.fit_answer_length or not references:
+        return options.max_new_tokens
+    longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
+    return min(options.max_new_tokens, max(32, 4 * longest))
+
+
+def set_fingerprint(model_fp: str, items: Sequence[EvalItem], options: EvalOptions, judge_model: str | None
+                    ) -> str:
+    """What one set's results depend on: the weights, the items, and every option that changes a score.
+
+    Bootstrap settings are left out: summaries are recomputed from the stored items."""
+    data = {"model": model_fp, "items": [i.to_dict() for i in items],
+            "options": {k: v for k, v in options.to_dict().items() if k not in {"bootstrap_resamples", "seed"}},
+            "judge_model": judge_model if options.judge else None}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _judge_model(judge_client: Any) -> str | None:
+    return None if judge_client is None else str(getattr(judge_client, "model", type(judge_client).__name__))
+
+
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -92,61 +141,94 @@ def summarize(items: Sequence[Mapping[str, Any]], options: EvalOptions) -> dict[
 
 def evaluate_model(model_name: str, sets: Mapping[str, Sequence[EvalItem]], *,
                    options: EvalOptions = DEFAULT_OPTIONS, judge_client: Any = None, progress: bool = True,
-                   label: str = "model") -> dict[str, Any]:
-    """Answers, NLL, overlap metrics and judge scores of one model on every set."""
-    from ktools.evaluate.answering import generate_answers, reference_nll
-    from ktools.evaluate.judge import judge_answers
-    from ktools.models import load_causal_lm, load_tokenizer, resolve_model_path
-    from ktools.train.threads import choose_torch_threads
+                   label: str = "model", reuse: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Answers, NLL, overlap metrics and judge scores of one model on every set.
 
-    threads = choose_torch_threads()
+    `reuse` maps set names to earlier results of this function (`result["sets"][name]`);
+    a set whose stored fingerprint matches (same weights, items and options) is taken
+    as is instead of being evaluated again, and the model is not even loaded when every
+    set matches."""
+    model_fp = model_fingerprint(model_name)
+    judge_model = _judge_model(judge_client)
+    fingerprints = {name: set_fingerprint(model_fp, items, options, judge_model) for name, items in sets.items()}
+    reused = {name: dict(reuse[name]) for name in sets
+              if reuse and name in reuse and reuse[name].get("fingerprint") == fingerprints[name]}
+    if reused:
+        log.info("%s: reusing earlier results for %s (same weights, questions and options)", label,
+                 ", ".join(reused))
+    result: dict[str, Any] = {"label": label, "model": model_name, "model_fingerprint": model_fp,
+                              "options": options.to_dict(), "fingerprint": sets_fingerprint(sets), "sets": {},
+                              "reused_sets": sorted(reused)}
+    timings = {"load": 0.0, "generate": 0.0, "nll": 0.0, "judge": 0.0}
     start = time.perf_counter()
-    tokenizer = load_tokenizer(model_name)
-    tokenizer.padding_side = "left"
-    model = load_causal_lm(model_name)
-    result: dict[str, Any] = {"label": label, "model": model_name, "model_path": resolve_model_path(model_name),
-                              "options": options.to_dict(), "fingerprint": sets_fingerprint(sets), "sets": {}}
-    timings = {"generate": 0.0, "nll": 0.0, "judge": 0.0}
+    todo = [name for name in sets if name not in reused]
+    model = tokenizer = None
+    threads = None
+    if todo:
+        from ktools.models import load_causal_lm, load_tokenizer, resolve_model_path
+        from ktools.train.threads import choose_torch_threads
+
+        threads = choose_torch_threads()
+        tokenizer = load_tokenizer(model_name)
+        tokenizer.padding_side = "left"
+        model = load_causal_lm(model_name)
+        result["model_path"] = resolve_model_path(model_name)
+        timings["load"] = time.perf_counter() - start
     for name, items in sets.items():
-        questions = [i.question for i in items]
-        references = [i.answer for i in items]
-        t0 = time.perf_counter()
-        with _progress(len(items), f"{label}: answering {name}", progress) as bar:
-            answers = generate_answers(model, tokenizer, questions, max_new_tokens=options.max_new_tokens,
-                                       batch_size=options.batch_size, progress=bar)
-        t1 = time.perf_counter()
-        with _progress(len(items), f"{label}: reference NLL {name}", progress) as bar:
-            nlls = reference_nll(model, tokenizer, questions, references, batch_size=options.batch_size,
-                                 progress=bar)
-        t2 = time.perf_counter()
-        verdicts = None
-        if options.judge and judge_client is not None:
-            with _progress(len(items), f"{label}: judging {name}", progress) as bar:
-                verdicts = judge_answers(judge_client, questions, references, answers,
-                                         max_tokens=options.judge_max_tokens, progress=bar)
-        timings["generate"] += t1 - t0
-        timings["nll"] += t2 - t1
-        timings["judge"] += time.perf_counter() - t2
-        rows = []
-        for k, item in enumerate(items):
-            row = {**item.to_dict(), "reference": item.answer, "prediction": answers[k],
-                   "nll": None if math.isnan(nlls[k]) else nlls[k],
-                   "token_f1": token_f1(answers[k], item.answer), "rouge_l": rouge_l(answers[k], item.answer),
-                   "key_fact_hit": key_fact_hit_rate(answers[k], item.key_facts),
-                   "judge_score": None, "judge_reason": None, "judge_error": None}
-            row.pop("answer")
-            if verdicts is not None:
-                row.update(judge_score=verdicts[k].score, judge_reason=verdicts[k].reason,
-                           judge_error=verdicts[k].error)
-            elif options.judge:
-                row["judge_error"] = "no judge client"
-            rows.append(row)
-        result["sets"][name] = {"items": rows, "summary": summarize(rows, options)}
+        if name in reused:
+            result["sets"][name] = {**reused[name], "summary": summarize(reused[name]["items"], options)}
+            continue
+        result["sets"][name] = _evaluate_set(model, tokenizer, name, items, options, judge_client, progress, label,
+                                             timings)
+        result["sets"][name]["fingerprint"] = fingerprints[name]
     result["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     result["seconds"]["total"] = round(time.perf_counter() - start, 1)
     result["torch_threads"] = threads
     del model
     return result
+
+
+def _evaluate_set(model: Any, tokenizer: Any, name: str, items: Sequence[EvalItem], options: EvalOptions,
+                  judge_client: Any, progress: bool, label: str, timings: dict[str, float]) -> dict[str, Any]:
+    from ktools.evaluate.answering import generate_answers, reference_nll
+    from ktools.evaluate.judge import judge_answers
+
+    questions = [i.question for i in items]
+    references = [i.answer for i in items]
+    budget = answer_budget(options, tokenizer, references)
+    t0 = time.perf_counter()
+    with _progress(len(items), f"{label}: answering {name}", progress) as bar:
+        answers = generate_answers(model, tokenizer, questions, max_new_tokens=budget,
+                                   batch_size=options.batch_size, progress=bar)
+    t1 = time.perf_counter()
+    with _progress(len(items), f"{label}: reference NLL {name}", progress) as bar:
+        nlls = reference_nll(model, tokenizer, questions, references, batch_size=options.batch_size, progress=bar)
+    t2 = time.perf_counter()
+    verdicts = None
+    if options.judge and judge_client is not None:
+        with _progress(len(items), f"{label}: judging {name}", progress) as bar:
+            verdicts = judge_answers(judge_client, questions, references, answers,
+                                     max_tokens=options.judge_max_tokens, progress=bar)
+    t3 = time.perf_counter()
+    timings["generate"] += t1 - t0
+    timings["nll"] += t2 - t1
+    timings["judge"] += t3 - t2
+    rows = []
+    for k, item in enumerate(items):
+        row = {**item.to_dict(), "reference": item.answer, "prediction": answers[k],
+               "nll": None if math.isnan(nlls[k]) else nlls[k],
+               "token_f1": token_f1(answers[k], item.answer), "rouge_l": rouge_l(answers[k], item.answer),
+               "key_fact_hit": key_fact_hit_rate(answers[k], item.key_facts),
+               "judge_score": None, "judge_reason": None, "judge_error": None}
+        row.pop("answer")
+        if verdicts is not None:
+            row.update(judge_score=verdicts[k].score, judge_reason=verdicts[k].reason,
+                       judge_error=verdicts[k].error)
+        elif options.judge:
+            row["judge_error"] = "no judge client"
+        rows.append(row)
+    return {"items": rows, "summary": summarize(rows, options), "max_new_tokens": budget,
+            "seconds": {"generate": round(t1 - t0, 1), "nll": round(t2 - t1, 1), "judge": round(t3 - t2, 1)}}
 
 
 def compare(base: Mapping[str, Any], tuned: Mapping[str, Any], options: EvalOptions = DEFAULT_OPTIONS

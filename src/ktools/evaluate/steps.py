@@ -14,7 +14,6 @@ from ktools.evaluate.runner import (
     EvalOptions,
     compare,
     evaluate_model,
-    sets_fingerprint,
     side_by_side,
 )
 from ktools.io import read_json, write_atomic, write_json
@@ -47,10 +46,13 @@ def make_judge_client(settings: Any, use_judge: bool | None = None) -> Any:
 
 def run_base_evaluation(model_name: str, sets: Mapping[str, Sequence[EvalItem]], paths: Any, *,
                         options: EvalOptions = DEFAULT_OPTIONS, judge_client: Any = None,
-                        progress: bool = True) -> dict[str, Any]:
-    """Step 01: evaluate the base model; write base_eval.json, .md and .png."""
+                        progress: bool = True, reuse: bool = True) -> dict[str, Any]:
+    """Step 01: evaluate the base model; write base_eval.json, .md and .png.
+
+    Sets already scored by an earlier run (same weights, questions and options) are reused."""
+    earlier = earlier_base_results(paths) if reuse else None
     result = evaluate_model(model_name, sets, options=options, judge_client=judge_client, progress=progress,
-                            label="base")
+                            label="base", reuse=earlier)
     out = Path(paths.base_eval_json)
     write_json(out, result)
     write_atomic(out.with_suffix(".md"), model_markdown(result))
@@ -59,34 +61,33 @@ def run_base_evaluation(model_name: str, sets: Mapping[str, Sequence[EvalItem]],
     return result
 
 
-def _reusable_base(paths: Any, model_name: str, sets: Mapping[str, Sequence[EvalItem]], options: EvalOptions,
-                   judge_client: Any) -> dict[str, Any] | None:
-    path = Path(paths.base_eval_json)
-    if not path.is_file():
-        return None
-    try:
-        cached = read_json(path)
-    except Exception:  # noqa: BLE001 - a broken cache is recomputed
-        return None
-    same = (cached.get("model") == model_name and cached.get("fingerprint") == sets_fingerprint(sets)
-            and cached.get("options") == options.to_dict())
-    judged_ok = not options.judge or judge_client is None or all(
-        not i.get("judge_error") or i.get("judge_error") != "no judge client"
-        for s in cached["sets"].values() for i in s["items"])
-    if same and judged_ok:
-        log.info("reusing the base model's results from %s (same model, questions and options)", path)
-        return cached
-    return None
+def earlier_base_results(paths: Any) -> dict[str, Any]:
+    """Per-set results of the base model from step 01 and from an earlier step 06 report.
+
+    Only candidates: `evaluate_model` reuses a set only when its fingerprint (weights,
+    questions, options) matches. Step 01 usually ran before step 04 wrote the held-out
+    set, so step 06 finds the exam and general sets here and scores only the held-out
+    set with the base model."""
+    found: dict[str, Any] = {}
+    for path, key in ((Path(paths.eval_report_json), "base"), (Path(paths.base_eval_json), None)):
+        if not path.is_file():
+            continue
+        try:
+            data = read_json(path)
+            sets = (data[key] if key else data)["sets"]
+        except Exception as exc:  # noqa: BLE001 - a broken earlier result is just recomputed
+            log.info("earlier base results in %s not usable (%s)", path, exc)
+            continue
+        found.update({name: s for name, s in sets.items() if isinstance(s, dict) and s.get("fingerprint")})
+    return found
 
 
 def run_evaluation(base_model: str, tuned_model: str, sets: Mapping[str, Sequence[EvalItem]], paths: Any, *,
                    options: EvalOptions = DEFAULT_OPTIONS, judge_client: Any = None, progress: bool = True,
                    reuse_base: bool = True, side_by_side_n: int = 8) -> dict[str, Any]:
     """Step 06: base vs fine-tuned on the same sets; writes eval_report.json/.md and plots."""
-    base = _reusable_base(paths, base_model, sets, options, judge_client) if reuse_base else None
-    if base is None:
-        base = evaluate_model(base_model, sets, options=options, judge_client=judge_client, progress=progress,
-                              label="base")
+    base = evaluate_model(base_model, sets, options=options, judge_client=judge_client, progress=progress,
+                          label="base", reuse=earlier_base_results(paths) if reuse_base else None)
     tuned = evaluate_model(tuned_model, sets, options=options, judge_client=judge_client, progress=progress,
                            label="fine-tuned")
     report = {"base": base, "tuned": tuned, "comparison": compare(base, tuned, options),

@@ -10,6 +10,11 @@ parameters it used and the step's expected outputs; the step is "complete" while
 that marker matches and those outputs still exist. Anything else re-runs the
 notebook, and the step's own resumability (e.g. step 03's response store) makes a
 re-run cheap — nothing already answered is asked again.
+
+Ctrl+C is forwarded to the running notebook's kernel (step 03 then stops cleanly and
+stores what was answered); the runner raises `StepInterrupted`, writes no marker for
+that step, and `ktools run` exits with 130. Running the same command again skips the
+completed steps and resumes the interrupted one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from ktools.runner.pipeline import (
     STEPS,
     NotebookStep,
     StepFailed,
+    StepInterrupted,
     StepOutcome,
     parse_steps,
     run_pipeline,
@@ -29,6 +35,7 @@ __all__ = [
     "STEPS",
     "NotebookStep",
     "StepFailed",
+    "StepInterrupted",
     "StepOutcome",
     "parse_steps",
     "profile_parameters",

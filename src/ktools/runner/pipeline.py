@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -81,10 +85,68 @@ class StepFailed(RuntimeError):
         self.executed = executed
 
 
+class StepInterrupted(KeyboardInterrupt):
+    """Ctrl+C stopped a step; its marker is not written, so the next run runs it again."""
+
+    def __init__(self, step: NotebookStep, executed: Path | None):
+        super().__init__(f"step {step.name} interrupted")
+        self.step = step
+        self.executed = executed
+
+
+def _kernel_children() -> list[int]:
+    """Pids of our child processes that are Jupyter kernels (Linux /proc; empty elsewhere)."""
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == me and b"ipykernel" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@contextlib.contextmanager
+def _forward_interrupt_to_kernel():
+    """The first Ctrl+C goes to the notebook's kernel, not to papermill.
+
+    papermill starts the kernel in its own session, so a terminal's Ctrl+C reaches only
+    `ktools run`; a KeyboardInterrupt there tears the kernel down mid-cell, and answers
+    still in step 03's group commit are lost. Forwarded instead, the running cell gets
+    the KeyboardInterrupt: step 03 stops cleanly (stores what was answered, writes its
+    report as "interrupted"), the cell fails, and the runner reports the interruption.
+    A second Ctrl+C (or no kernel found) stops the runner at once.
+    Yields a dict whose "interrupted" key tells whether Ctrl+C was pressed."""
+    state = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        kernels = _kernel_children()
+        if state["interrupted"] or not kernels:
+            state["interrupted"] = True
+            raise KeyboardInterrupt
+        state["interrupted"] = True
+        log.warning("interrupt: stopping the running notebook cell (press Ctrl+C again to abort at once)")
+        for pid in kernels:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @dataclass
 class StepOutcome:
     step: NotebookStep
-    status: str  # "ran" | "skipped" | "failed" | "missing"
+    status: str  # "ran" | "skipped" | "failed" | "missing" | "interrupted"
     seconds: float = 0.0
     executed: Path | None = None
     message: str = ""
@@ -199,7 +261,8 @@ def run_pipeline(
     on_event: Callable[[str, StepOutcome], None] | None = None,
     stop_on_failure: bool = True,
 ) -> list[StepOutcome]:
-    """Execute the chosen steps in order. Raises StepFailed on the first failing notebook."""
+    """Execute the chosen steps in order. Raises StepFailed on the first failing notebook,
+    StepInterrupted (a KeyboardInterrupt) on Ctrl+C."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -235,10 +298,24 @@ def run_pipeline(
         executed.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(notebook), str(executed), parameters=own, kernel_name=kernel_name,
-                cwd=str(notebook.parent), progress_bar=False, log_output=False,
-            )
+            with _forward_interrupt_to_kernel() as interrupt:
+                try:
+                    papermill.execute_notebook(
+                        str(notebook), str(executed), parameters=own, kernel_name=kernel_name,
+                        cwd=str(notebook.parent), progress_bar=False, log_output=False,
+                    )
+                finally:
+                    if interrupt["interrupted"]:
+                        raise StepInterrupted(step, executed)
+        except KeyboardInterrupt as exc:
+            outcome = StepOutcome(step, "interrupted", time.perf_counter() - started, executed,
+                                  f"step {step.name} interrupted", own)
+            outcomes.append(outcome)
+            if on_event:
+                on_event("interrupted", outcome)
+            if isinstance(exc, StepInterrupted):
+                raise
+            raise StepInterrupted(step, executed) from None
         except PapermillExecutionError as exc:
             outcome = StepOutcome(step, "failed", time.perf_counter() - started, executed,
                                   _describe_failure(step, exc, executed), own)

@@ -5,7 +5,9 @@ at every operator are far slower than one: measured here under load (load averag
 2 cores), greedy decoding ran at 12.6 tokens/s with 1 thread and 2.5 tokens/s with 2.
 A run started at load 1.9 with 2 threads was as slow again, so on small machines
 (<= 4 cores) one thread is used as soon as the load average reaches half the cores;
-otherwise torch's default.
+otherwise torch's default. "Busy" is the work running now (`ktools.cpuload.busy_cores`,
+a 1 s sample), not the load average, which inside `ktools run` mostly counts the
+pipeline's own previous step.
 `KTOOLS_TORCH_THREADS` overrides the choice.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+
+from ktools.cpuload import busy_cores
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +32,10 @@ def choose_torch_threads() -> int:
         return torch.get_num_threads()
     else:
         cores = os.cpu_count() or 1
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        busy = busy_cores()
         threads = 1 if cores <= 4 and busy >= cores / 2 else torch.get_num_threads()
         if threads == 1 and torch.get_num_threads() > 1:
-            log.info("the CPU is busy (load %.1f on %d cores): torch uses 1 thread, which is faster then",
+            log.info("the CPU is busy (%.1f of %d cores in use): torch uses 1 thread, which is faster then",
                      busy, cores)
     torch.set_num_threads(threads)
     return threads

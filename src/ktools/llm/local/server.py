@@ -91,11 +91,15 @@ def default_threads() -> int:
     measured here on 2 busy cores, a bf16 decode step at batch 16 took 730-753 ms with
     1 thread but 3149-4189 ms with 2. On the idle machine, the demo's step 03 got
     81 tokens/s aggregate with 2 threads against 54 with 1 (with other work running).
-    So, like the trainer, we look at the load average when the server starts.
+    So, like the trainer, we look at how busy the CPU is when the server starts: the
+    cores in use now (`ktools.cpuload.busy_cores`), not the load average, which after
+    step 01's evaluation still counts that finished work.
     `--threads` overrides the choice.
     """
+    from ktools.cpuload import busy_cores
+
     cores = os.cpu_count() or 2
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = busy_cores()
     return cores if busy < cores / 2 else max(1, cores // 2)
 
 
