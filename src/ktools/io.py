@@ -15,11 +15,12 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JsonlError(ValueError):
@@ -99,6 +100,33 @@ def iter_jsonl(path: str | Path, *, drop_torn_tail: bool = True) -> Iterator[dic
 
 def read_jsonl(path: str | Path, *, drop_torn_tail: bool = True) -> list[dict[str, Any]]:
     return list(iter_jsonl(path, drop_torn_tail=drop_torn_tail))
+
+
+def read_jsonl_or_raise(path: Path, error: type[Exception], utf8_hint: str) -> list[dict[str, Any]]:
+    """`read_jsonl`, with a bad line or non-UTF-8 bytes raised as `error` (the caller's own
+    error type, whose message names the file and line; `utf8_hint` says what the file must be)."""
+    try:
+        return read_jsonl(path)
+    except JsonlError as exc:
+        raise error(str(exc)) from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text; {utf8_hint}.") from None
+
+
+def load_each(paths: Iterable[Path], load: Callable[[Path], T], errors: list[tuple[str, str]],
+              error: type[Exception] | tuple[type[Exception], ...],
+              logger: logging.Logger | None = None) -> Iterator[tuple[Path, T]]:
+    """`(path, load(path))` for each file that loads; a file raising `error` is added to
+    `errors` as `(path, reason)` (and logged to `logger`), and the others still load."""
+    for path in paths:
+        try:
+            value = load(path)
+        except error as exc:
+            errors.append((str(path), str(exc)))
+            if logger is not None:
+                logger.error("%s", exc)
+            continue
+        yield path, value
 
 
 def require_fields(record: dict[str, Any], fields: Iterable[str], *, path: str | Path, line: int) -> None:

@@ -37,7 +37,7 @@ from ktools.export.qa_files import (
     source_file_name,
     unique_stems,
 )
-from ktools.io import JsonlError, read_jsonl
+from ktools.io import load_each, read_jsonl_or_raise
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +166,7 @@ def _json_chunks(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any], dict
 
 
 def _jsonl_chunks(path: Path) -> list[dict[str, Any]]:
-    try:
-        records = read_jsonl(path)
-    except JsonlError as exc:
-        raise ChunkFileError(str(exc)) from None
-    except UnicodeDecodeError:
-        raise ChunkFileError(f"{path}: not UTF-8 text; chunk files must be UTF-8 JSONL.") from None
+    records = read_jsonl_or_raise(path, ChunkFileError, "chunk files must be UTF-8 JSONL")
     default_source = path.stem
     positions: dict[str, int] = {}
     rows = []
@@ -251,6 +246,20 @@ def synthesize_icl(doc: ChunkDocument) -> None:
              ", ".join(doc.files), "; ".join(queries))
 
 
+CHUNK_FILE_TYPES = (".json", ".jsonl", ".txt", ".md")
+
+
+def _read_chunk_file(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """(rows, document metadata, processing info) of one chunk file; rows carry their `source`."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _json_chunks(path)
+    if suffix == ".jsonl":
+        return _jsonl_chunks(path), {}, {}
+    _, row = _text_chunk(path)
+    return [row], {}, {}
+
+
 def read_chunks_dir(folder: str | Path) -> ChunkLoad:
     """All chunk documents of a folder; a bad file is listed in `errors`, the others still load."""
     folder = Path(folder)
@@ -272,28 +281,19 @@ def read_chunks_dir(folder: str | Path) -> ChunkLoad:
             doc.files.append(path.name)
         return doc
 
+    candidates = []
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.name.startswith(".") or path.name.endswith(QA_FILE_SUFFIX) \
                 or path.name in OWN_OUTPUTS:
             continue
-        suffix = path.suffix.lower()
-        try:
-            if suffix == ".json":
-                rows, metadata, processing = _json_chunks(path)
-                for row in rows:
-                    doc = document(row["source"], path, metadata, processing)
-                    doc.rows.append(row)
-            elif suffix == ".jsonl":
-                for row in _jsonl_chunks(path):
-                    document(row["source"], path).rows.append(row)
-            elif suffix in (".txt", ".md"):
-                source, row = _text_chunk(path)
-                document(source, path).rows.append(row)
-            else:
-                log.debug("skipping %s (not a chunk file type)", path)
-        except ChunkFileError as exc:
-            load.errors.append((str(path), str(exc)))
-            log.error("%s", exc)
+        if path.suffix.lower() in CHUNK_FILE_TYPES:
+            candidates.append(path)
+        else:
+            log.debug("skipping %s (not a chunk file type)", path)
+    for path, (rows, metadata, processing) in load_each(candidates, _read_chunk_file, load.errors,
+                                                        ChunkFileError, log):
+        for row in rows:
+            document(row["source"], path, metadata, processing).rows.append(row)
     stems = unique_stems(by_source)
     stem_names = {f"{stem}{QA_FILE_SUFFIX}" for source, stem in stems.items()
                   if not any(f.endswith(CHUNK_FILE_SUFFIX) for f in by_source[source].files)}

@@ -28,7 +28,7 @@ from ktools.export.qa_files import (
     write_qa_file,
 )
 from ktools.export.step03 import qa_documents_from_gen_rows
-from ktools.io import JsonlError, read_json, read_jsonl
+from ktools.io import JsonlError, load_each, read_json, read_jsonl, read_jsonl_or_raise
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,7 @@ class LoadedQA:
 
 def read_pair_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a gen.jsonl-like file, each checked for `question` and `response`/`answer`."""
-    try:
-        rows = read_jsonl(path)
-    except JsonlError as exc:
-        raise QAInputError(str(exc)) from None
-    except UnicodeDecodeError:
-        raise QAInputError(f"{path}: not UTF-8 text; JSONL must be UTF-8.") from None
+    rows = read_jsonl_or_raise(path, QAInputError, "JSONL must be UTF-8")
     for i, row in enumerate(rows, start=1):
         if not isinstance(row.get("question"), str) or not row["question"].strip():
             raise QAInputError(f"{path}, line {i}: field 'question' is missing or empty. Each row needs "
@@ -114,11 +109,8 @@ def _chunk_status_from_report(report: Mapping[str, Any] | None) -> dict[str, dic
 def load_step03(paths: Sequence[Path], step3_dir: Path | None) -> LoadedQA:
     loaded = LoadedQA(kind="step03")
     rows: list[dict[str, Any]] = []
-    for path in paths:
-        try:
-            rows.extend(read_pair_rows(path))
-        except QAInputError as exc:
-            loaded.errors.append((str(path), str(exc)))
+    for _, file_rows in load_each(paths, read_pair_rows, loaded.errors, QAInputError):
+        rows.extend(file_rows)
     report = None
     if step3_dir is not None and (step3_dir / REPORT_FILE).is_file():
         try:
@@ -171,11 +163,8 @@ def load_qa_input(path: str | Path, *, include_incomplete: bool = True) -> Loade
     qa_files = sorted(path.glob(f"*{QA_FILE_SUFFIX}"))
     if qa_files:
         loaded = LoadedQA(kind="qa_dir")
-        for qa_file in qa_files:
-            try:
-                loaded.documents.append((qa_file.name, read_qa_file(qa_file)))
-            except QAInputError as exc:
-                loaded.errors.append((str(qa_file), str(exc)))
+        loaded.documents = [(qa_file.name, doc)
+                            for qa_file, doc in load_each(qa_files, read_qa_file, loaded.errors, QAInputError)]
         return _filter_incomplete(loaded, include_incomplete)
     gen_files = _gen_files(path)
     if gen_files:
