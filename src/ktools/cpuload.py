@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal (idle=3, iowait=4 are not busy)
 
@@ -39,3 +40,20 @@ def busy_cores(sample_seconds: float = 1.0) -> float:
     if after is None or after[1] <= before[1]:
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    cores: int
+    busy: float  # cores kept busy by other work right now
+
+    @property
+    def oversubscribed(self) -> bool:
+        """Half the cores or more already busy: then torch's intra-op threads wait on each
+        other at every operator, and fewer threads are faster (the rule the trainer, the
+        evaluation and the embedded teacher share; their modules give the measurements)."""
+        return self.busy >= self.cores / 2
+
+
+def cpu_use(sample_seconds: float = 1.0) -> CpuUse:
+    return CpuUse(os.cpu_count() or 1, busy_cores(sample_seconds))

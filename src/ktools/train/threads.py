@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ktools.cpuload import busy_cores
+from ktools.cpuload import cpu_use
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,10 @@ def choose_torch_threads() -> int:
     elif torch.cuda.is_available():
         return torch.get_num_threads()
     else:
-        cores = os.cpu_count() or 1
-        busy = busy_cores()
-        threads = 1 if cores <= 4 and busy >= cores / 2 else torch.get_num_threads()
+        use = cpu_use()
+        threads = 1 if use.cores <= 4 and use.oversubscribed else torch.get_num_threads()
         if threads == 1 and torch.get_num_threads() > 1:
             log.info("the CPU is busy (%.1f of %d cores in use): torch uses 1 thread, which is faster then",
-                     busy, cores)
+                     use.busy, use.cores)
     torch.set_num_threads(threads)
     return threads

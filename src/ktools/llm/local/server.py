@@ -96,11 +96,10 @@ def default_threads() -> int:
     step 01's evaluation still counts that finished work.
     `--threads` overrides the choice.
     """
-    from ktools.cpuload import busy_cores
+    from ktools.cpuload import cpu_use
 
-    cores = os.cpu_count() or 2
-    busy = busy_cores()
-    return cores if busy < cores / 2 else max(1, cores // 2)
+    use = cpu_use()
+    return max(1, use.cores // 2) if use.oversubscribed else use.cores
 
 
 def resolve_dtype(dtype: str) -> str:

@@ -1,0 +1,41 @@
+"""One busy-CPU rule (ktools.cpuload.CpuUse) behind the trainer's and the embedded teacher's thread counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from ktools.cpuload import CpuUse
+
+
+def test_half_the_cores_busy_is_oversubscribed():
+    assert CpuUse(2, 1.0).oversubscribed and CpuUse(8, 4.5).oversubscribed
+    assert not CpuUse(2, 0.9).oversubscribed and not CpuUse(8, 3.9).oversubscribed
+
+
+@pytest.mark.parametrize(("use", "expected"), [(CpuUse(2, 0.2), 2), (CpuUse(2, 1.5), 1), (CpuUse(8, 5.0), 4),
+                                               (CpuUse(8, 1.0), 8)])
+def test_embedded_teacher_takes_all_cores_when_idle_and_half_when_busy(monkeypatch, use, expected):
+    from ktools.llm.local import server
+
+    monkeypatch.setattr("ktools.cpuload.cpu_use", lambda: use)
+    assert server.default_threads() == expected
+
+
+@pytest.mark.parametrize(("use", "one_thread"), [(CpuUse(2, 1.5), True), (CpuUse(2, 0.5), False),
+                                                 (CpuUse(8, 6.0), False)])  # >4 cores keep torch's default
+def test_trainer_uses_one_thread_on_a_busy_small_machine(monkeypatch, use, one_thread):
+    import torch
+
+    from ktools.train import threads
+
+    monkeypatch.delenv("KTOOLS_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(threads, "cpu_use", lambda: use)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert threads.choose_torch_threads() == (1 if one_thread else 2)
+        monkeypatch.setenv("KTOOLS_TORCH_THREADS", "3")
+        assert threads.choose_torch_threads() == 3
+    finally:
+        torch.set_num_threads(before)
