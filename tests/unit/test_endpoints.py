@@ -252,6 +252,8 @@ def test_requests_spread_over_replicas_and_survive_one_dying_mid_run():
     assert sum(r["ok"] for r in rows.values()) == 240
     assert client.stats["failures"] == 0 and client.stats["failovers"] == client.stats["errors"] >= 3
     assert rows[slow.base_url]["latency_p50_ms"] > rows[fast.base_url]["latency_p50_ms"]
+    for server in (fast, slow, dying):  # attempts counted per endpoint = requests the server received
+        assert rows[server.base_url]["requests"] == len(server.requests)
     answered = collections.Counter()
     for server in (fast, slow, dying):
         answered.update(b["messages"][-1]["content"] for b in server.requests)
@@ -317,3 +319,49 @@ def test_a_run_on_endpoints_a_b_resumes_on_endpoint_c_without_resending(tmp_path
         again = run_generation(seeds, opts, client, tmp_path / "out")
         assert again.ok and len(c.requests) == 0 and again.requests.get("sent", 0) == 0
     assert {g: read_jsonl(tmp_path / "out" / g / "gen.jsonl") for g in opts.generators} == first
+
+
+def test_status_check_looks_at_every_endpoint(tmp_path):
+    from ktools.setup_checks import teacher_reachability
+
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+        urls = f"{a.base_url},{b.base_url}#4"
+        settings = load_settings(environ={"TEACHER_PROVIDER": "vllm", "TEACHER_MODEL_BASE_URL": urls},
+                                 repo_root=tmp_path)
+        check = teacher_reachability(settings)
+        assert check.ok and a.base_url in check.detail and b.base_url in check.detail
+        b.stop()
+        check = teacher_reachability(settings, timeout=1.0)
+        assert not check.ok and b.base_url in check.detail and "unreachable" in check.detail
+
+
+def test_one_pool_serves_several_event_loops_and_counts_match_the_servers():
+    import threading
+
+    with FakeOpenAIServer(latency=0.01, capacity=2) as a, FakeOpenAIServer(latency=0.02) as b:
+        b.add_faults((["ok"] * 5 + ["500"] * 3) * 30)
+        client = TeacherClient(f"{a.base_url}#2,{b.base_url}#3", "m", max_concurrency=8, max_retries=6,
+                               endpoint_cooldown=0.05, endpoint_failures=2, backoff_base=0.01)
+        out: dict[int, list] = {}
+
+        def worker(k: int) -> None:
+            async def many():
+                return await asyncio.gather(*(client.achat([{"role": "user", "content": f"t{k} q{i}"}])
+                                              for i in range(40)))
+
+            out[k] = (asyncio.run(many()) if k % 2 else
+                      [client.chat([{"role": "user", "content": f"t{k} q{i}"}]) for i in range(10)])
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        client.close()
+        rows = client.endpoint_stats()
+        assert [r["requests"] for r in rows] == [len(a.requests), len(b.requests)]
+    assert sorted(out) == [0, 1, 2, 3]
+    for k, results in out.items():
+        assert [r.choices[0].text for r in results] == [f"Answer 0 to: t{k} q{i}" for i in range(len(results))]
+    assert all(r["in_flight"] == 0 for r in rows) and rows[0]["peak_in_flight"] <= 2 and rows[1]["peak_in_flight"] <= 3
+    assert client.stats["failures"] == 0 and rows[1]["errors"] >= 1

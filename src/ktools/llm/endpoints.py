@@ -66,7 +66,7 @@ class Endpoint:
         self.share = share
         self.outstanding = 0
         self.peak = 0
-        self.requests = 0       # attempts sent here
+        self.requests = 0       # attempts sent here (counted when they end)
         self.ok = 0
         self.errors = 0         # failed attempts of any kind
         self.cooldowns = 0      # times taken out
@@ -164,7 +164,6 @@ class EndpointPool:
 
     def _take_locked(self, ep: Endpoint) -> None:
         ep.outstanding += 1
-        ep.requests += 1
         if ep.outstanding > ep.peak:
             ep.peak = ep.outstanding
 
@@ -205,7 +204,7 @@ class EndpointPool:
                 granted = fut.result() if fut.done() and not fut.cancelled() else None
                 if isinstance(exc, asyncio.CancelledError):
                     if granted is not None:
-                        self.release(granted, None)
+                        self.release(granted, None, sent=False)
                     raise
             if granted is not None:
                 return granted
@@ -218,12 +217,15 @@ class EndpointPool:
 
     # --- outcomes ---
     def release(self, ep: Endpoint, outcome: str | None, seconds: float | None = None, *,
-                pause: float = 0.0, error: str = "") -> None:
-        """Give the slot back and record how the attempt went (outcome None: cancelled, nothing learnt)."""
+                pause: float = 0.0, error: str = "", sent: bool = True) -> None:
+        """Give the slot back and record how the attempt went (outcome None: cancelled, nothing learnt;
+        sent=False: the slot was never used for a request)."""
         wake_all = False
         with self._lock:
             now = self._clock()
             ep.outstanding -= 1
+            if sent:
+                ep.requests += 1
             if outcome == OK:
                 ep.ok += 1
                 if seconds is not None:
@@ -288,12 +290,12 @@ class EndpointPool:
                 waiter.loop.call_soon_threadsafe(self._settle, waiter, granted)
             except RuntimeError:  # that loop is closed: its request is gone, give the slot back
                 if granted is not None:
-                    self.release(granted, None)
+                    self.release(granted, None, sent=False)
 
     def _settle(self, waiter: _Waiter, granted: Endpoint | None) -> None:
         if waiter.fut.done():  # the waiter gave up meanwhile: pass the slot on
             if granted is not None:
-                self.release(granted, None)
+                self.release(granted, None, sent=False)
         else:
             waiter.fut.set_result(granted)
 
