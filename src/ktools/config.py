@@ -340,6 +340,28 @@ def invalid_setting(name: str, raw: str, origin: str | None, exc: ValueError, *,
     )
 
 
+def _field_value(f: _Field, layers: Layers) -> tuple[Any, str | None]:
+    """A field's parsed value from the highest layer that sets it (and that layer), or its default."""
+    raw, origin = layered_value(layers, f.env)
+    if raw is None or (raw.strip() == "" and f.attr != "teacher_api_key"):
+        return f.default, None
+    try:
+        return f.parse(raw), origin or "default"
+    except ValueError as exc:
+        raise invalid_setting(f.env, raw, origin, exc, secret=f.attr == "teacher_api_key",
+                              fallback=f" to use the default ({f.default!r})") from None
+
+
+def setting(attr: str, step_dir: str | Path | None = None, environ: Mapping[str, str] | None = None,
+            repo_root: str | Path | None = None) -> Any:
+    """One setting, read like `load_settings` reads it (same layers, parser and errors) but
+    without validating the others: for low-level code with no Settings at hand."""
+    f = next((f for f in _FIELDS if f.attr == attr), None)
+    if f is None:
+        raise ConfigError(f"unknown setting {attr!r}; known: {', '.join(sorted(ENV_NAMES))}")
+    return _field_value(f, settings_layers(step_dir, environ, repo_root))[0]
+
+
 def load_settings(
     step_dir: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -351,16 +373,9 @@ def load_settings(
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for f in _FIELDS:
-        raw, origin = layered_value(layers, f.env)
-        if raw is None or (raw.strip() == "" and f.attr != "teacher_api_key"):
-            values[f.attr] = f.default
-            continue
-        try:
-            values[f.attr] = f.parse(raw)
-        except ValueError as exc:
-            raise invalid_setting(f.env, raw, origin, exc, secret=f.attr == "teacher_api_key",
-                                  fallback=f" to use the default ({f.default!r})") from None
-        sources[f.env] = origin or "default"
+        values[f.attr], origin = _field_value(f, layers)
+        if origin is not None:
+            sources[f.env] = origin
 
     for name, value in overrides.items():
         if name not in ENV_NAMES:

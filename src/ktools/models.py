@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ktools.config import EMBEDDED_MODEL_NAME
+from ktools.config import EMBEDDED_MODEL_NAME, Settings, setting
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ def embedded_gguf_path() -> Path:
                              f"{list(spec.submodule_search_locations)}; reinstall it with --no-deps.")
 
 
-def cache_root() -> Path:
-    configured = os.environ.get("KTOOLS_CACHE_DIR")
+def cache_root(settings: Settings | None = None) -> Path:
+    """`KTOOLS_CACHE_DIR` (Settings.cache_dir; read through ktools.config when no Settings
+    are given, so the environment and .env files count alike), else ~/.cache/ktools."""
+    configured = settings.cache_dir if settings is not None else setting("cache_dir")
     root = Path(configured).expanduser() if configured else Path.home() / ".cache" / "ktools"
     root.mkdir(parents=True, exist_ok=True)
     return root
