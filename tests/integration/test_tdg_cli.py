@@ -6,7 +6,6 @@ environment variables, `--provider local` meaning Ollama because OLLAMA_BASE_URL
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from ktools.io import read_json, read_jsonl
+from ktools.testing.chunk_files import write_chunker_file
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +37,7 @@ def write_chunks(folder):
     texts = ["# Harbour Rules\nVessels must reserve berths fourteen days ahead.",
              "Tankers require licensed pilots inside the basin.",
              "Dredging happens every spring, surveys follow in summer."]
-    (folder / "Harbour Rules_chunks.json").write_text(json.dumps({
-        "metadata": {"file_name": "Harbour Rules.pdf", "source_file": "/docs/Harbour Rules.pdf",
-                     "file_type": ".pdf", "file_size": 4321, "processed_at": "2025-01-01T00:00:00"},
-        "processing_info": {"splitting_strategy": "recursive", "chunk_size": 500, "chunk_overlap": 50,
-                            "total_chunks": 3},
-        "chunks": [{"text": t, "chunk_id": f"0_{i}", "chunk_index": i, "start_char": 60 * i,
-                    "end_char": 60 * i + len(t)} for i, t in enumerate(texts)],
-        "status": "completed"}))
+    write_chunker_file(folder, "Harbour Rules.pdf", texts, file_size=4321, offset_step=60)
     (folder / "ferries.md").write_text("Ferries depart hourly from the northern terminal building.")
     (folder / "corrupt_chunks.json").write_text('{"chunks": [{"text": "unterminated')
 

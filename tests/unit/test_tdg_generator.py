@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -17,6 +16,7 @@ from ktools.tdg import (
     convert_tdg_template,
     engine_parses_json_pairs,
 )
+from ktools.testing.chunk_files import write_chunker_file
 
 
 class ScriptedTeacher:
@@ -46,14 +46,7 @@ def make_chunks(folder):
     texts = ["# Harbour Rules\nVessels must book berths forty days ahead.",
              "Pilots are mandatory for tankers entering the basin.",
              "POISON chunk about dredging schedules and surveys."]
-    (folder / "Harbour_chunks.json").write_text(json.dumps({
-        "metadata": {"file_name": "Harbour.pdf", "source_file": "/docs/Harbour.pdf", "file_type": ".pdf",
-                     "file_size": 999, "processed_at": "2025-01-01T00:00:00"},
-        "processing_info": {"splitting_strategy": "recursive", "chunk_size": 500, "chunk_overlap": 50,
-                            "total_chunks": 3},
-        "chunks": [{"text": t, "chunk_id": f"0_{i}", "chunk_index": i, "start_char": 10 * i,
-                    "end_char": 10 * i + len(t)} for i, t in enumerate(texts)],
-        "status": "completed"}))
+    write_chunker_file(folder, "Harbour.pdf", texts, file_size=999, offset_step=10)
     (folder / "ferry.txt").write_text("Ferries leave hourly from the northern terminal building.")
     (folder / "broken_chunks.json").write_text("{oops")
 
