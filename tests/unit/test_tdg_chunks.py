@@ -8,21 +8,14 @@ import logging
 import pytest
 
 from ktools.tdg_chunks import ChunkFileError, read_chunks_dir
+from ktools.testing.chunk_files import write_chunker_file
 
 
 def chunker_file(path, name="Policy.pdf", texts=("# Staff Policy\n## Leave\nStaff get 20 days of annual leave a year.",
                                                   "Sick leave needs a doctor's note after three days.")):
-    data = {
-        "metadata": {"file_name": name, "source_file": f"/data/documents/{name}", "file_type": ".pdf",
-                     "file_size": 1234, "processed_at": "2025-08-23T10:30:45"},
-        "processing_info": {"splitting_strategy": "recursive", "chunk_size": 1000, "chunk_overlap": 200,
-                            "total_chunks": len(texts)},
-        "chunks": [{"text": t, "chunk_id": f"0_{i}", "chunk_index": i, "start_char": i * 100,
-                    "end_char": i * 100 + len(t)} for i, t in enumerate(texts)],
-        "status": "completed",
-    }
-    path.write_text(json.dumps(data))
-    return data
+    return write_chunker_file(path.parent, name, texts, file_size=1234, offset_step=100,
+                              source_dir="/data/documents", chunk_size=1000, chunk_overlap=200,
+                              chunk_file=path.name)
 
 
 def test_reads_every_chunk_format(tmp_path, caplog):
