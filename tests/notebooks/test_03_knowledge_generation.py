@@ -18,13 +18,6 @@ NOTEBOOK = "Knowledge_Generation.ipynb"
 SECRET = "sk-test-DO-NOT-SHOW-0123456789abcdef"
 
 
-def test_notebook_is_stored_clean(repo_root):
-    nb = nbformat.read(repo_root / "03_Knowledge_Generation" / NOTEBOOK, as_version=4)
-    assert nb.metadata.kernelspec.name == "python3"
-    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
-    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
-
-
 def _seed(paths: OutputPaths) -> None:
     paths.seed_data.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"document": f"Section {i}: the Orvane ferry carries {20 + i} cars and sails every {i + 1} hours.",

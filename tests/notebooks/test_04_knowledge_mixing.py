@@ -14,13 +14,6 @@ from ktools.testing.synthetic_generated import SyntheticShape, write_synthetic_s
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 
-def test_notebook_is_stored_clean(repo_root):
-    nb = nbformat.read(repo_root / "04_Knowledge_Mixing" / "Knowledge_Mixing.ipynb", as_version=4)
-    assert nb.metadata.kernelspec.name == "python3"
-    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
-    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
-
-
 def test_notebook_runs_on_synthetic_step03(repo_root, tmp_output, tmp_path):
     papermill = pytest.importorskip("papermill")
     shape = SyntheticShape(n_chunks=4, summaries_per_chunk=5, qa_per_summary=3, words_per_chunk=150,
