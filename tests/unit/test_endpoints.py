@@ -365,3 +365,22 @@ def test_one_pool_serves_several_event_loops_and_counts_match_the_servers():
         assert [r.choices[0].text for r in results] == [f"Answer 0 to: t{k} q{i}" for i in range(len(results))]
     assert all(r["in_flight"] == 0 for r in rows) and rows[0]["peak_in_flight"] <= 2 and rows[1]["peak_in_flight"] <= 3
     assert client.stats["failures"] == 0 and rows[1]["errors"] >= 1
+
+
+def test_a_404_from_one_replica_fails_over_and_a_404_everywhere_fails_fast():
+    from ktools.llm.types import TeacherError
+
+    with FakeOpenAIServer(faults=["404"] * 3) as wrong, FakeOpenAIServer() as right:
+        client = TeacherClient(f"{wrong.base_url},{right.base_url}", "m", max_concurrency=1, max_retries=0,
+                               endpoint_failures=1)
+        results = _ask(client, 3)
+        assert all(r.choices for r in results) and client.stats["failovers"] >= 1
+        assert client.endpoint_stats()[0]["cooldowns"] == 0  # not rested: 404 says nothing about its health
+    with FakeOpenAIServer(faults=["404"] * 100) as a, FakeOpenAIServer(faults=["404"] * 100) as b:
+        client = TeacherClient(f"{a.base_url},{b.base_url}", "m", max_concurrency=2, max_retries=3,
+                               endpoint_failures=1, endpoint_cooldown=30)
+        started = time.monotonic()
+        for _ in range(3):
+            with pytest.raises(TeacherError, match="HTTP 404.*TEACHER_MODEL_NAME"):
+                _ask(client, 1)
+        assert time.monotonic() - started < 5 and len(a.requests) + len(b.requests) == 6

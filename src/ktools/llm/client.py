@@ -576,8 +576,8 @@ class TeacherClient:
         """`_request` over several endpoints (see ktools.llm.endpoints).
 
         A failed attempt (connection error, timeout, 5xx, 429, unusable answer; also 401/403/404,
-        which may be one misconfigured replica) goes at once to another endpoint that is up and has
-        not failed this request yet: no backoff, no retry used. When no such endpoint is left, the
+        which may be one misconfigured replica, though they never start a cool-down) goes at once to
+        another endpoint that is up and has not failed this request yet: no backoff, no retry used. When no such endpoint is left, the
         attempt counts as one retry of `max_retries` with the usual backoff, and every endpoint may be
         tried again. A 429's wait pauses that endpoint only.
         """
@@ -611,10 +611,10 @@ class TeacherClient:
                 reason = f"HTTP {status}: {self._short(exc)}"
                 if status in (429, 409, 425):
                     outcome, pause = BUSY, retry_after or 0.0
-                elif retryable or status in (401, 403, 404):
+                elif retryable:
                     outcome, pause = FAILED, retry_after or 0.0
-                else:
-                    outcome = REJECTED
+                else:  # 401/403/404 fail over below, but never rest an endpoint: a wrong model name
+                    outcome = REJECTED  # would otherwise rest them all and make every failure slow
             except (openai.APITimeoutError, TimeoutError):
                 retryable, reason, outcome = True, f"no answer within {self.timeout:g} s", FAILED
             except openai.APIConnectionError as exc:
