@@ -577,9 +577,9 @@ class TeacherClient:
 
         A failed attempt (connection error, timeout, 5xx, 429, unusable answer; also 401/403/404,
         which may be one misconfigured replica, though they never start a cool-down) goes at once to
-        another endpoint that is up and has not failed this request yet: no backoff, no retry used. When no such endpoint is left, the
-        attempt counts as one retry of `max_retries` with the usual backoff, and every endpoint may be
-        tried again. A 429's wait pauses that endpoint only.
+        another endpoint that is up and has not failed this request yet: no backoff, no retry used.
+        When no such endpoint is left, the attempt counts as one retry of `max_retries` with the
+        usual backoff, and every endpoint may be tried again. A 429's wait pauses that endpoint only.
         """
         pool = self._pool
         assert pool is not None
