@@ -90,6 +90,16 @@ def test_teacher_key_comes_from_the_secret_of_the_two_teacher_steps(tmp_path):
         assert secret["optional"] is False
 
 
+def test_training_pod_asks_for_gpus_only_when_told(tmp_path):
+    spec, _ = _compile(tmp_path)
+    assert all("accelerator" not in e["container"].get("resources", {})
+               for e in spec["deploymentSpec"]["executors"].values())
+    spec, _ = _compile(tmp_path, train_gpus=4)
+    resources = spec["deploymentSpec"]["executors"]["exec-model-training"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["accelerator"]["resourceCount"] == "4"
+
+
 def test_no_secret_wiring_when_the_secret_name_is_empty(tmp_path):
     _, platform = _compile(tmp_path, secret_name="")
     assert platform == {}

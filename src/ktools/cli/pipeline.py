@@ -1,6 +1,6 @@
 """`ktools pipeline compile` / `ktools pipeline run-local`: steps 02-05 as a Kubeflow pipeline.
 
-    ktools pipeline compile [--output FILE] [--image IMAGE] [--secret-name NAME] [-p NAME VALUE]...
+    ktools pipeline compile [--output FILE] [--image IMAGE] [--secret-name NAME] [--train-gpus N] [-p NAME VALUE]...
     ktools pipeline run-local [--profile smoke] [-p NAME VALUE]... [--output-dir DIR] [--replace]
 
 `-p` takes pipeline parameters (lower-case, e.g. `-p number_of_summaries 2`) or notebook
@@ -40,6 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                                f"(default: {DEFAULT_SECRET_NAME}; '' for none)")
     compile_.add_argument("--secret-key", default=DEFAULT_SECRET_KEY,
                           help=f"key inside that secret (default: {DEFAULT_SECRET_KEY})")
+    compile_.add_argument("--train-gpus", type=int, default=0,
+                          help="GPUs (nvidia.com/gpu) for the training pod; 2+ train through torchrun "
+                               "(build the image with CUDA torch)")
     _add_values(compile_)
     local = actions.add_parser("run-local", help="run the pipeline here with KFP's local subprocess runner")
     _add_values(local)
@@ -79,7 +82,7 @@ def _compile(args: argparse.Namespace) -> int:
     from ktools.pipelines.definition import compile_pipeline
 
     path = compile_pipeline(args.output, image=args.image, secret_name=args.secret_name,
-                            secret_key=args.secret_key, defaults=_values(args))
+                            secret_key=args.secret_key, train_gpus=args.train_gpus, defaults=_values(args))
     secret = (f"secret {args.secret_name!r} (key {args.secret_key!r}) as TEACHER_MODEL_API_KEY"
               if args.secret_name else "no secret")
     print(f"pipeline written to {path} (image {args.image}; {secret})")
@@ -102,7 +105,7 @@ def _run_local(args: argparse.Namespace) -> int:
         if name == "model":
             continue
         details = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in meta.items() if k != "seconds")
+                            for k, v in sorted(meta.items()) if k != "seconds")
         print(f"  {name}: {meta.get('seconds', 0):.0f} s  {details}")
     for name, path in sorted((result.collected or result.artifacts).items()):
         print(f"  {name} → {path}")

@@ -103,6 +103,7 @@ def model_training(
     cut_size: int = 0,
     method: str = "full",
     backend: str = "auto",
+    strategy: str = "auto",
     learning_rate: float = 0.0,
     epochs: float = 3.0,
     max_steps: int = 0,

@@ -52,10 +52,11 @@ class PipelineOutputs(NamedTuple):
 
 
 def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET_NAME,
-                   secret_key: str = DEFAULT_SECRET_KEY):
+                   secret_key: str = DEFAULT_SECRET_KEY, train_gpus: int = 0):
     """The pipeline object (compile it, or call it after `kfp.local.init` to run it locally).
 
     `secret_name=""` mounts no secret (the embedded teacher, or an endpoint without a key).
+    `train_gpus` GPUs are requested for the training pod (the image then needs CUDA torch).
     """
     components = make_components(image)
 
@@ -104,6 +105,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         cut_size: int = 0,
         method: str = "full",
         backend: str = "auto",
+        strategy: str = "auto",
         learning_rate: float = 0.0,
         epochs: float = 3.0,
         max_steps: int = 0,
@@ -136,10 +138,13 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         mix.set_display_name("04 Knowledge mixing")
         training = components.model_training(
             step_04=mix.outputs["step_04"], student_model_name=student_model_name, cut_sizes=cut_sizes,
-            cut_size=cut_size, method=method, backend=backend, learning_rate=learning_rate, epochs=epochs,
-            max_steps=max_steps, time_budget_minutes=time_budget_minutes, max_seq_len=train_max_seq_len,
+            cut_size=cut_size, method=method, backend=backend, strategy=strategy, learning_rate=learning_rate,
+            epochs=epochs, max_steps=max_steps, time_budget_minutes=time_budget_minutes, max_seq_len=train_max_seq_len,
             tokens_per_batch=tokens_per_batch, batching=batching, max_rows=max_rows, seed=seed)
         training.set_display_name("05 Model training")
+        if train_gpus:
+            # With 2+, the component launches torchrun workers across them (as the notebook).
+            training.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(train_gpus)
         if secret_name:
             for task in (prepare, generate):
                 kubernetes.use_secret_as_env(task, secret_name=secret_name,
@@ -200,9 +205,10 @@ def _coerce(name: str, value: Any, kfp_type: str) -> Any:
 
 
 def compile_pipeline(output: str | Path, *, image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET_NAME,
-                     secret_key: str = DEFAULT_SECRET_KEY, defaults: Mapping[str, Any] | None = None) -> Path:
+                     secret_key: str = DEFAULT_SECRET_KEY, train_gpus: int = 0,
+                     defaults: Mapping[str, Any] | None = None) -> Path:
     """Write the pipeline YAML (KFP IR) to `output`; `defaults` replace parameter defaults."""
-    pipeline = build_pipeline(image=image, secret_name=secret_name, secret_key=secret_key)
+    pipeline = build_pipeline(image=image, secret_name=secret_name, secret_key=secret_key, train_gpus=train_gpus)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline, package_path=str(output),

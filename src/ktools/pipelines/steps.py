@@ -236,16 +236,21 @@ def run_knowledge_mixing(
 def run_model_training(
     step_04_in: str | Path, step_05_out: str | Path, model_out: str | Path, *, student_model_name: str = "",
     cut_sizes: str = "", cut_size: int | None = None, method: str = "full", backend: str = "auto",
+    strategy: str = "auto",
     learning_rate: float | None = None, epochs: float = 3.0, max_steps: int | None = None,
     time_budget_minutes: float | None = 7.0, max_seq_len: int = 512, tokens_per_batch: int = 2048,
     batching: str = "length", max_rows: int | None = None, seed: int = 42,
 ) -> dict[str, Any]:
     """Step 05 as 05_Model_Training runs it → `step_05/` (report, loss curve) and the model directory.
 
+    On a node with 2+ GPUs (and an image with CUDA torch) it trains through torchrun
+    workers, DDP or FSDP (`strategy`), like the notebook.
+
     `cut_sizes` is the mixing step's: with no `cut_size`, the smallest of those cuts is
     trained (the notebook takes it from the same CUT_SIZES setting).
     """
-    from ktools.train import TrainConfig, train
+    from ktools.train import TrainConfig
+    from ktools.train.launch import run_training
 
     configure_logging()
     started = time.monotonic()
@@ -262,7 +267,8 @@ def run_model_training(
         if not Path(config.mix_path).is_file():
             raise PipelineStepError(f"training mix {Path(config.mix_path).name} is not in the step-04 artifact; "
                                     f"set cut_size to one of the mixing step's cut sizes")
-        result = train(config, progress=False)
+        # As the notebook: in this process on a CPU or one GPU, torchrun workers on a node with 2+.
+        result = run_training(config, strategy, progress=False)
         publish(Path(config.report_dir), step_05_out, ignore=TRAINING_ARTIFACT_IGNORE)
         publish(Path(result.model_dir), model_out)
     return {"model": Path(result.model_dir).name, "steps": result.steps, "final_loss": result.final_loss,
