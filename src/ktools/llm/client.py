@@ -18,7 +18,10 @@ What it guarantees:
 - Reasoning: `message.reasoning_content` / `message.reasoning`, or a leading
   `<think>…</think>` block stripped from the text, end up in `Choice.reasoning`.
 - `stats`: requests sent, retries, errors (failed attempts), failures (calls that
-  gave up), token usage.
+  gave up), failovers (attempts moved to another endpoint), token usage.
+- Several endpoints (`base_url="URL,URL#N,..."`, replicas of one model): requests are
+  spread by `ktools.llm.endpoints` (least outstanding, cool-downs, failover without
+  using a retry); `endpoint_stats()` reports each. One URL takes none of that path.
 
 Speed: requests go through the real `openai` package but its typed layer is
 skipped where it only costs CPU: the body is JSON-encoded once by us (no TypedDict
