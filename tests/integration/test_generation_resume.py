@@ -20,6 +20,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,23 @@ def _seed(path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+@contextmanager
+def _scripted_run(tmp_path: Path, child_source: str) -> Iterator[tuple[Path, str, Path, Path, dict[str, str]]]:
+    """The scripted server (logging each request), the child script and the seed; the server
+    is stopped at the end. Yields (request log, server URL, child script, seed, child env)."""
+    log = tmp_path / "requests.log"
+    server, url = _start_server(tmp_path, log)
+    child = tmp_path / "child.py"
+    child.write_text(child_source)
+    seed = tmp_path / "seed.jsonl"
+    _seed(seed)
+    try:
+        yield log, url, child, seed, {**os.environ, "PYTHONUNBUFFERED": "1"}
+    finally:
+        server.kill()
+        server.wait()
+
+
 def _log_lines(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
 
@@ -94,14 +113,7 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 
 def test_kill_9_and_resume_is_exact(tmp_path):
-    log = tmp_path / "requests.log"
-    server, url = _start_server(tmp_path, log)
-    child = tmp_path / "child.py"
-    child.write_text(CHILD)
-    seed = tmp_path / "seed.jsonl"
-    _seed(seed)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    try:
+    with _scripted_run(tmp_path, CHILD) as (log, url, child, seed, env):
         # The uninterrupted reference.
         t0 = time.time()
         ref = subprocess.run([sys.executable, str(child), url, str(seed), str(tmp_path / "ref"), str(CONCURRENCY)],
@@ -163,9 +175,6 @@ def test_kill_9_and_resume_is_exact(tmp_path):
         # group commit (at most another CONCURRENCY); answered-and-stored ones are never re-sent (above).
         assert repeats <= kills * 2 * CONCURRENCY
         assert len(set(sent_hashes)) == len({_body_hash(b)[0] for b in bodies[:ref_requests]})
-    finally:
-        server.kill()
-        server.wait()
 
 
 CHILD_SIGINT = textwrap.dedent("""
@@ -186,14 +195,7 @@ CHILD_SIGINT = textwrap.dedent("""
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
-    log = tmp_path / "requests.log"
-    server, url = _start_server(tmp_path, log)
-    child = tmp_path / "child.py"
-    child.write_text(CHILD_SIGINT)
-    seed = tmp_path / "seed.jsonl"
-    _seed(seed)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    try:
+    with _scripted_run(tmp_path, CHILD_SIGINT) as (log, url, child, seed, env):
         ref = subprocess.run([sys.executable, str(child), url, str(seed), str(tmp_path / "ref")],
                              capture_output=True, text=True, env=env, timeout=300)
         assert ref.returncode == 0, ref.stderr
@@ -218,6 +220,3 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
             h, n = _body_hash(body)
             assert answered.get(h, 0) < n
         assert _outputs(out) == _outputs(tmp_path / "ref")
-    finally:
-        server.kill()
-        server.wait()
