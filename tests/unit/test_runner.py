@@ -49,10 +49,8 @@ def fake_repo(tmp_path) -> Path:
 
 
 @pytest.fixture
-def out(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "output"
-    monkeypatch.setenv("KTOOLS_OUTPUT_DIR", str(path))
-    return path
+def out(tmp_output) -> Path:
+    return tmp_output  # conftest's: KTOOLS_OUTPUT_DIR points at a temp dir
 
 
 def test_parse_steps():
