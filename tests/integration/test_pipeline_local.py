@@ -1,16 +1,20 @@
 """The Kubeflow pipeline, executed for real by KFP's local SubprocessRunner: every component
 runs as a subprocess of this environment (no cluster, no container) on the sample document
-with the embedded teacher and the `smoke` sizes, and leaves the files the notebooks leave."""
+with the embedded teacher and the `smoke` sizes, and leaves the files the notebooks leave.
+The teacher is a private one on a free port (through the pipeline's teacher parameters),
+stopped afterwards."""
 
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
 pytest.importorskip("kfp", reason="needs the kubeflow extra: pip install 'ktools[kubeflow]' (make test does)")
 
 from ktools.io import read_json, read_jsonl  # noqa: E402
+from ktools.llm.local import lifecycle  # noqa: E402
 from ktools.paths import GENERATORS, OutputPaths  # noqa: E402
 from ktools.pipelines.local import run_local  # noqa: E402
 from ktools.runner.pipeline import STEPS  # noqa: E402
@@ -19,8 +23,20 @@ from ktools.runner.profiles import profile_parameters  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output):
-    run = run_local(profile_parameters("smoke"))
+@pytest.fixture
+def private_teacher():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        yield port
+    finally:
+        lifecycle.stop("127.0.0.1", port)
+
+
+def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output, private_teacher):
+    teacher = {"teacher_provider": "local", "teacher_base_url": f"http://127.0.0.1:{private_teacher}/v1"}
+    run = run_local({**profile_parameters("smoke"), **teacher})
 
     paths = OutputPaths(tmp_output)
     assert set(run.collected) == {"step_02", "step_03", "step_04", "step_05", "model"}
@@ -34,6 +50,7 @@ def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output):
     assert len(read_jsonl(paths.chunks)) == len(seed) == run.metadata["step_02"]["chunks"]
     report = read_json(paths.generation_report)
     assert report["status"] == "complete" and report["rows"] > 0
+    assert lifecycle.status("127.0.0.1", private_teacher)["ours"]  # the teacher the parameters named
     assert sum(len(read_jsonl(paths.generated(g))) for g in GENERATORS) == report["rows"]
     assert paths.response_cache.is_file()  # the teacher's answers travel with the artifact
     mix = read_jsonl(paths.training_mix(1))
@@ -52,10 +69,13 @@ def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output):
     assert all(run.metadata[name]["seconds"] > 0 for name in ("step_02", "step_03", "step_04", "step_05"))
 
 
-def test_a_failing_step_stops_the_pipeline_and_touches_no_output(tmp_output):
+def test_a_failing_step_stops_the_pipeline_and_touches_no_output(tmp_output, capsys):
     with pytest.raises(RuntimeError, match="data-processing"):
         run_local({"sources": ["assets/sample/no_such_document.md"]})
     assert not (tmp_output / "step_02").exists()
+    log = capsys.readouterr().out  # the component's own log, streamed by the runner
+    assert "no_such_document.md: no such file or folder" in log
+    assert "every source failed to convert" in log
 
 
 def test_results_never_silently_replace_earlier_ones(tmp_output):
