@@ -546,3 +546,20 @@ def test_lean_client_sends_and_reads_like_httpx2():
     assert b"\r\ncookie: s=1" in heads[1].lower()
     assert moved.status_code == 307 and moved.next_request is not None
     assert moved.next_request.url.path == "/v1/x" and len(heads) == 3
+
+
+def test_unencoded_bodies_skip_the_decoder_and_read_the_same():
+    import httpx2
+
+    from ktools.llm import transport
+
+    assert transport._PREREAD  # this httpx2 accepts a pre-read body; if not, responses fall back to read()
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/x")
+    body = '{"text": "caf\u00e9 \u2014 ok"}'.encode()
+    for headers in ([(b"Content-Type", b"application/json")], [(b"Content-Encoding", b"identity")]):
+        fast = transport._response(200, headers, body, request, b"OK")
+        slow = httpx2.Response(200, headers=headers, content=body, request=request)
+        assert (fast.content, fast.text, fast.json()) == (slow.content, slow.text, slow.json())
+        assert fast.is_closed and fast.request is request
+    gz = transport._response(200, [(b"Content-Encoding", b"gzip")], gzip.compress(body), request, b"OK")
+    assert gz.content == body

@@ -66,3 +66,41 @@ def test_status_roundtrip(tmp_path):
         store.set_status_sync("g", "c1", "failed", "HTTP 500", "fp")
         s = store.statuses()[("g", "c1")]
         assert (s.status, s.reason, s.fingerprint) == ("failed", "HTTP 500", "fp")
+
+
+def test_a_store_created_with_the_earlier_keyed_tables_still_works(tmp_path):
+    """Stores written before the rowid schema (WITHOUT ROWID tables) resume as before."""
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE requests (request_hash TEXT PRIMARY KEY, model TEXT NOT NULL, messages TEXT NOT NULL,
+            params TEXT NOT NULL, created REAL NOT NULL) WITHOUT ROWID;
+        CREATE TABLE responses (request_hash TEXT NOT NULL, sample_index INTEGER NOT NULL, text TEXT NOT NULL,
+            finish_reason TEXT, reasoning TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
+            PRIMARY KEY (request_hash, sample_index)) WITHOUT ROWID;
+    """)
+    p = SamplingParams()
+    h = request_hash("m", MSGS, p)
+    old.execute("INSERT INTO requests VALUES (?,?,?,?,?)", (h, "m", "[]", "{}", 0.0))
+    old.execute("INSERT INTO responses VALUES (?,?,?,?,?,?,?,?)", (h, 0, "old answer", "stop", None, 1, 2, 0.0))
+    old.commit()
+    old.close()
+
+    async def add(store):
+        await store.put(h, "m", MSGS, p, {0: Choice("replaced", "stop"), 1: Choice("new", "stop")})
+
+    with ResponseStore(path) as store:
+        assert store.lookup(h)[0].text == "old answer"
+        asyncio.run(add(store))
+    for preload in (True, False):
+        with ResponseStore(path, preload=preload) as again:
+            got = again.lookup(h)
+            assert {i: s.text for i, s in got.items()} == {0: "replaced", 1: "new"}
+            assert again.count_responses() == 2
+
+
+def test_new_stores_keep_rows_in_rowid_tables(tmp_path):
+    with ResponseStore(tmp_path / "r.sqlite") as store:
+        sql = dict(store._reader.execute("SELECT name, sql FROM sqlite_master WHERE type='table'").fetchall())
+    assert "WITHOUT ROWID" not in sql["requests"] and "WITHOUT ROWID" not in sql["responses"]

@@ -29,6 +29,7 @@ so a run's whole state is one file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -45,6 +46,10 @@ from ktools.llm.types import Choice, SamplingParams
 
 log = logging.getLogger(__name__)
 
+# Rows (prompts of several KB, completions) live in rowid tables: new rows are appended
+# in order and only the small key index takes random inserts. (Keyed WITHOUT ROWID
+# tables scattered every big row over random pages: twice the writer's CPU. Stores
+# created that way keep their tables; the queries are the same.)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     request_hash TEXT PRIMARY KEY,
@@ -52,7 +57,7 @@ CREATE TABLE IF NOT EXISTS requests (
     messages TEXT NOT NULL,
     params TEXT NOT NULL,
     created REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS responses (
     request_hash TEXT NOT NULL,
     sample_index INTEGER NOT NULL,
@@ -62,8 +67,8 @@ CREATE TABLE IF NOT EXISTS responses (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    PRIMARY KEY (request_hash, sample_index)
-) WITHOUT ROWID;
+    UNIQUE (request_hash, sample_index)
+);
 CREATE TABLE IF NOT EXISTS chunk_status (
     generator TEXT NOT NULL,
     chunk_id TEXT NOT NULL,
@@ -84,10 +89,15 @@ def params_json(params: SamplingParams | dict[str, Any]) -> str:
     return canonical_json(params.as_dict() if isinstance(params, SamplingParams) else params)
 
 
+@functools.lru_cache(maxsize=64)
+def _model_json(model: str) -> str:
+    return canonical_json(model)
+
+
 def request_hash_from_json(model: str, messages_json: str, params_json_text: str) -> str:
     """request_hash for already-serialised (canonical) messages and params - the engine's fast path."""
     # Byte for byte the canonical JSON of {"messages", "model", "params"} (keys sorted).
-    blob = f'{{"messages":{messages_json},"model":{canonical_json(model)},"params":{params_json_text}}}'
+    blob = f'{{"messages":{messages_json},"model":{_model_json(model)},"params":{params_json_text}}}'
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

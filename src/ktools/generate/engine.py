@@ -186,25 +186,28 @@ class Engine:
         })
 
     # ------------------------------------------------------------ teacher calls
-    def _replay(self, messages: list[dict[str, str]], params: SamplingParams, n: int) -> list[StoredSample] | None:
-        """The stored samples of this prompt if all n are stored, else None (nothing counted)."""
+    def _key(self, messages: list[dict[str, str]], params: SamplingParams) -> tuple[str, str]:
+        """(canonical messages JSON, request hash) of a prompt: its key in the response store."""
         messages_json = canonical_json(messages)
-        req_hash = request_hash_from_json(self.model, messages_json, self._params_json(params))
+        return messages_json, request_hash_from_json(self.model, messages_json, self._params_json(params))
+
+    def _replay(self, req_hash: str, n: int) -> list[StoredSample] | None:
+        """The stored samples of this request if all n are stored, else None (nothing counted)."""
         stored = self.store.lookup(req_hash)
         if any(i not in stored for i in range(n)):
             return None
         return [stored[i] for i in range(n)]
 
     async def _complete(self, unit: Unit, messages: list[dict[str, str]], params: SamplingParams,
-                        n: int) -> list[Choice]:
+                        n: int, key: tuple[str, str] | None = None) -> list[Choice]:
         """n samples for this prompt: stored ones replayed, missing ones asked for and stored first.
 
         Identical prompts in flight at the same time are sent once (single flight): the
         followers wait for the leader and then read the store, so every use of a key sees
-        the same stored answer - in this run and in any resumed one.
+        the same stored answer - in this run and in any resumed one. `key` is `_key(messages,
+        params)` when the caller has it already.
         """
-        messages_json = canonical_json(messages)
-        req_hash = request_hash_from_json(self.model, messages_json, self._params_json(params))
+        messages_json, req_hash = key or self._key(messages, params)
         unit.calls += 1
         sent = False
         while True:
@@ -446,11 +449,13 @@ class Engine:
             stage.calls += 1
             stage.samples += 1
 
+        keys = {name: self._key(messages, self.judge_params) for name, messages in prompts.items()}
+
         async def call(spec: JudgeSpec) -> str:
-            choices = await self._complete(unit, prompts[spec.name], self.judge_params, 1)
+            choices = await self._complete(unit, prompts[spec.name], self.judge_params, 1, keys[spec.name])
             return strip_reasoning(choices[0].text)[0]
 
-        replayed = {name: self._replay(messages, self.judge_params, 1) for name, messages in prompts.items()}
+        replayed = {name: self._replay(key[1], 1) for name, key in keys.items()}
         if all(r is not None for r in replayed.values()):  # all stored: no tasks needed (fast resume)
             for samples in replayed.values():
                 unit.calls += 1
