@@ -156,6 +156,17 @@ def test_compile_command_writes_the_yaml_with_new_defaults(tmp_path, capsys):
     assert "unknown pipeline parameter" in capsys.readouterr().err
 
 
+def test_compile_command_without_kfp_names_the_extra(tmp_path, monkeypatch, capsys):
+    import sys
+
+    for name in [m for m in sys.modules if m == "kfp" or m.startswith(("kfp.", "ktools.pipelines."))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "kfp", None)  # `import kfp` now fails as if it were not installed
+    assert main(["pipeline", "compile", "-o", str(tmp_path / "p.yaml")]) == 2
+    assert "pip install 'ktools[kubeflow]'" in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()
+
+
 def test_unset_sentinels_map_to_the_notebooks_none():
     assert [steps._unset(v) for v in (0, 0.0, "", False, None)] == [None] * 5
     assert [steps._unset(v) for v in (3, 0.5, "x", True)] == [3, 0.5, "x", True]

@@ -65,14 +65,14 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import kfp  # noqa: F401 - only to tell a missing extra apart from other errors
-    except ModuleNotFoundError:
-        print(MISSING_EXTRA, file=sys.stderr)
-        return 2
-    try:
         if args.pipeline_action == "compile":
             return _compile(args)
         return _run_local(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "kfp":
+            raise
+        print(MISSING_EXTRA, file=sys.stderr)
+        return 2
     except (ValueError, FileExistsError) as exc:
         print(f"ktools pipeline {args.pipeline_action}: {exc}", file=sys.stderr)
         return 2
