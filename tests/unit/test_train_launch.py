@@ -34,6 +34,12 @@ def config(tmp_path):
                        report_dir=str(tmp_path / "report"), output_dir=str(tmp_path / "model"))
 
 
+def test_launch_config_is_not_among_the_checkpoints(config, tmp_path):
+    # rank 0 clears the checkpoint folder when a new run starts
+    assert launch.launch_config_path(config) == tmp_path / "report" / "launch_config.json"
+    assert launch.launch_config_path(config.replace(report_dir="")) == tmp_path / "launch_config.json"
+
+
 @pytest.mark.parametrize("n_gpus", [0, 1])
 @pytest.mark.parametrize("requested", ["auto", "ddp", "fsdp"])
 def test_zero_or_one_gpu_trains_in_this_process(config, n_gpus, requested):
@@ -51,7 +57,7 @@ def test_several_gpus_launch_one_torchrun_worker_each(config, n_gpus, tmp_path):
     assert command[command.index("--nproc_per_node") + 1] == str(n_gpus)
     assert "--standalone" in command and "--master_port" not in command
     worker = command[command.index("-m", 3):]
-    assert worker == ["-m", "ktools.train.worker", "--config", str(tmp_path / "ckpt" / "launch_config.json"),
+    assert worker == ["-m", "ktools.train.worker", "--config", str(tmp_path / "report" / "launch_config.json"),
                       "--strategy", "ddp"]
     assert plan.env["KTOOLS_TRAIN_STRATEGY"] == "ddp" and plan.env["PYTHONUNBUFFERED"] == "1"
 
@@ -189,7 +195,7 @@ def test_run_training_launches_workers_and_reads_rank0s_report(config, monkeypat
     result = launch.run_training(config, "auto", n_gpus=2, sink=out.append)
     assert result.steps == 4 and result.world_size == 2 and result.losses == [(1, 3.0), (4, 2.0)]
     assert out == ["[rank 0] training...\n"]
-    written = json.loads((tmp_path / "ckpt" / "launch_config.json").read_text())
+    written = json.loads((tmp_path / "report" / "launch_config.json").read_text())
     assert TrainConfig(**written) == config  # the workers train exactly this config
 
 

@@ -177,7 +177,14 @@ def plan_launch(config: TrainConfig, strategy: str = "auto", *, n_gpus: int | No
 
 
 def launch_config_path(config: TrainConfig) -> Path:
-    return Path(config.checkpoints_dir or "checkpoints") / LAUNCH_CONFIG_FILE
+    """Beside the report, not among the checkpoints: rank 0 clears the checkpoint folder when
+    a new run starts, possibly before another worker has read its config."""
+    return report_dir(config) / LAUNCH_CONFIG_FILE
+
+
+def report_dir(config: TrainConfig) -> Path:
+    """Where train() writes train_report.json (its default: the checkpoint folder's parent)."""
+    return Path(config.report_dir or Path(config.checkpoints_dir or "checkpoints").parent)
 
 
 def trainer_arguments(strategy: str, *, cuda: bool, layer_classes: Sequence[str] = ()) -> dict[str, Any]:
@@ -247,7 +254,7 @@ def run_training(config: TrainConfig, strategy: str = "auto", *, sink: Callable[
     if code != 0:
         raise RuntimeError(f"distributed training failed (exit code {code}); the workers' output is above. "
                            f"Command: {' '.join(plan.command)}")
-    return TrainResult.from_report(Path(config.report_dir or Path(config_path).parent.parent) / "train_report.json")
+    return TrainResult.from_report(report_dir(config) / "train_report.json")
 
 
 def _write_stdout(text: str) -> None:

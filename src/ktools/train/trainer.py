@@ -262,11 +262,12 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
 
     from ktools.models import load_tokenizer
     from ktools.train.distributed import DistContext
+    from ktools.train.launch import report_dir as report_dir_of
     from ktools.train.launch import trainer_arguments
 
     dist = DistContext.from_env(strategy)
     checkpoints = Path(config.checkpoints_dir or "checkpoints")
-    report_dir = Path(config.report_dir or checkpoints.parent)
+    report_dir = report_dir_of(config)
     output_dir = Path(config.output_dir or report_dir / "model")
 
     tokenizer = load_tokenizer(config.model_name)
