@@ -35,10 +35,21 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from ktools.llm import SamplingParams, TeacherClient
+from ktools.llm.eventloop import ENV_VAR, loop_kind, new_event_loop
 
 TARGET_RATIO = 1.05
 TARGET_CPU_MS = 0.5
 PARAMS = SamplingParams(temperature=0.7, max_tokens=256)
+
+
+def run_loop(coro):
+    """Run `coro` on the loop ktools' own entry points use (uvloop when installed)."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coro)
+
+
+async def _kind() -> str:
+    return loop_kind()
 
 
 def _messages(i: int) -> list[dict[str, str]]:
@@ -125,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 
     proc, url = start_server(args.latency)
     print(f"fake server {url} (pid {proc.pid}), latency {args.latency * 1000:.0f} ms, "
-          f"{requests} requests per level; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+          f"{requests} requests per level; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+          f"event loop {run_loop(_kind())} (ktools' own loops; {ENV_VAR}=asyncio for the standard one)")
     header = (f"{'client':<16}{'C':>5}{'wall s':>9}{'ideal s':>9}{'ratio':>8}{'cpu/req ms':>12}"
               f"{'client cpu/wall':>17}{'server cpu/req ms':>19}{'runq wait s':>13}")
     print(header)
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, runner in runs:
                 server_cpu0 = _proc_cpu(proc.pid)
                 wait0 = _runqueue_wait()
-                wall, cpu = asyncio.run(runner(url, requests, c))
+                wall, cpu = run_loop(runner(url, requests, c))
                 # includes the warm-up round; an upper bound for the measured part
                 wait = _runqueue_wait() - wait0
                 server_cpu = (_proc_cpu(proc.pid) - server_cpu0) / (requests + c) * 1000

@@ -44,12 +44,19 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from ktools.generate import GenerationOptions, arun_generation
 from ktools.llm import SamplingParams, TeacherClient
+from ktools.llm.eventloop import ENV_VAR, loop_kind, new_event_loop
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.05
 TARGET_CPU_MS = 0.5
 TARGET_RESUME = 0.05
 CRITICAL_PATH_LEVELS = 4
+
+
+def run_loop(coro):
+    """Run `coro` on the loop ktools' own entry points use (run_generation: uvloop when installed)."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def seeds(n: int) -> list[dict]:
@@ -64,6 +71,10 @@ def seeds(n: int) -> list[dict]:
                      "icl_document": "Vehicles longer than 6 metres must be booked 24 hours ahead.",
                      "icl_query_1": "How far ahead must long vehicles be booked?"})
     return rows
+
+
+async def _kind() -> str:
+    return loop_kind()
 
 
 def cpu_seconds() -> float:
@@ -135,7 +146,8 @@ def main() -> int:
     server, url = start_server(args.latency)
     tmp = Path(tempfile.mkdtemp(prefix="ktools-bench-gen-"))
     print(f"all four generators, judges on; {args.chunks} chunks, N={args.summaries}, "
-          f"server latency {args.latency * 1000:.0f} ms (separate process)\n")
+          f"server latency {args.latency * 1000:.0f} ms (separate process); event loop "
+          f"{run_loop(_kind())} as run_generation uses ({ENV_VAR}=asyncio for the standard one)\n")
     header = (f"{'C':>4} {'requests':>8} {'wall s':>7} {'ideal s':>7} {'ratio':>6} {'cpu/req ms':>10} "
               f"{'runq s':>6} {'resume s':>8} {'resume %':>8} {'client-only ratio':>17} {'client cpu/req':>14}")
     print(header)
@@ -145,18 +157,18 @@ def main() -> int:
     try:
         for c in args.concurrency:
             out = tmp / f"c{c}"
-            report, wall, cpu, runq = asyncio.run(run_once(url, rows, options, c, out))
+            report, wall, cpu, runq = run_loop(run_once(url, rows, options, c, out))
             sent = report.requests["sent"]
             assert report.status == "complete" and not report.failures, report.summary()
             ideal = sent * args.latency / c + CRITICAL_PATH_LEVELS * args.latency
             ratio = wall / ideal
             cpu_ms = cpu / sent * 1000
-            again, resume_wall, _, _ = asyncio.run(run_once(url, rows, options, c, out))
+            again, resume_wall, _, _ = run_loop(run_once(url, rows, options, c, out))
             assert again.requests["sent"] == 0, "the re-run sent requests"
             resume = resume_wall / wall
             base = ""
             if not args.no_baseline:
-                b_wall, b_cpu = asyncio.run(client_only(url, sent, c))
+                b_wall, b_cpu = run_loop(client_only(url, sent, c))
                 b_ideal = sent * args.latency / c
                 base = f"{b_wall / b_ideal:>17.3f} {b_cpu / sent * 1000:>11.3f} ms"
             print(f"{c:>4} {sent:>8} {wall:>7.2f} {ideal:>7.2f} {ratio:>6.3f} {cpu_ms:>10.3f} {runq:>6.2f} "

@@ -27,6 +27,7 @@ from ktools.generate.options import JUDGES, GenerationOptions
 from ktools.generate.report import GenerationReport, build_report
 from ktools.generate.status import FAILED, PENDING
 from ktools.io import JsonlError, iter_jsonl, write_json
+from ktools.llm.eventloop import new_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,7 @@ def run_generation(
     result: concurrent.futures.Future = concurrent.futures.Future()
 
     def worker() -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()  # uvloop when installed: less CPU per teacher request
         holder["loop"] = loop
         task = loop.create_task(arun_generation(seed, options, client, out_dir, cache_path=cache_path))
         holder["task"] = task

@@ -66,6 +66,7 @@ except ImportError:  # another openai layout: fall back to `post`, which builds 
 
 from ktools.config import ConfigError, mask_secret, parse_base_urls, register_secret
 from ktools.llm.endpoints import BUSY, FAILED, OK, REJECTED, EndpointPool
+from ktools.llm.eventloop import new_event_loop
 from ktools.llm.providers import get_preset
 from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient, request_factory
 from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
@@ -174,10 +175,10 @@ class _Limiter:
 
 
 class _LoopThread:
-    """An event loop running forever on a daemon thread, for sync entry points."""
+    """An event loop running forever on a daemon thread, for sync entry points (uvloop if installed)."""
 
     def __init__(self, name: str):
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 

@@ -37,6 +37,7 @@ from typing import Any
 import httpx2
 from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 
+SET_COOKIE = "ktools_set_cookie"  # response extension: the response sets cookies
 _KEEPALIVE_EXPIRY = 4.0  # < uvicorn's default 5 s idle timeout, so we rarely race a server close
 _MAX_HEAD = 256 * 1024
 
@@ -115,13 +116,19 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         if self.buf:  # bytes that arrived while idle (unexpected): parse them now
             self.data_received(b"")
+        # One timer handle per request (asyncio.timeout's context manager costs several times more).
+        timer = None if read_timeout is None else self.loop.call_later(read_timeout, self._read_timed_out, waiter)
         try:
-            if read_timeout is None:
-                return await waiter
-            async with asyncio.timeout(read_timeout):
-                return await waiter
+            return await waiter
         finally:
             self.waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    @staticmethod
+    def _read_timed_out(waiter: asyncio.Future[Any]) -> None:
+        if not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     def _parse(self) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes] | None:
         buf = self.buf
@@ -242,9 +249,17 @@ _PREREAD = _preread_works()
 
 
 def _response(status: int, headers: list, body: bytes, request: httpx2.Request, reason: bytes) -> httpx2.Response:
-    encoded = any(name.lower() == b"content-encoding" and value.strip().lower() not in (b"", b"identity")
-                  for name, value in headers)
-    return _read_response(status, headers, body, request, reason, _PREREAD and not encoded)
+    encoded = cookies = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-encoding":
+            encoded = encoded or value.strip().lower() not in (b"", b"identity")
+        elif lname == b"set-cookie":
+            cookies = True
+    response = _read_response(status, headers, body, request, reason, _PREREAD and not encoded)
+    if cookies:
+        response.extensions[SET_COOKIE] = True  # LeanAsyncClient stores them without scanning every response
+    return response
 
 
 class FastAsyncTransport(httpx2.AsyncBaseTransport):
@@ -351,11 +366,14 @@ def request_factory(template: httpx2.Request) -> Callable[[bytes], httpx2.Reques
     are normalised once, each request gets its own Content-Length.
     """
     method, url, extensions = template.method, template.url, dict(template.extensions)
-    headers = [(k, v) for k, v in template.headers.raw if k.lower() not in (b"content-length", b"transfer-encoding")]
+    headers = httpx2.Headers([(k, v) for k, v in template.headers.raw
+                              if k.lower() not in (b"content-length", b"transfer-encoding")])
 
     def make(content: bytes) -> httpx2.Request:
-        request = httpx2.Request(method, url, headers=[*headers, (b"Content-Length", str(len(content)).encode())],
-                                 stream=httpx2.ByteStream(content), extensions=extensions)
+        # httpx2.Request copies a Headers object as is (no per-header normalising)
+        request = httpx2.Request(method, url, headers=headers, stream=httpx2.ByteStream(content),
+                                 extensions=extensions)
+        request.headers["Content-Length"] = str(len(content))
         request.read()  # in memory: replayable like a content= request
         return request
 
@@ -442,9 +460,10 @@ class LeanAsyncClient(httpx2.AsyncClient):
         response = await self._lean.handle_async_request(request)
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
         response.default_encoding = self._default_encoding
-        if "set-cookie" in response.headers:
+        if response.extensions.get(SET_COOKIE):
             self.cookies.extract_cookies(response)
-        if response.has_redirect_location:  # like httpx2 when not following: say where it points
+        # Like httpx2 when not following redirects: say where one points.
+        if 300 <= response.status_code < 400 and response.has_redirect_location:
             try:
                 response.next_request = self._build_redirect_request(request, response)
             except httpx2.RemoteProtocolError:

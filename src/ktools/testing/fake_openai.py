@@ -584,7 +584,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--log", help="append each chat request body as one JSON line to this file")
     args = parser.parse_args(argv)
-    asyncio.run(_main_async(args))
+    # Standalone (benchmarks): on ktools' own loop, uvloop when installed, so the server
+    # answers a burst of requests sooner and a benchmark measures the client, not it.
+    from ktools.llm.eventloop import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(_main_async(args))
     return 0
 
 
