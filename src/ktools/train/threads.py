@@ -5,9 +5,9 @@ at every operator are far slower than one: measured here under load (load averag
 2 cores), greedy decoding ran at 12.6 tokens/s with 1 thread and 2.5 tokens/s with 2.
 A run started at load 1.9 with 2 threads was as slow again, so on small machines
 (<= 4 cores) one thread is used as soon as the load average reaches half the cores;
-otherwise torch's default. "Busy" is the work running now (`ktools.cpuload.busy_cores`,
-a 1 s sample), not the load average, which inside `ktools run` mostly counts the
-pipeline's own previous step.
+otherwise torch's default. "Busy" is `ktools.cpuload.busy_cores`: the work running now
+(a 2 s sample) or the load average beyond what the pipeline's own previous step can
+have left in it, whichever is larger.
 `KTOOLS_TORCH_THREADS` overrides the choice.
 """
 
