@@ -104,3 +104,25 @@ def test_new_stores_keep_rows_in_rowid_tables(tmp_path):
     with ResponseStore(tmp_path / "r.sqlite") as store:
         sql = dict(store._reader.execute("SELECT name, sql FROM sqlite_master WHERE type='table'").fetchall())
     assert "WITHOUT ROWID" not in sql["requests"] and "WITHOUT ROWID" not in sql["responses"]
+
+
+def test_an_unchanged_status_is_not_rewritten(tmp_path):
+    path = tmp_path / "r.sqlite"
+
+    async def main(store):
+        await store.set_status("g", "c1", "done", None, "fp")
+        await store.set_status("g", "c2", "failed", "boom", "fp")
+
+    with ResponseStore(path) as store:
+        asyncio.run(main(store))
+    with ResponseStore(path) as store:
+        commits = store.commits
+        asyncio.run(main(store))  # a resumed run: same statuses
+        assert store.commits == commits
+        store.set_status_sync("g", "c1", "failed", "later", "fp")
+
+        async def back(store):
+            await store.set_status("g", "c1", "done", None, "fp")  # differs from what is stored now
+
+        asyncio.run(back(store))
+        assert store.statuses()[("g", "c1")].status == "done"

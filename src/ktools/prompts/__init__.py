@@ -83,12 +83,23 @@ class Prompt:
                               f"{exc.message}") from None
         return system, user
 
+    @functools.cached_property
+    def _static_system(self) -> str | None:
+        """The system message when its template has no Jinja syntax (the same for every call:
+        rendered once), else None. Most prompts' system messages are plain text."""
+        system_t = self._compiled[0]
+        if system_t is None or any(mark in self.system for mark in ("{{", "{%", "{#")):
+            return None
+        return _render(system_t, {}).strip()
+
     def render(self, system_override: str | None = None, **variables: Any) -> list[dict[str, str]]:
         """Chat messages for these variables. `system_override` replaces the system message."""
         system_t, user_t = self._compiled
         messages = []
         if system_override is not None:
             system_text = system_override.strip()
+        elif self._static_system is not None:
+            system_text = self._static_system
         else:
             system_text = _render(system_t, variables).strip() if system_t is not None else ""
         if system_text:
