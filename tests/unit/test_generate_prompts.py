@@ -55,3 +55,20 @@ def test_bad_prompt_files_name_the_file(tmp_path):
         load_prompt("key_facts", tmp_path)
     with pytest.raises(PromptError, match="no prompt named"):
         load_prompt("nope")
+
+
+def test_plain_system_messages_are_rendered_once_and_the_same(tmp_path):
+    from ktools.prompts import _render
+
+    for name in available_prompts():
+        prompt = load_prompt(name)
+        system_t = prompt._compiled[0]
+        if system_t is None:
+            continue
+        assert prompt.render(document="d")[0]["content"] == _render(system_t, {"document": "d"}).strip()
+    assert any(load_prompt(name)._static_system for name in available_prompts())
+    path = tmp_path / "p.yaml"
+    path.write_text("system: |\n  You grade {{ subject }}.\nuser: |\n  {{ document }}\n", encoding="utf-8")
+    templated = load_prompt_file(path, "p")
+    assert templated._static_system is None  # has a variable: rendered per call
+    assert templated.render(subject="maths", document="x")[0]["content"] == "You grade maths."
