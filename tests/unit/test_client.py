@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import logging
 import sys
 import threading
@@ -563,3 +564,16 @@ def test_unencoded_bodies_skip_the_decoder_and_read_the_same():
         assert fast.is_closed and fast.request is request
     gz = transport._response(200, [(b"Content-Encoding", b"gzip")], gzip.compress(body), request, b"OK")
     assert gz.content == body
+
+
+def test_json_fast_path_and_its_fallbacks():
+    from ktools.llm.client import _dumps, _loads
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "caf\u00e9 \"q\" \n"}], "temperature": 0.7}
+    assert json.loads(_dumps(body)) == body
+    assert json.loads(_dumps({"extra": {1: "non-str key"}})) == {"extra": {"1": "non-str key"}}  # json's rules
+    assert json.loads(_dumps({"seed": 2**70})) == {"seed": 2**70}
+    assert _loads(b'{"a": [1, 2.5, null]}') == {"a": [1, 2.5, None]}
+    assert _loads(b'{"logprob": -Infinity}') == {"logprob": float("-inf")}  # accepted as the json module does
+    with pytest.raises(ValueError):
+        _loads(b"<html>not json")
