@@ -26,7 +26,7 @@ from ktools.generate.flows import FLOWS
 from ktools.generate.options import JUDGES, GenerationOptions
 from ktools.generate.report import GenerationReport, build_report
 from ktools.generate.status import FAILED, PENDING
-from ktools.io import JsonlError, iter_jsonl, write_json
+from ktools.io import JsonlError, iter_jsonl
 from ktools.llm.eventloop import new_event_loop
 
 log = logging.getLogger(__name__)
@@ -128,10 +128,17 @@ def _write_derived_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     """Atomic (temp file + rename) but without fsync: these files are derived data, rebuilt from
     the response store by any re-run, so surviving a process crash (which rename gives) is enough;
     the fsyncs cost a fifth of a fully cached re-run."""
+    return _write_derived(path, "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n"
+                                        for r in records))
+
+
+def _write_derived(path: Path, text: str) -> Path:
+    """Write derived data atomically without fsync (see `_write_derived_jsonl`; report.json too: it is
+    rebuilt by every run, and an fsync waits on the disk, for long when other processes write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
+        fh.write(text)
     os.replace(tmp, path)
     return path
 
@@ -284,7 +291,8 @@ def _finish(out: Path, units: list[Unit], seeds: list[dict], options: Generation
         report.resume_hint = hint
         log.warning("generation %s: %s", status, hint)
     report.files = _write_outputs(out, units, options.generators)
-    report.files["report.json"] = str(write_json(out / "report.json", report.to_dict()))
+    report.files["report.json"] = str(_write_derived(out / "report.json",
+                                                     json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n"))
     return report
 
 
