@@ -16,6 +16,9 @@ the client's thread was runnable but waiting for a CPU (`runq wait`, from
 /proc/self/schedstat): on a shared machine other processes' load shows up there
 instead of hiding in the ratio.
 
+Both clients run on ktools' own event loop (uvloop when installed, as `run_generation`
+and the sync client use; `KTOOLS_EVENT_LOOP=asyncio` for the standard loop).
+
     python bench/client_overhead.py            # 2,000 requests at C=50 and C=200, plus baseline
     python bench/client_overhead.py --quick    # 400 requests, no baseline
 """

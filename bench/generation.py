@@ -18,6 +18,10 @@ seed chunks with N summaries, at each concurrency C, and prints:
   runq       seconds our threads were runnable but waiting for a CPU (/proc schedstat):
              other processes' load on a shared machine shows up here.
 
+Everything runs on the event loop `run_generation` uses (uvloop when installed, as in the
+notebook and CLI; `KTOOLS_EVENT_LOOP=asyncio` for the standard loop); the fake server
+(another process) too.
+
 Baseline in the same run: the client alone (`TeacherClient.achat` for the same number
 of requests at the same C, no engine) — the difference is the engine's own cost.
 
