@@ -40,7 +40,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ktools.llm.types import Choice, SamplingParams
 
@@ -112,8 +112,9 @@ def response_key(model: str, messages: Sequence[dict[str, Any]], params: Samplin
     return f"{request_hash(model, messages, params)}:{sample_index}"
 
 
-@dataclass(frozen=True)
-class StoredSample:
+class StoredSample(NamedTuple):
+    """One stored completion (a tuple: the store holds one per answered sample, built at every open)."""
+
     text: str
     finish_reason: str | None
     reasoning: str | None

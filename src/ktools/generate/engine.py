@@ -120,12 +120,15 @@ class Unit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_NON_WORDS = re.compile(r"\W+")
+
+
 def _normal(text: str) -> str:
-    return re.sub(r"\W+", " ", text).strip().lower()
+    return _NON_WORDS.sub(" ", text).strip().lower()
 
 
 def _item_vars(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if not k.startswith("_")}
+    return {k: v for k, v in item.items() if k[:1] != "_"}
 
 
 class Engine:

@@ -41,6 +41,11 @@ _QA_LABEL = re.compile(
     r"|(?<=\?)[ \t]*(?P<c>A)\d{0,3}[ \t]*:"
     r"|(?:^|\n)[ \t]*#+[ \t]*\**(?P<d>question|answer)[ \t]*\d{0,3}\**[ \t]*(?=\n)",
     re.I)
+# Precompiled: these run several times per teacher answer (re's own cache lookup costs more here).
+_SPACES = re.compile(r"\s+")
+_NON_WORDS = re.compile(r"\W+")
+_LEADING_DIGIT = re.compile(r"^\W*(\d)\b")
+_CONTENT_WORD = re.compile(r"[a-z][a-z0-9\-]{3,}")
 _QUESTION_WORDS = re.compile(
     r"^(?:what|which|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|should|"
     r"would|will|has|have|had|list|name|describe|explain|according)\b", re.I)
@@ -140,7 +145,7 @@ def parse_list(text: str | None, truncated: bool = False, min_words: int = 3) ->
 def _dedupe(items: list[Any]) -> list[Any]:
     seen, out = set(), []
     for item in items:
-        key = re.sub(r"\W+", " ", str(item)).strip().lower()
+        key = _NON_WORDS.sub(" ", str(item)).strip().lower()
         if key and key not in seen:
             seen.add(key)
             out.append(item)
@@ -254,7 +259,7 @@ def parse_qa_pairs(text: str | None, truncated: bool = False) -> list[dict[str, 
             i += 1
     cleaned = []
     for p in pairs:
-        q = re.sub(r"\s+", " ", p["question"]).strip()
+        q = _SPACES.sub(" ", p["question"]).strip()
         a = p["response"].strip()
         if len(q.split()) >= 3 and a:
             cleaned.append({"question": q, "response": a})
@@ -289,12 +294,12 @@ def parse_judge(text: str | None, scale: int = 1) -> tuple[float | None, str]:
         if m:
             score = 1.0 if m.group(1).lower() == "yes" else 0.0
     if score is None:
-        m = re.match(r"^\W*(\d)\b", body)
+        m = _LEADING_DIGIT.match(body)
         if m and int(m.group(1)) <= scale:
             score = int(m.group(1)) / scale
     reason_match = _REASON.search(body)
     reason = (reason_match.group(1) if reason_match else body).strip()
-    reason = re.sub(r"\s+", " ", reason)[:500]
+    reason = _SPACES.sub(" ", reason)[:500]
     return score, reason
 
 
@@ -319,7 +324,7 @@ your yours answer question document text fact facts summary sure here following
 
 def content_words(text: str) -> set[str]:
     """Lower-case words of 4+ letters that carry meaning (not stopwords)."""
-    return {w for w in re.findall(r"[a-z][a-z0-9\-]{3,}", text.lower()) if w not in _STOPWORDS}
+    return {w for w in _CONTENT_WORD.findall(text.lower()) if w not in _STOPWORDS}
 
 
 def is_grounded(value: str, source_words: set[str]) -> bool:
