@@ -297,3 +297,20 @@ def test_run_generation_works_inside_a_running_event_loop(tmp_path):
 
     report = asyncio.run(cell())
     assert report.status == "complete" and report.rows == 2
+
+
+def test_finished_units_replay_in_order_and_an_edited_chunk_is_asked_again(tmp_path):
+    """A re-run replays finished units item by item (no task each); a chunk whose text changed under
+    the same chunk_id finds nothing stored, asks the teacher, and ends up as in a fresh run."""
+    options = opts(judge_question=True, judge_faithfulness=True, judge_relevancy=True)
+    run_generation(seeds(), options, ScriptedClient(), tmp_path / "a")
+    edited = seeds()
+    edited[1]["document"] = "Chunk 1: the Orvane harbour levy is 9 euros per berth and is due each May."
+    again = ScriptedClient()
+    report = run_generation(edited, options, again, tmp_path / "a")
+    assert report.status == "complete" and again.requests
+    assert any("9 euros" in json.dumps(m) for m, _, _ in again.requests)
+    fresh = ScriptedClient()
+    run_generation(edited, options, fresh, tmp_path / "b")
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    assert len(again.requests) < len(fresh.requests) / 2  # only the edited chunk's requests went out

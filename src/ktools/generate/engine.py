@@ -118,6 +118,9 @@ class Unit:
     tokens: int = 0  # usage of every call of this unit, sent or replayed (for dry-run estimates)
     truncated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # An earlier run finished this unit with the same fingerprint: every answer it needs is
+    # stored, so its items are replayed one after another (no task per item, same results).
+    replay: bool = False
 
 
 _NON_WORDS = re.compile(r"\W+")
@@ -333,9 +336,14 @@ class Engine:
         children = await self._run_step(unit, step, item)
         if len(children) == 1:  # no task needed
             return await self._expand(unit, flow, index + 1, children[0])
+        if unit.replay:  # answered before: each child completes without waiting; order as gather's
+            out: list[tuple[bool, dict]] = []
+            for child in children:
+                out.extend(await self._expand(unit, flow, index + 1, child))
+            return out
         results = await asyncio.gather(*(self._expand(unit, flow, index + 1, c) for c in children),
                                        return_exceptions=True)
-        out: list[tuple[bool, dict]] = []
+        out = []
         for r in results:
             if isinstance(r, BaseException):
                 raise r

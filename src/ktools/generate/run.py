@@ -25,7 +25,7 @@ from ktools.generate.engine import Engine, Unit, make_units, run_units
 from ktools.generate.flows import FLOWS
 from ktools.generate.options import JUDGES, GenerationOptions
 from ktools.generate.report import GenerationReport, build_report
-from ktools.generate.status import FAILED, PENDING
+from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL
 from ktools.io import JsonlError, iter_jsonl
 from ktools.llm.eventloop import new_event_loop
 
@@ -211,12 +211,15 @@ async def arun_generation(
     units = make_units(run_seeds, options.generators)
 
     skip: dict[int, tuple[str, str | None]] = {}
-    if not options.retry_failed:
-        statuses = store.statuses()
-        for u in units:
-            s = statuses.get((u.generator, u.seed["chunk_id"]))
-            if s and s.status == FAILED and s.fingerprint == engine.fingerprints[u.generator]:
-                skip[u.order] = (FAILED, f"{s.reason} (recorded by an earlier run; retry with retry_failed=True)")
+    statuses = store.statuses()
+    for u in units:
+        s = statuses.get((u.generator, u.seed["chunk_id"]))
+        if not s or s.fingerprint != engine.fingerprints[u.generator]:
+            continue
+        if s.status == FAILED and not options.retry_failed:
+            skip[u.order] = (FAILED, f"{s.reason} (recorded by an earlier run; retry with retry_failed=True)")
+        elif s.status in (DONE, REJECTED_ALL):
+            u.replay = True
 
     progress = _Progress(len(units), engine, options.show_progress,
                          "dry run" if options.dry_run else "generation")
