@@ -2,10 +2,10 @@
 
 ktools owns the loops of its blocking entry points — `run_generation` (every
 generation run: notebook, CLI, `QAGenerator`) and the synchronous `TeacherClient.chat`
-— and makes them here. uvloop (libuv, in C) runs the same asyncio code with about a
-fifth less CPU per teacher request than the standard loop (bench/generation.py: the
-loop's own bookkeeping, socket calls and timers are most of the difference), which
-is what keeps one core ahead of hundreds of concurrent requests.
+— and makes them here. uvloop (libuv, in C) runs the same asyncio code with less CPU
+per teacher request than the standard loop: 10–20 % less in bench/generation.py on
+this shared 2-core machine (A/B runs alternating the two loops; the loop's own
+bookkeeping, socket calls and timers are the difference).
 
 `KTOOLS_EVENT_LOOP=asyncio` selects the standard loop (e.g. to compare, or on a
 platform without uvloop); `uvloop` requires it; `auto` (default) uses it when present.
