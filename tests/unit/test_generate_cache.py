@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 
-from ktools.generate.cache import ResponseStore, request_hash, response_key
+from ktools.generate.cache import ResponseStore, canonical_json, request_hash, response_key
 from ktools.llm.types import Choice, SamplingParams
 
 MSGS = [{"role": "user", "content": "hello"}]
@@ -21,6 +22,22 @@ def test_key_changes_with_model_messages_params_and_index():
     assert base != response_key("m", MSGS, SamplingParams(temperature=0.5, max_tokens=10, extra=(("top_k", 5),)), 0)
     assert base != response_key("m", MSGS, p, 1)
     assert len(request_hash("m", MSGS, p)) == 64
+
+
+def _json_module(obj):
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def test_canonical_json_is_byte_for_byte_the_json_modules_text():
+    # Stored hashes were taken of json.dumps' text: the fast path must not change one.
+    every_char = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    messages = [{"role": "system", "content": every_char}, {"content": "q \"x\" \\ \n", "role": "user"},
+                {"role": "user", "content": "", "name": "é\u2028"}]
+    assert canonical_json(messages) == _json_module(messages)
+    for other in ([{"role": "user", "content": "\ud800 lone surrogate"}],  # orjson refuses: json decides
+                  [{"role": "user", "content": [{"type": "text", "text": "parts"}]}],
+                  {"temperature": 1e-05, "max_tokens": 10, "top_p": 0.95}, [{"n": 2**70}], "model"):
+        assert canonical_json(other) == _json_module(other)
 
 
 def test_put_is_committed_before_it_returns_and_survives_reopen(tmp_path):

@@ -55,6 +55,8 @@ def strip_reasoning(text: str | None) -> tuple[str, str | None]:
     """Split a completion into (answer text, reasoning). Handles <think>…</think>, also unterminated."""
     if not text:
         return "", None
+    if "<" not in text:  # no tag at all: skip the regex scan
+        return text, None
     parts = [m.group(1).strip() for m in _THINK.finditer(text)]
     if not parts:
         return text, None
@@ -66,8 +68,12 @@ def clean(text: str | None) -> str:
     """Drop special tokens, code fences, a chatty preamble line and surrounding whitespace."""
     if not text:
         return ""
-    text = _SPECIAL.sub("", text).replace("\r\n", "\n").strip()
-    text = _FENCE.sub("", text).strip()
+    # The substring tests skip a regex scan that cannot match (most replies have neither).
+    if "<" in text or "[" in text:
+        text = _SPECIAL.sub("", text)
+    text = text.replace("\r\n", "\n").strip()
+    if "```" in text:
+        text = _FENCE.sub("", text).strip()
     text = _PREAMBLE.sub("", text, count=1).strip() if "\n" in text else text
     return text
 
