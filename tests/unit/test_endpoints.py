@@ -237,6 +237,27 @@ def _ask(client, count):
     return asyncio.run(main())
 
 
+def test_fan_out_sends_what_one_endpoint_sends_through_a_prebuilt_request_per_url():
+    async def ask_and_look(client, count):
+        results = await asyncio.gather(*(client.achat([{"role": "user", "content": f"question {i}"}])
+                                         for i in range(count)))
+        prebuilt = [sorted(urls) for urls in client._direct_by_url.values()]  # before close drops the client
+        await client.aclose()
+        return results, prebuilt
+
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+        _ask(TeacherClient(a.base_url, "m", max_concurrency=4), 1)
+        fan = TeacherClient(f"{a.base_url},{b.base_url}", "m", max_concurrency=4)
+        results, prebuilt = asyncio.run(ask_and_look(fan, 8))
+        single_body, fan_bodies = a.requests[0], a.requests[1:] + b.requests
+    assert [r.choices[0].text for r in results] == [f"Answer 0 to: question {i}" for i in range(8)]
+    assert len(b.requests) > 0 and len(fan_bodies) == 8
+    assert single_body in fan_bodies  # the same JSON as the one-endpoint path
+    # the fast send path (headers normalised once) serves every endpoint: the first one's URL is the
+    # client's own, the other gets its own request template, built once
+    assert fan.fast_transport and prebuilt == [[f"{b.base_url}/chat/completions"]]
+
+
 def test_requests_spread_over_replicas_and_survive_one_dying_mid_run():
     with FakeOpenAIServer(latency=0.02) as fast, FakeOpenAIServer(latency=0.06) as slow, \
             FakeOpenAIServer(latency=0.02) as dying:

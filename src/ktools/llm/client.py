@@ -378,6 +378,8 @@ class TeacherClient:
         self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
         self._options_template: weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any] = weakref.WeakKeyDictionary()
         self._direct: weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any] = weakref.WeakKeyDictionary()
+        self._direct_by_url: weakref.WeakKeyDictionary[openai.AsyncOpenAI, dict[str, Any]] = (
+            weakref.WeakKeyDictionary())
         self._last: tuple[asyncio.AbstractEventLoop | None, openai.AsyncOpenAI | None] = (None, None)
         self._clients_lock = threading.Lock()
         self._loop_thread: _LoopThread | None = None
@@ -491,10 +493,25 @@ class TeacherClient:
                     _FinalRequestOptions.construct(method="post", url=self._url, headers=omit, content=b"")))
         return client
 
-    async def _post(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> httpx2.Response:
-        """POST `body` as JSON through `client`; returns the raw response (errors raise as usual)."""
+    def _endpoint_factory(self, client: openai.AsyncOpenAI, url: str) -> Any:
+        """`_direct`'s request factory for another endpoint's URL (fan-out), built once per URL."""
+        factories = self._direct_by_url.get(client)
+        if factories is None:
+            factories = self._direct_by_url[client] = {}
+        make = factories.get(url)
+        if make is None:
+            omit = {"x-stainless-retry-count": openai.Omit(), "x-stainless-read-timeout": openai.Omit()}
+            make = factories[url] = request_factory(client._build_request(
+                _FinalRequestOptions.construct(method="post", url=url, headers=omit, content=b"")))
+        return make
+
+    async def _post(self, client: openai.AsyncOpenAI, body: dict[str, Any], url: str | None = None) -> httpx2.Response:
+        """POST `body` as JSON through `client` to `url` (default: the chat URL of `base_url`);
+        returns the raw response (errors raise as usual)."""
         content = _dumps(body)
         make = self._direct.get(client)
+        if make is not None and url is not None and url != self._url:
+            make = self._endpoint_factory(client, url)
         if make is not None:  # openai's request for this client, with this body (see the module doc)
             request = make(content)
             try:
@@ -508,9 +525,12 @@ class TeacherClient:
             return response
         template = self._options_template.get(client)
         if template is None:
-            return await client.post(self._url, content=content, cast_to=httpx2.Response,
+            return await client.post(url or self._url, content=content, cast_to=httpx2.Response,
                                      options={"headers": {"Content-Type": "application/json"}})
-        return await client.request(httpx2.Response, template.model_copy(update={"content": content}))
+        update: dict[str, Any] = {"content": content}
+        if url is not None:
+            update["url"] = url
+        return await client.request(httpx2.Response, template.model_copy(update=update))
 
     # --- requests ---
     def _body(self, messages: list[dict[str, Any]], params: SamplingParams) -> dict[str, Any]:
@@ -624,7 +644,7 @@ class TeacherClient:
                 sent += 1
                 self._count(requests=1)
                 started = time.perf_counter()
-                response = await self._openai().post(endpoint.chat_url, body=body, cast_to=httpx2.Response)
+                response = await self._post(self._openai(), body, endpoint.chat_url)
                 data = _decode_answer(response, need_choice)
                 outcome = OK
                 return data, sent
