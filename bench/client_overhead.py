@@ -13,8 +13,10 @@ and, as a baseline measured in the same run, the same load through the stock
 `openai` path (`AsyncOpenAI.chat.completions.create`, default httpx transport,
 pydantic models). The server's own CPU per request is shown too, and the time
 the client's thread was runnable but waiting for a CPU (`runq wait`, from
-/proc/self/schedstat): on a shared machine other processes' load shows up there
-instead of hiding in the ratio.
+/proc/self/schedstat; `server runq` the same for the server process): on a shared
+machine other processes' load shows up there instead of hiding in the ratio. Every
+one of the R / C round trips waits for both processes to be scheduled, so at C=200
+(ten round trips in a 2 s ideal) a few ms of wake-up delay per trip is already 1-2 %.
 
 Both clients run on ktools' own event loop (uvloop when installed, as `run_generation`
 and the sync client use; `KTOOLS_EVENT_LOOP=asyncio` for the standard loop).
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{requests} requests per level; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
           f"event loop {run_loop(_kind())} (ktools' own loops; {ENV_VAR}=asyncio for the standard one)")
     header = (f"{'client':<16}{'C':>5}{'wall s':>9}{'ideal s':>9}{'ratio':>8}{'cpu/req ms':>12}"
-              f"{'client cpu/wall':>17}{'server cpu/req ms':>19}{'runq wait s':>13}")
+              f"{'client cpu/wall':>17}{'server cpu/req ms':>19}{'runq wait s':>13}{'server runq s':>15}")
     print(header)
     print("-" * len(header))
     verdicts = []
@@ -153,16 +155,17 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(("stock openai", _run_stock_openai))
             for name, runner in runs:
                 server_cpu0 = _proc_cpu(proc.pid)
-                wait0 = _runqueue_wait()
+                wait0, server_wait0 = _runqueue_wait(), _runqueue_wait(proc.pid)
                 wall, cpu = run_loop(runner(url, requests, c))
                 # includes the warm-up round; an upper bound for the measured part
                 wait = _runqueue_wait() - wait0
+                server_wait = _runqueue_wait(proc.pid) - server_wait0
                 server_cpu = (_proc_cpu(proc.pid) - server_cpu0) / (requests + c) * 1000
                 ideal = requests * args.latency / c
                 ratio = wall / ideal
                 cpu_ms = cpu / requests * 1000
                 print(f"{name:<16}{c:>5}{wall:>9.2f}{ideal:>9.2f}{ratio:>8.3f}{cpu_ms:>12.3f}"
-                      f"{cpu / wall:>16.0%} {server_cpu:>18.3f}{wait:>13.2f}", flush=True)
+                      f"{cpu / wall:>16.0%} {server_cpu:>18.3f}{wait:>13.2f}{server_wait:>15.2f}", flush=True)
                 if name == "TeacherClient":
                     verdicts.append((c, ratio, cpu_ms))
     finally:
