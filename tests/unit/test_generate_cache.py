@@ -143,3 +143,16 @@ def test_an_unchanged_status_is_not_rewritten(tmp_path):
 
         asyncio.run(back(store))
         assert store.statuses()[("g", "c1")].status == "done"
+
+
+def test_derived_outputs_are_rewritten_only_when_their_text_changes(tmp_path):
+    from ktools.generate.run import _write_derived
+
+    path = tmp_path / "out" / "gen.jsonl"
+    _write_derived(path, '{"q":"é"}\n')
+    first = path.stat().st_ino
+    _write_derived(path, '{"q":"é"}\n')  # unchanged: left as it is (no new file renamed over it)
+    assert path.stat().st_ino == first
+    _write_derived(path, '{"q":"è"}\n')  # same length, other text: replaced
+    assert path.read_text(encoding="utf-8") == '{"q":"è"}\n' and path.stat().st_ino != first
+    assert not list(path.parent.glob(".*.tmp"))

@@ -135,10 +135,16 @@ def _write_derived_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 def _write_derived(path: Path, text: str) -> Path:
     """Write derived data atomically without fsync (see `_write_derived_jsonl`; report.json too: it is
     rebuilt by every run, and an fsync waits on the disk, for long when other processes write)."""
+    data = text.encode("utf-8")
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return path  # a re-run that changed nothing: no write, no rename (they wait on the disk)
+    except OSError:
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
     os.replace(tmp, path)
     return path
 
