@@ -117,6 +117,18 @@ def test_gpt_oss_cleaning_and_max_seq_len(tmp_output, tokenizer):
     assert all("thinking" in m for r in gpt for m in r["messages"])
 
 
+def test_a_max_seq_len_that_drops_every_row_is_an_error_and_keeps_the_old_mix(tmp_output, tokenizer):
+    write_synthetic_step03(tmp_output, SHAPE, seed=2)
+    paths = OutputPaths(tmp_output)
+    build_mixes(MixOptions(cut_sizes=[2], eval_share=0.0), paths, tokenizer=tokenizer, progress=False)
+    before = paths.training_mix(2).read_bytes()
+    with pytest.raises(MixingInputError, match=r"combined_cut_2x.jsonl: cut 2 \(chat\) would hold no rows.*"
+                                               r"too long.*Raise MAX_SEQ_LEN \(now 8\)"):
+        build_mixes(MixOptions(cut_sizes=[2], eval_share=0.0, max_seq_len=8), paths, tokenizer=tokenizer,
+                    progress=False)
+    assert paths.training_mix(2).read_bytes() == before
+
+
 def test_missing_datasets_are_reported_and_none_is_an_error(tmp_output, tokenizer):
     paths = OutputPaths(tmp_output)
     with pytest.raises(MixingInputError, match="Run step 03"):

@@ -13,7 +13,7 @@ from ktools.config import Settings, load_settings
 from ktools.io import write_json, write_jsonl
 from ktools.mixing.cuts import plan_cuts, select_cut
 from ktools.mixing.formats import row_problem, to_alpaca, to_chat_row
-from ktools.mixing.load import SUMMARY_GENERATORS, WITH_DOCUMENT, load_generated
+from ktools.mixing.load import SUMMARY_GENERATORS, WITH_DOCUMENT, MixingInputError, load_generated
 from ktools.mixing.split import split_eval
 from ktools.mixing.stats import MixReport, dataset_stats
 from ktools.mixing.tokens import TokenCounter
@@ -171,6 +171,7 @@ def build_mixes(
         for fmt in formats:
             for records, out_fmt in _assemble_cut(report, cut, fmt, per_gen, formatted[fmt], options):
                 outputs.append((_mix_path(paths, cut, out_fmt), records, cut, out_fmt))
+    _refuse_empty_mixes(report, outputs, options)
     outputs.append((paths.eval_set, split.eval_rows, None, "eval"))
     for path, records, cut, fmt in outputs:
         _write(report, path, records, cut, fmt)
@@ -239,6 +240,22 @@ def _assemble_cut(report: MixReport, cut: int, fmt: str, per_gen: dict[str, list
             if options.save_alpaca:
                 alpaca.extend(to_alpaca(r, with_document=WITH_DOCUMENT[generator]) for r, _ in kept)
     return [(records, fmt)] + ([(alpaca, ALPACA)] if alpaca else [])
+
+
+def _refuse_empty_mixes(report: MixReport, outputs: list[tuple[Path, list[dict[str, Any]], int | None, str]],
+                        options: MixOptions) -> None:
+    """An empty training mix is an error here, not in step 05: nothing is written yet, so the
+    previous mixes stay, and the message says which filter took every row and what to change."""
+    for path, records, cut, fmt in outputs:
+        if records:
+            continue
+        drops = [d for d in report.dropped if d["cut"] == cut and d["format"] == fmt]
+        why = "; ".join(f"{d['dataset']}: {d['rows']} row(s) dropped ({d['reason']})" for d in drops)
+        fix = (f" Raise MAX_SEQ_LEN (now {options.max_seq_len}) or unset it to keep long rows."
+               if any(d["reason"] == "too long" for d in drops) else "")
+        raise MixingInputError(f"{path.name}: cut {cut} ({fmt}) would hold no rows"
+                               + (f" — {why}." if why else " — step 03 kept no usable rows for it.")
+                               + fix + " No mix file was written; the previous ones are unchanged.")
 
 
 def _write(report: MixReport, path: Path, records: list[dict[str, Any]], cut: int | None, fmt: str) -> None:

@@ -59,7 +59,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "CUT_SIZE": 1,
         "MAX_STEPS": 2,
         "MAX_ROWS": 8,
-        "MAX_SEQ_LEN": 256,
+        # 04 drops longer rows, 05 truncates: above a 256-token chunk plus 48-token answers.
+        "MAX_SEQ_LEN": 512,
         "SAMPLE_QUESTIONS": 1,
     },
 }
