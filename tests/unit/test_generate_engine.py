@@ -180,6 +180,30 @@ def test_judges_auto_off_for_embedded_teacher_on_for_others(tmp_path):
     assert all("Chunk 0: the Orvane" in t for t in judge_texts if "support every claim" in t)
 
 
+def test_stage_caps_apply_to_their_stage_only_and_reask_only_its_requests(tmp_path):
+    gens = ("extractive_summary", "document_based_qa")
+    emb = ScriptedClient(model="SmolLM2-135M-Instruct")
+    report = run_generation(seeds(1), opts(generators=gens), emb, tmp_path / "emb")
+    # The embedded teacher: summaries at their own default cap, every other stage at 320.
+    caps = [p.max_tokens for _, p, _ in emb.requests]
+    assert caps.count(192) == 1 and set(caps) == {192, 320}  # one summaries request (n=2)
+    assert report.options["stage_max_tokens_in_effect"] == {"summaries": 192}
+
+    real = ScriptedClient(model="gpt-4o")
+    run_generation(seeds(1), opts(generators=gens), real, tmp_path / "real")
+    assert {p.max_tokens for _, p, _ in real.requests} == {1024}  # a real teacher: no default stage cap
+    before = outputs(tmp_path / "real")
+    again = ScriptedClient(model="gpt-4o")
+    report = run_generation(seeds(1), opts(generators=gens, stage_max_tokens={"summaries": 50}), again,
+                            tmp_path / "real")
+    # Only the summary requests carry new params; everything else replays from the store.
+    assert again.requests and {p.max_tokens for _, p, _ in again.requests} == {50}
+    assert report.requests["sent"] == len(again.requests) == 1
+    assert outputs(tmp_path / "real") == before  # the scripted teacher answers the same
+    with pytest.raises(ValueError, match="stage_max_tokens.*integer >= 1"):
+        opts(stage_max_tokens={"summaries": 0})
+
+
 def test_truncated_outputs_are_flagged(tmp_path):
     def reply(user, i):
         text = reply_for(user, i)

@@ -19,6 +19,8 @@ Public API (stable; the CLI `ktools generate`, `QAGenerator` and the notebook us
         dry_run=False, dry_run_chunks=2, token_budget=None, enable_reasoning=False,
         few_shot=None,                    # None = auto (off for the embedded teacher)
         embedded_max_tokens=320,          # answer cap applied only to the embedded teacher
+        stage_max_tokens={},              # per-stage caps for any teacher, e.g. {"questions": 200}
+        embedded_stage_max_tokens={"summaries": 192},  # per-stage caps for the embedded teacher only
         show_progress=True,
     )
     report = run_generation(seed, options, client=None, out_dir=None)   # blocking, Jupyter-safe

@@ -28,7 +28,7 @@ import itertools
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ktools.generate.cache import (
@@ -153,6 +153,12 @@ class Engine:
             for name in JUDGES if options.judge_enabled(name, embedded_teacher)
         ]
         self.params = self._sampling_params(embedded_teacher)
+        # Stages with a cap of their own (options.stage_max_tokens, and for the embedded
+        # teacher embedded_stage_max_tokens) get their own params; the others share self.params.
+        self.stage_params = {
+            step.name: replace(self.params, max_tokens=options.max_tokens_for(step.name, embedded_teacher))
+            for g in options.generators for step in FLOWS[g].steps
+            if options.max_tokens_for(step.name, embedded_teacher) != self.params.max_tokens}
         self.few_shot = (not embedded_teacher) if options.few_shot is None else bool(options.few_shot)
         self.judge_params = SamplingParams(temperature=0.0, max_tokens=options.judge_max_tokens,
                                            top_p=None, stop=None, seed=options.seed)
@@ -186,7 +192,13 @@ class Engine:
             "model": self.model, "flow": flow.name,
             "prompts": {s.prompt: self.prompts[s.prompt].fingerprint for s in flow.steps},
             "judges": [(j.name, j.threshold, self.prompts[j.prompt].fingerprint) for j in self.judges],
-            "params": self.params.as_dict(), "system": o.system_message, "extra": o.extra_instructions,
+            "params": self.params.as_dict(),
+            # Only stages with their own cap are named, so adding the option left the
+            # fingerprints (and the finished-unit replay) of uncapped flows as they were.
+            **({"stage_max_tokens": caps} if (caps := {s.name: self.stage_params[s.name].max_tokens
+                                                          for s in flow.steps if s.name in self.stage_params})
+               else {}),
+            "system": o.system_message, "extra": o.extra_instructions,
             "counts": [o.number_of_summaries, o.questions_per_chunk, o.facts_per_chunk, o.qa_per_fact],
             "few_shot": self.few_shot,
         })
@@ -241,7 +253,7 @@ class Engine:
                 done.set_result(None)
 
     def _params_json(self, params: SamplingParams) -> str:
-        # SamplingParams.as_dict (dataclasses.asdict) is slow; there are only two params objects per run.
+        # SamplingParams.as_dict (dataclasses.asdict) is slow; there are only a few params objects per run.
         key = id(params)
         cached = self._params_cache.get(key)
         if cached is None or cached[0] is not params:
@@ -358,7 +370,7 @@ class Engine:
             variables[var] = getattr(self.options, option)
         messages = self._render(step.prompt, variables)
         n = self._option(step.n) or 1
-        choices = await self._complete(unit, messages, self.params, n)
+        choices = await self._complete(unit, messages, self.stage_params.get(step.name, self.params), n)
         counts.calls += 1
         counts.samples += len(choices)
         parser = PARSERS[step.parser]

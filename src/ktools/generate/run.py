@@ -284,6 +284,7 @@ def _finish(out: Path, units: list[Unit], seeds: list[dict], options: Generation
                               endpoints=list(getattr(engine.client, "endpoint_stats", list)()))
     report.options["few_shot_in_effect"] = engine.few_shot
     report.options["max_tokens_in_effect"] = engine.params.max_tokens
+    report.options["stage_max_tokens_in_effect"] = {name: p.max_tokens for name, p in engine.stage_params.items()}
     report.requests["stored_writes"] = engine.store.rows_written
     report.requests["store_commits"] = engine.store.commits
     report.requests["store_writer_ms"] = round(engine.store.writer_seconds * 1000, 1)
