@@ -44,7 +44,7 @@ test: install $(KFP_STAMP)
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools 0*/*.ipynb
 
 clean-output:
 	rm -rf output

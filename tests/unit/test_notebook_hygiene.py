@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -95,3 +98,13 @@ def test_papermill_sees_every_parameter(notebook):
                 for t in node.targets if isinstance(t, ast.Name)]
     seen = set(papermill.inspect_notebook(str(path)))
     assert not set(assigned) - seen, f"{path}: papermill cannot parse parameters {set(assigned) - seen}"
+
+
+def test_notebooks_pass_the_linter():
+    """ruff over every notebook (imports, unused names, ...), as `make lint` does for the package."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).is_file():
+        pytest.skip("ruff is not installed (the test extra installs it)")
+    result = subprocess.run([ruff, "check", "--no-cache", *map(str, NOTEBOOKS)], capture_output=True, text=True,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
