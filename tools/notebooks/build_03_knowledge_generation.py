@@ -115,6 +115,8 @@ CELLS = [
     new_code_cell("report.table() if report else None"),
     new_code_cell(
         "display(report.documents_table() if report else None)  # rows per source document\n"
+        "if report and report.endpoints:  # several teacher endpoints: requests, errors, latency per endpoint\n"
+        "    display(report.endpoints_table())\n"
         "report.failures_table() if report else None"
     ),
     new_markdown_cell("## Sample rows"),
