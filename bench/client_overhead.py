@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -156,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, runner in runs:
                 server_cpu0 = _proc_cpu(proc.pid)
                 wait0, server_wait0 = _runqueue_wait(), _runqueue_wait(proc.pid)
+                # Each measured run starts from a collected heap: the stock client's leftovers
+                # (pydantic models, httpx objects) would otherwise be traversed by the next run's
+                # garbage collections and bill it for the previous run's allocations.
+                gc.collect()
                 wall, cpu = run_loop(runner(url, requests, c))
                 # includes the warm-up round; an upper bound for the measured part
                 wait = _runqueue_wait() - wait0
