@@ -142,6 +142,7 @@ class QAGenerator:
         seed: str | Path | None = None,
         client: Any = None,
         judges: bool | None = None,
+        stage_max_tokens: Mapping[str, int] | None = None,
         show_progress: bool = True,
         environ: Mapping[str, str] | None = None,
         repo_root: str | Path | None = None,
@@ -178,6 +179,7 @@ class QAGenerator:
         self.prompts_dir = Path(prompts_dir) if prompts_dir else None
         self.client = client
         self.judges = judges
+        self.stage_max_tokens = dict(stage_max_tokens or {})
         self.show_progress = show_progress
         self.qa_dir = self.config.qa_dir or self._default_qa_dir()
 
@@ -226,6 +228,7 @@ class QAGenerator:
             prompt_overrides_dir=self.prompts_dir, prompt_overrides=self._prompt_overrides(),
             retry_failed=retry_failed, dry_run=dry_run, show_progress=self.show_progress,
             judge_question=self.judges, judge_faithfulness=self.judges, judge_relevancy=self.judges,
+            stage_max_tokens=self.stage_max_tokens,
         )
 
     def _make_client(self) -> Any:

@@ -159,6 +159,30 @@ def test_dry_run_estimates_and_writes_no_qa_files(tmp_path):
     assert not list((tmp_path / "qa").glob("*_qa.json"))
 
 
+def test_stage_caps_reach_the_teacher_and_bad_cli_values_are_refused(tmp_path):
+    import argparse
+
+    from ktools.cli.generate import _stage_cap
+
+    class Recording(ScriptedTeacher):
+        def __init__(self):
+            super().__init__()
+            self.max_tokens = []
+
+        async def achat(self, messages, params=None, n=1):
+            self.max_tokens.append(params.max_tokens)
+            return await super().achat(messages, params, n)
+
+    make_chunks(tmp_path / "chunks")
+    teacher = Recording()
+    generator(tmp_path, teacher, max_tokens=900, stage_max_tokens={"qa_pairs": 77}).generate_qa_for_all_documents()
+    assert teacher.max_tokens and set(teacher.max_tokens) == {77}
+    assert _stage_cap("summaries=400") == ("summaries", 400)
+    for bad in ("summary=400", "summaries=0", "summaries", "questions=many"):
+        with pytest.raises(argparse.ArgumentTypeError, match="STAGE=N with STAGE one of answers, facts"):
+            _stage_cap(bad)
+
+
 def test_seed_mode_runs_all_four_generators_and_exports_step03(tmp_path):
     from ktools.export import combine_qa_dir, load_qa_input
     from ktools.generate.scripted import ScriptedClient

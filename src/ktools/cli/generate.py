@@ -64,6 +64,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--summaries", type=_positive_int, help="summaries per chunk (env NUMBER_OF_SUMMARIES)")
     gen.add_argument("--temperature", type=float, help="sampling temperature (env GENERATOR_TEMPERATURE)")
     gen.add_argument("--max-tokens", type=_positive_int, help="max tokens per completion (env GENERATOR_MAX_TOKENS)")
+    gen.add_argument("--stage-max-tokens", dest="stage_max_tokens", action="append", type=_stage_cap,
+                     metavar="STAGE=N", help="cap one stage's completions at N tokens (repeatable), e.g. "
+                     "summaries=400; stages: summaries, questions, answers, facts, qa_pairs")
     gen.add_argument("--qa-system-message", help="system message for the generator prompts")
     gen.add_argument("--qa-extra-instructions", help="extra instructions added to every generator prompt "
                      "(also CUSTOMISATION_PROMPT)")
@@ -107,6 +110,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="run 2 chunks through every stage, show samples, estimate requests and tokens")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _stage_cap(text: str) -> tuple[str, int]:
+    from ktools.generate.flows import FLOWS
+
+    stages = sorted({step.name for flow in FLOWS.values() for step in flow.steps})
+    stage, _, number = text.partition("=")
+    if stage.strip() not in stages or not number.strip().isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"expected STAGE=N with STAGE one of {', '.join(stages)} and N >= 1, "
+                                         f"got {text!r}")
+    return stage.strip(), int(number)
 
 
 def _cli_values(args: argparse.Namespace) -> dict:
@@ -183,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             qa_extra_instructions=args.qa_extra_instructions,
             qa_prompt_template_file=args.qa_prompt_template_file, prompts_dir=args.prompts_dir,
             judges={"auto": None, "on": True, "off": False}[args.judges], show_progress=not args.no_progress,
+            stage_max_tokens=dict(args.stage_max_tokens or ()),
         )
         rows = {row["setting"]: row for row in generator.config.describe()}
         log.info("teacher: provider %s, model %s, base URL %s (provider from %s)", rows["provider"]["value"],
