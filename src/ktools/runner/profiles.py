@@ -47,7 +47,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "CHUNK_OVERLAP_TOKENS": 16,
         "CHUNK_MIN_TOKENS": 32,
         # 03
-        "SEED_DATA_SUBSAMPLE": 1,
+        # Two chunks: with one, all four generators of the embedded teacher came back empty
+        # in an estimated ~7 % of runs at MAX_TOKENS 48 (each yields a row about half the time).
+        "SEED_DATA_SUBSAMPLE": 2,
         "NUMBER_OF_SUMMARIES": 1,
         "QUESTIONS_PER_CHUNK": 1,
         "MAX_TOKENS": 48,
