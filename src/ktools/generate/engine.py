@@ -155,10 +155,10 @@ class Engine:
         self.params = self._sampling_params(embedded_teacher)
         # Stages with a cap of their own (options.stage_max_tokens, and for the embedded
         # teacher embedded_stage_max_tokens) get their own params; the others share self.params.
-        self.stage_params = {
-            step.name: replace(self.params, max_tokens=options.max_tokens_for(step.name, embedded_teacher))
-            for g in options.generators for step in FLOWS[g].steps
-            if options.max_tokens_for(step.name, embedded_teacher) != self.params.max_tokens}
+        caps = {step.name: options.max_tokens_for(embedded_teacher, step.name)
+                for g in options.generators for step in FLOWS[g].steps}
+        self.stage_params = {name: replace(self.params, max_tokens=cap)
+                             for name, cap in caps.items() if cap != self.params.max_tokens}
         self.few_shot = (not embedded_teacher) if options.few_shot is None else bool(options.few_shot)
         self.judge_params = SamplingParams(temperature=0.0, max_tokens=options.judge_max_tokens,
                                            top_p=None, stop=None, seed=options.seed)
@@ -180,11 +180,8 @@ class Engine:
         extra = dict(o.extra_sampling)
         if o.enable_reasoning:
             extra.setdefault("chat_template_kwargs", {"enable_thinking": True})
-        max_tokens = o.max_tokens
-        if embedded_teacher and o.embedded_max_tokens:
-            max_tokens = min(max_tokens, o.embedded_max_tokens)
-        return SamplingParams(temperature=o.temperature, max_tokens=max_tokens, top_p=o.top_p,
-                              stop=o.stop, seed=o.seed, extra=tuple(sorted(extra.items())))
+        return SamplingParams(temperature=o.temperature, max_tokens=o.max_tokens_for(embedded_teacher),
+                              top_p=o.top_p, stop=o.stop, seed=o.seed, extra=tuple(sorted(extra.items())))
 
     def _fingerprint(self, flow: Flow) -> str:
         o = self.options

@@ -140,11 +140,11 @@ class GenerationOptions:
                 raise ValueError(f"GenerationOptions.{name}: {bad!r}: each cap must be an integer >= 1")
             object.__setattr__(self, name, caps)
 
-    def max_tokens_for(self, stage: str, embedded_teacher: bool) -> int:
-        """The max_tokens a stage's requests carry: the smallest cap that applies to it."""
-        caps = [self.max_tokens, self.stage_max_tokens.get(stage)]
+    def max_tokens_for(self, embedded_teacher: bool, stage: str | None = None) -> int:
+        """The max_tokens requests carry: the smallest cap that applies (to `stage`, if given)."""
+        caps = [self.max_tokens, self.stage_max_tokens.get(stage) if stage else None]
         if embedded_teacher:
-            caps += [self.embedded_max_tokens, self.embedded_stage_max_tokens.get(stage)]
+            caps += [self.embedded_max_tokens, self.embedded_stage_max_tokens.get(stage) if stage else None]
         return min(c for c in caps if c)
 
     def replace(self, **changes: Any) -> GenerationOptions:
