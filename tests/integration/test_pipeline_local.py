@@ -34,9 +34,10 @@ def private_teacher():
         lifecycle.stop("127.0.0.1", port)
 
 
-def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output, private_teacher):
+def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output, private_teacher, tmp_path):
     teacher = {"teacher_provider": "local", "teacher_base_url": f"http://127.0.0.1:{private_teacher}/v1"}
-    run = run_local({**profile_parameters("smoke"), **teacher})
+    volume = tmp_path / "volume"  # stands in for a mounted PVC (`--store-pvc`)
+    run = run_local({**profile_parameters("smoke"), **teacher, "response_store_dir": str(volume)})
 
     paths = OutputPaths(tmp_output)
     assert set(run.collected) == {"step_02", "step_03", "step_04", "step_05", "model"}
@@ -53,6 +54,7 @@ def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output, private_
     assert lifecycle.status("127.0.0.1", private_teacher)["ours"]  # the teacher the parameters named
     assert sum(len(read_jsonl(paths.generated(g))) for g in GENERATORS) == report["rows"]
     assert paths.response_cache.is_file()  # the teacher's answers travel with the artifact
+    assert (volume / "responses.sqlite").is_file()  # ... and stay on the volume for a later run
     mix = read_jsonl(paths.training_mix(1))
     assert mix and {"messages", "unmask", "token_length"} <= set(mix[0])
     train_report = json.loads((paths.step(5) / "train_report.json").read_text())

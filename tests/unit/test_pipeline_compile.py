@@ -23,7 +23,7 @@ from ktools.pipelines.definition import (  # noqa: E402
     parameter_types,
     pipeline_arguments,
 )
-from ktools.pipelines.names import API_KEY_ENV  # noqa: E402
+from ktools.pipelines.names import API_KEY_ENV, STORE_MOUNT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = {2: "02_Data_Processing/Data_Processing.ipynb", 3: "03_Knowledge_Generation/Knowledge_Generation.ipynb",
@@ -100,6 +100,19 @@ def test_training_pod_asks_for_gpus_only_when_told(tmp_path):
     assert resources["accelerator"]["resourceCount"] == "4"
 
 
+def test_store_pvc_mounts_the_volume_in_the_generation_pod_and_points_the_store_there(tmp_path):
+    spec, platform = _compile(tmp_path, secret_name="", store_pvc="ktools-store")
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-knowledge-generation"}
+    (mount,) = executors["exec-knowledge-generation"]["pvcMount"]
+    assert mount["mountPath"] == STORE_MOUNT and "ktools-store" in json.dumps(mount)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["response_store_dir"]["defaultValue"] == STORE_MOUNT
+    spec, platform = _compile(tmp_path, secret_name="")
+    assert platform == {} and spec["root"]["inputDefinitions"]["parameters"]["response_store_dir"].get(
+        "defaultValue", "") == ""
+
+
 def test_no_secret_wiring_when_the_secret_name_is_empty(tmp_path):
     _, platform = _compile(tmp_path, secret_name="")
     assert platform == {}
@@ -127,7 +140,8 @@ def test_pipeline_parameters_are_the_notebooks_with_their_defaults():
             assert defaults[target] == expected, f"{target}: pipeline {defaults[target]!r}, notebook {value!r}"
             seen.add(target)
     teacher = {"teacher_provider", "teacher_base_url", "teacher_model_name"}
-    assert set(types) - seen == teacher  # nothing the notebooks do not have, but the endpoint
+    # Nothing the notebooks do not have, but the endpoint and where the response store outlives a pod.
+    assert set(types) - seen == teacher | {"response_store_dir"}
 
 
 def test_arguments_accept_notebook_names_and_coerce_types():

@@ -1,6 +1,6 @@
 """`ktools pipeline compile` / `ktools pipeline run-local`: steps 02-05 as a Kubeflow pipeline.
 
-    ktools pipeline compile [--output FILE] [--image IMAGE] [--secret-name NAME] [--train-gpus N] [-p NAME VALUE]...
+    ktools pipeline compile [--output FILE] [--image IMAGE] [--secret-name NAME] [--store-pvc PVC] [--train-gpus N] [-p NAME VALUE]...
     ktools pipeline run-local [--profile smoke] [-p NAME VALUE]... [--output-dir DIR] [--replace]
 
 `-p` takes pipeline parameters (lower-case, e.g. `-p number_of_summaries 2`) or notebook
@@ -40,6 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                                f"(default: {DEFAULT_SECRET_NAME}; '' for none)")
     compile_.add_argument("--secret-key", default=DEFAULT_SECRET_KEY,
                           help=f"key inside that secret (default: {DEFAULT_SECRET_KEY})")
+    compile_.add_argument("--store-pvc", default="",
+                          help="PersistentVolumeClaim mounted in the generation pod for the response store, so a "
+                               "failed or re-submitted run resends only unanswered requests (default: none)")
     compile_.add_argument("--train-gpus", type=int, default=0,
                           help="GPUs (nvidia.com/gpu) for the training pod; 2+ train through torchrun "
                                "(build the image with CUDA torch)")
@@ -82,7 +85,8 @@ def _compile(args: argparse.Namespace) -> int:
     from ktools.pipelines.definition import compile_pipeline
 
     path = compile_pipeline(args.output, image=args.image, secret_name=args.secret_name,
-                            secret_key=args.secret_key, train_gpus=args.train_gpus, defaults=_values(args))
+                            secret_key=args.secret_key, train_gpus=args.train_gpus, store_pvc=args.store_pvc,
+                            defaults=_values(args))
     secret = (f"secret {args.secret_name!r} (key {args.secret_key!r}) as TEACHER_MODEL_API_KEY"
               if args.secret_name else "no secret")
     print(f"pipeline written to {path} (image {args.image}; {secret})")

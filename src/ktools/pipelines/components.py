@@ -63,6 +63,7 @@ def knowledge_generation(
     teacher_provider: str = "",
     teacher_base_url: str = "",
     teacher_model_name: str = "",
+    response_store_dir: str = "",
 ):
     """Step 03: the four generators over the seed chunks, with the teacher."""
     params = dict(locals())

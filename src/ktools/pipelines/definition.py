@@ -27,6 +27,7 @@ from ktools.pipelines.names import (
     DEFAULT_SECRET_KEY,
     DEFAULT_SECRET_NAME,
     PIPELINE_NAME,
+    STORE_MOUNT,
 )
 
 # Notebook parameters whose pipeline name is not just the lower-cased notebook name.
@@ -36,7 +37,7 @@ NOTEBOOK_ONLY: dict[str, str] = {
     "REFRESH_DRAFTS": "a pipeline run starts without cached ICL drafts",
     "DRY_RUN": "an interactive cost preview before the full run",
     "RUN_FULL": "the pipeline always runs the full generation",
-    "RETRY_FAILED": "a pipeline run starts with an empty response store",
+    "RETRY_FAILED": "with response_store_dir a re-run always retries failed chunks; without it nothing failed is kept",
     "MIX_PATH": "the mix comes from the step-04 artifact (choose it with cut_size)",
     "RESUME": "a training pod starts without checkpoints",
     "SAMPLE_QUESTIONS": "answers shown in the notebook only",
@@ -52,11 +53,14 @@ class PipelineOutputs(NamedTuple):
 
 
 def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET_NAME,
-                   secret_key: str = DEFAULT_SECRET_KEY, train_gpus: int = 0):
+                   secret_key: str = DEFAULT_SECRET_KEY, train_gpus: int = 0, store_pvc: str = ""):
     """The pipeline object (compile it, or call it after `kfp.local.init` to run it locally).
 
     `secret_name=""` mounts no secret (the embedded teacher, or an endpoint without a key).
     `train_gpus` GPUs are requested for the training pod (the image then needs CUDA torch).
+    `store_pvc` mounts that PersistentVolumeClaim at STORE_MOUNT in the generation pod, for
+    the response store to outlive the pod (pass `response_store_dir` under that mount;
+    `compile_pipeline` makes it the default).
     """
     components = make_components(image)
 
@@ -92,6 +96,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         max_tokens: int = 0,
         judges: str = "auto",
         token_budget: int = 0,
+        response_store_dir: str = "",
         # 04 Knowledge mixing
         cut_sizes: str = "",
         qa_per_doc: int = 0,
@@ -129,8 +134,10 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
             questions_per_chunk=questions_per_chunk, max_concurrency=max_concurrency,
             seed_data_subsample=seed_data_subsample, enable_reasoning=enable_reasoning,
             customisation_prompt=customisation_prompt, temperature=temperature, max_tokens=max_tokens,
-            judges=judges, token_budget=token_budget, **teacher)
+            judges=judges, token_budget=token_budget, response_store_dir=response_store_dir, **teacher)
         generate.set_display_name("03 Knowledge generation")
+        if store_pvc:
+            kubernetes.mount_pvc(generate, pvc_name=store_pvc, mount_path=STORE_MOUNT)
         mix = components.knowledge_mixing(
             step_03=generate.outputs["step_03"], cut_sizes=cut_sizes, qa_per_doc=qa_per_doc,
             save_gpt_oss_format=save_gpt_oss_format, save_alpaca=save_alpaca, max_seq_len=mix_max_seq_len,
@@ -205,12 +212,18 @@ def _coerce(name: str, value: Any, kfp_type: str) -> Any:
 
 
 def compile_pipeline(output: str | Path, *, image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET_NAME,
-                     secret_key: str = DEFAULT_SECRET_KEY, train_gpus: int = 0,
+                     secret_key: str = DEFAULT_SECRET_KEY, train_gpus: int = 0, store_pvc: str = "",
                      defaults: Mapping[str, Any] | None = None) -> Path:
-    """Write the pipeline YAML (KFP IR) to `output`; `defaults` replace parameter defaults."""
-    pipeline = build_pipeline(image=image, secret_name=secret_name, secret_key=secret_key, train_gpus=train_gpus)
+    """Write the pipeline YAML (KFP IR) to `output`; `defaults` replace parameter defaults.
+
+    With `store_pvc`, `response_store_dir` defaults to the volume's mount point.
+    """
+    pipeline = build_pipeline(image=image, secret_name=secret_name, secret_key=secret_key, train_gpus=train_gpus,
+                              store_pvc=store_pvc)
+    arguments = pipeline_arguments(pipeline, defaults or {})
+    if store_pvc:
+        arguments.setdefault("response_store_dir", STORE_MOUNT)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline, package_path=str(output),
-                                pipeline_parameters=pipeline_arguments(pipeline, defaults or {}) or None)
+    compiler.Compiler().compile(pipeline, package_path=str(output), pipeline_parameters=arguments or None)
     return output

@@ -8,3 +8,5 @@ DEFAULT_SECRET_NAME = "ktools-teacher"
 DEFAULT_SECRET_KEY = "api_key"
 API_KEY_ENV = "TEACHER_MODEL_API_KEY"
 DEFAULT_PACKAGE = "ktools-pipeline.yaml"
+# Where `--store-pvc` mounts its volume in the generation pod (the response store's home).
+STORE_MOUNT = "/mnt/ktools-store"

@@ -90,6 +90,17 @@ def publish(directory: Path, artifact_path: str | Path, ignore: Sequence[str] = 
     return target
 
 
+def copy_store(source: Path, target: Path) -> Path:
+    """A consistent copy of an SQLite response store (its WAL included), via SQLite's backup API."""
+    import sqlite3
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src, \
+            contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+    return target
+
+
 def _unset(value: Any) -> Any:
     """Pipeline sentinels → None ("the value from .env or the default", the notebooks' None).
 
@@ -159,12 +170,19 @@ def run_knowledge_generation(
     customisation_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
     judges: str = "auto", token_budget: int | None = None,
     teacher_provider: str = "", teacher_base_url: str = "", teacher_model_name: str = "",
+    response_store_dir: str = "",
 ) -> dict[str, Any]:
     """Step 03 as 03_Knowledge_Generation runs it (the full run; no dry run) → `step_03/`.
 
     Fails when chunks failed or the run stopped early for any reason but the token
     budget the caller set: the next step must not train on a silently partial dataset.
     The response store (`responses.sqlite`) is part of the artifact.
+
+    `response_store_dir`: a directory that outlives the pod (a mounted volume). The
+    response store lives there while the step runs, each answer stored as it arrives,
+    so a failed, killed or re-submitted run resends only the requests never answered
+    (and retries the chunks that failed); a copy goes into the artifact at the end.
+    Without it the store lives in the pod's scratch space and a failure loses it.
     """
     from ktools.generate import GenerationOptions, load_seed_rows, normalise_generators, run_generation
     from ktools.llm.client import TeacherClient
@@ -183,25 +201,36 @@ def run_knowledge_generation(
             temperature=None if temperature is None or temperature < 0 else temperature,
             **_teacher_overrides(teacher_provider, teacher_base_url, teacher_model_name))
         paths = OutputPaths.from_settings(settings)
+        store = Path(response_store_dir) / paths.response_cache.name if response_store_dir else None
         judge = {"on": True, "off": False}.get(judges)  # None = auto
         options = GenerationOptions.from_settings(
             settings, generators=normalise_generators(generators), questions_per_chunk=questions_per_chunk,
-            judge_question=judge, judge_faithfulness=judge, judge_relevancy=judge, token_budget=_unset(token_budget))
+            judge_question=judge, judge_faithfulness=judge, judge_relevancy=judge, token_budget=_unset(token_budget),
+            # A kept store means this may be a re-run after failed chunks: that is what it is for.
+            retry_failed=store is not None)
+        if store is not None:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            log.info("response store %s (%s)", store, "resuming" if store.is_file() else "new")
         client = TeacherClient.from_settings(settings)  # starts the embedded teacher if no endpoint is set
         try:
             seed = load_seed_rows(paths.seed_data, options.subsample)
             log.info("teacher %s; %d seed chunks", client.model, len(seed))
-            report = run_generation(seed, options, client, paths.step(3))
+            report = run_generation(seed, options, client, paths.step(3), cache_path=store)
         finally:
             client.close()
         log.info("%s", report.summary())
         if report.failures or report.status not in ("complete", "budget_reached"):
             reasons = "; ".join(f"{f.get('generator', '?')} chunk {f.get('chunk_id', '?')}: {f.get('reason', '?')}"
                                 for f in report.failures[:5])
+            resume = (f" The {report.requests.get('sent', 0)} answers received are kept in {store}: the next run "
+                      "with the same response_store_dir resends only the rest." if store is not None else
+                      " Set response_store_dir to a mounted volume to keep the answers of a failed run.")
             raise PipelineStepError(
                 f"generation ended with status {report.status!r} and {len(report.failures)} failed chunk(s)"
                 + (f" ({reasons})" if reasons else "")
-                + ". Check the teacher endpoint, model and secret, then run the pipeline again.")
+                + ". Check the teacher endpoint, model and secret, then run the pipeline again." + resume)
+        if store is not None:
+            copy_store(store, paths.response_cache)
         publish(paths.step(3), step_03_out)
     summary = {"status": report.status, "rows": report.rows, "chunks": report.chunks,
                "requests_sent": report.requests.get("sent", 0), "seconds": _since(started)}
