@@ -58,6 +58,10 @@ def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output, private_
     mix = read_jsonl(paths.training_mix(1))
     assert mix and {"messages", "unmask", "token_length"} <= set(mix[0])
     train_report = json.loads((paths.step(5) / "train_report.json").read_text())
+    # No report names the pods' scratch folders (gone after each step); paths are relative to output/.
+    for report_file in (paths.generation_report, paths.mix_stats, paths.step(5) / "train_report.json"):
+        assert "ktools-kfp-" not in report_file.read_text(), report_file
+    assert read_json(paths.generation_report)["out_dir"] == "step_03"
     assert train_report["steps"] == 2
     assert not (paths.step(5) / "checkpoints").exists()
 

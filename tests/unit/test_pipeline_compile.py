@@ -197,6 +197,26 @@ def test_publish_copies_a_step_directory_and_leaves_checkpoints_out(tmp_path):
         steps.publish(tmp_path / "missing", tmp_path / "artifact2")
 
 
+def test_published_reports_name_paths_relative_to_the_output_root_not_the_pod_scratch(tmp_path):
+    root = tmp_path / "ktools-kfp-x"
+    step = root / "step_03"
+    (step / "extractive_summary").mkdir(parents=True)
+    report = {"out_dir": str(step), "files": {"gen": str(step / "extractive_summary" / "gen.jsonl")},
+              "endpoints": [{"url": "http://vllm:8000/v1"}], "note": f"see {step}", "root": str(root),
+              "elsewhere": str(tmp_path / "ktools-kfp-xy" / "a.json"), "rows": 3}
+    (step / "report.json").write_text(json.dumps(report))
+    (step / "extractive_summary" / "gen.jsonl").write_text(json.dumps({"path": str(step)}) + "\n")
+    (step / "weights.json").write_text("not json {")
+    target = steps.publish(step, tmp_path / "artifact", root=root)
+    published = json.loads((target / "report.json").read_text())
+    assert published == {**report, "out_dir": "step_03", "files": {"gen": "step_03/extractive_summary/gen.jsonl"},
+                         "root": "."}  # a sibling folder sharing the prefix and prose stay as they were
+    assert (target / "extractive_summary" / "gen.jsonl").read_text() == (
+        step / "extractive_summary" / "gen.jsonl").read_text()  # datasets are data, never rewritten
+    assert (target / "weights.json").read_text() == "not json {"
+    assert json.loads((step / "report.json").read_text()) == report  # the scratch copy is left alone
+
+
 def test_scratch_root_copies_inputs_as_step_folders_and_cleans_up(tmp_path):
     previous = tmp_path / "artifact"
     previous.mkdir()

@@ -80,14 +80,58 @@ def scratch_root(inputs: Mapping[int, str | Path]) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def publish(directory: Path, artifact_path: str | Path, ignore: Sequence[str] = ()) -> Path:
-    """Copy a step directory into an output artifact's path (created; merged if it exists)."""
+def publish(directory: Path, artifact_path: str | Path, ignore: Sequence[str] = (),
+            root: Path | None = None) -> Path:
+    """Copy a step directory into an output artifact's path (created; merged if it exists).
+
+    With `root` (the scratch output root), paths under it in the step's JSON reports are
+    rewritten relative to it ("step_03/report.json"): the scratch folder is gone once
+    the pod ends, and the artifact is laid out like `output/` wherever it is downloaded.
+    """
     if not directory.is_dir():
         raise PipelineStepError(f"{directory} was not written; the step produced no output")
     target = Path(artifact_path)
     shutil.copytree(directory, target, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(*ignore) if ignore else None)
+    if root is not None:
+        for report in target.rglob("*.json"):
+            relativize_paths(report, root)
     return target
+
+
+REPORT_SIZE_LIMIT = 50 * 2**20  # larger JSON files are data (tokenizers, weights indexes), not reports
+
+
+def relativize_paths(report: Path, root: Path) -> bool:
+    """Rewrite strings naming `root` or a path under it as relative paths; True if the file changed."""
+    import json
+
+    from ktools.io import write_json
+
+    if report.stat().st_size > REPORT_SIZE_LIMIT:
+        return False
+    prefix = str(root).rstrip("/") + "/"
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    changed = False
+
+    def fix(value: Any) -> Any:
+        nonlocal changed
+        if isinstance(value, str) and (value == prefix[:-1] or value.startswith(prefix)):
+            changed = True
+            return value[len(prefix):] or "."
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    data = fix(data)
+    if changed:
+        write_json(report, data)
+    return changed
 
 
 def copy_store(source: Path, target: Path) -> Path:
@@ -156,7 +200,7 @@ def run_data_processing(
         for warning in chunked.warnings:
             log.warning("chunking: %s", warning)
         seeded = step.seed_step(settings, mode=icl_mode, given=given, icl_file=icl_path, progress=False)
-        publish(OutputPaths.from_settings(settings).step(2), step_02_out)
+        publish(OutputPaths.from_settings(settings).step(2), step_02_out, root=root)
     summary = {"documents": len(conversion.documents), "failed_sources": len(conversion.errors),
                "chunks": len(chunked.rows), "seed_rows": len(seeded.rows), "seconds": _since(started)}
     log.info("step 02 done: %s", summary)
@@ -231,7 +275,7 @@ def run_knowledge_generation(
                 + ". Check the teacher endpoint, model and secret, then run the pipeline again." + resume)
         if store is not None:
             copy_store(store, paths.response_cache)
-        publish(paths.step(3), step_03_out)
+        publish(paths.step(3), step_03_out, root=root)
     summary = {"status": report.status, "rows": report.rows, "chunks": report.chunks,
                "requests_sent": report.requests.get("sent", 0), "seconds": _since(started)}
     summary.update({f"rows_{name}": g.get("rows", 0) for name, g in report.generators.items()})
@@ -258,7 +302,7 @@ def run_knowledge_mixing(
         report = build_mixes(options, paths, progress=False)
         for note in report.notes:
             log.info("mixing: %s", note)
-        publish(paths.step(4), step_04_out)
+        publish(paths.step(4), step_04_out, root=root)
     return {"cuts": ",".join(str(c) for c in report.cuts), "seconds": _since(started)}
 
 
@@ -298,8 +342,8 @@ def run_model_training(
                                     f"set cut_size to one of the mixing step's cut sizes")
         # As the notebook: in this process on a CPU or one GPU, torchrun workers on a node with 2+.
         result = run_training(config, strategy, progress=False)
-        publish(Path(config.report_dir), step_05_out, ignore=TRAINING_ARTIFACT_IGNORE)
-        publish(Path(result.model_dir), model_out)
+        publish(Path(config.report_dir), step_05_out, ignore=TRAINING_ARTIFACT_IGNORE, root=root)
+        publish(Path(result.model_dir), model_out, root=root)
     return {"model": Path(result.model_dir).name, "steps": result.steps, "final_loss": result.final_loss,
             "train_seconds": round(result.train_seconds, 1), "seconds": _since(started)}
 
