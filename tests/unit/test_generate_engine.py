@@ -202,6 +202,8 @@ def test_stage_caps_apply_to_their_stage_only_and_reask_only_its_requests(tmp_pa
     assert outputs(tmp_path / "real") == before  # the scripted teacher answers the same
     with pytest.raises(ValueError, match="stage_max_tokens.*integer >= 1"):
         opts(stage_max_tokens={"summaries": 0})
+    with pytest.raises(ValueError, match="unknown stage.*summary; stages: answers, facts"):
+        opts(stage_max_tokens={"summary": 100})  # a typo would otherwise cap nothing, silently
 
 
 def test_truncated_outputs_are_flagged(tmp_path):

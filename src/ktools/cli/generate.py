@@ -113,13 +113,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _stage_cap(text: str) -> tuple[str, int]:
-    from ktools.generate.flows import FLOWS
+    # GenerationOptions checks the same; here it fails at parse time, next to the flag.
+    from ktools.generate.flows import STAGES
 
-    stages = sorted({step.name for flow in FLOWS.values() for step in flow.steps})
     stage, _, number = text.partition("=")
-    if stage.strip() not in stages or not number.strip().isdigit() or int(number) < 1:
-        raise argparse.ArgumentTypeError(f"expected STAGE=N with STAGE one of {', '.join(stages)} and N >= 1, "
-                                         f"got {text!r}")
+    if stage.strip() not in STAGES or not number.strip().isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"expected STAGE=N with STAGE one of {', '.join(sorted(STAGES))} "
+                                         f"and N >= 1, got {text!r}")
     return stage.strip(), int(number)
 
 

@@ -185,16 +185,14 @@ class Engine:
 
     def _fingerprint(self, flow: Flow) -> str:
         o = self.options
+        # Only stages with their own cap are named, so adding the option left the
+        # fingerprints (and the finished-unit replay) of uncapped flows as they were.
+        caps = {s.name: self.stage_params[s.name].max_tokens for s in flow.steps if s.name in self.stage_params}
         return fingerprint({
             "model": self.model, "flow": flow.name,
             "prompts": {s.prompt: self.prompts[s.prompt].fingerprint for s in flow.steps},
             "judges": [(j.name, j.threshold, self.prompts[j.prompt].fingerprint) for j in self.judges],
-            "params": self.params.as_dict(),
-            # Only stages with their own cap are named, so adding the option left the
-            # fingerprints (and the finished-unit replay) of uncapped flows as they were.
-            **({"stage_max_tokens": caps} if (caps := {s.name: self.stage_params[s.name].max_tokens
-                                                          for s in flow.steps if s.name in self.stage_params})
-               else {}),
+            "params": self.params.as_dict(), **({"stage_max_tokens": caps} if caps else {}),
             "system": o.system_message, "extra": o.extra_instructions,
             "counts": [o.number_of_summaries, o.questions_per_chunk, o.facts_per_chunk, o.qa_per_fact],
             "few_shot": self.few_shot,

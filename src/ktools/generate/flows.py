@@ -103,6 +103,9 @@ FLOWS: dict[str, Flow] = {
     ),
 }
 
+# Stage names (the yield report's), e.g. for per-stage max_tokens caps.
+STAGES: frozenset[str] = frozenset(step.name for flow in FLOWS.values() for step in flow.steps)
+
 # Judges: name -> prompt. Scores are normalised to 0..1 with the prompt's `scale`.
 JUDGE_PROMPTS: dict[str, str] = {
     "question": "judge_question",

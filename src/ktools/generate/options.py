@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ktools.generate.flows import STAGES
 from ktools.paths import GENERATORS
 
 # Judge names, in the order they run and appear in reports.
@@ -135,6 +136,10 @@ class GenerationOptions:
 
         for name in ("stage_max_tokens", "embedded_stage_max_tokens"):
             caps = dict(getattr(self, name) or {})
+            unknown = sorted(set(caps) - STAGES)
+            if unknown:
+                raise ValueError(f"GenerationOptions.{name}: unknown stage(s) {', '.join(unknown)}; "
+                                 f"stages: {', '.join(sorted(STAGES))}")
             bad = {k: v for k, v in caps.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
             if bad:
                 raise ValueError(f"GenerationOptions.{name}: {bad!r}: each cap must be an integer >= 1")

@@ -18,6 +18,7 @@ functions in `ktools.pipelines.components` stay a few lines each.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import tempfile
@@ -104,8 +105,6 @@ REPORT_SIZE_LIMIT = 50 * 2**20  # larger JSON files are data (tokenizers, weight
 
 def relativize_paths(report: Path, root: Path) -> bool:
     """Rewrite strings naming `root` or a path under it as relative paths; True if the file changed."""
-    import json
-
     from ktools.io import write_json
 
     if report.stat().st_size > REPORT_SIZE_LIMIT:
