@@ -86,6 +86,11 @@ class OutputPaths:
         return self.step(4) / "eval_set.jsonl"
 
     @property
+    def corpus_exam(self) -> Path:
+        """The exam step 04 builds from the user's documents (ktools.knowledge.exam)."""
+        return self.step(4) / "exam.jsonl"
+
+    @property
     def mix_stats(self) -> Path:
         return self.step(4) / "mix_stats.json"
 

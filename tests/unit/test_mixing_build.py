@@ -12,6 +12,8 @@ from ktools.mixing.tokens import reference_count
 from ktools.paths import OutputPaths
 from ktools.testing.synthetic_generated import SyntheticShape, write_synthetic_step03
 
+# These tests are about step 03's rows; the knowledge components have their own tests.
+STEP03_ONLY = {"components": (), "corpus_exam": False}
 SHAPE = SyntheticShape(n_chunks=5, summaries_per_chunk=6, qa_per_summary=3, words_per_chunk=120,
                        words_per_summary=40, reasoning_share=0.3)
 
@@ -27,7 +29,7 @@ def tokenizer():
 def built(tmp_output, tokenizer):
     write_synthetic_step03(tmp_output, SHAPE, seed=1)
     paths = OutputPaths(tmp_output)
-    options = MixOptions(cut_sizes=[2, 4, 50], qa_per_doc=2, save_gpt_oss_format=True, save_alpaca=True,
+    options = MixOptions(**STEP03_ONLY, cut_sizes=[2, 4, 50], qa_per_doc=2, save_gpt_oss_format=True, save_alpaca=True,
                          eval_share=0.15, seed=3)
     return build_mixes(options, paths, tokenizer=tokenizer, progress=False), paths
 
@@ -103,7 +105,7 @@ def test_gpt_oss_cleaning_and_max_seq_len(tmp_output, tokenizer):
     rows[0]["question"], rows[1]["truncated"] = "<question>", True
     rows[2]["response"] = "[ANSWER] Fine. [END]"
     write_jsonl(gen, rows)
-    report = build_mixes(MixOptions(cut_sizes=[6], qa_per_doc=3, save_gpt_oss_format=True, eval_share=0.0,
+    report = build_mixes(MixOptions(**STEP03_ONLY, cut_sizes=[6], qa_per_doc=3, save_gpt_oss_format=True, eval_share=0.0,
                                     max_seq_len=250), paths, tokenizer=tokenizer, progress=False)
     chat = read_jsonl(paths.training_mix(6))
     gpt = read_jsonl(paths.training_mix_dir / "gpt_oss" / "combined_cut_6x.jsonl")
@@ -120,11 +122,11 @@ def test_gpt_oss_cleaning_and_max_seq_len(tmp_output, tokenizer):
 def test_a_max_seq_len_that_drops_every_row_is_an_error_and_keeps_the_old_mix(tmp_output, tokenizer):
     write_synthetic_step03(tmp_output, SHAPE, seed=2)
     paths = OutputPaths(tmp_output)
-    build_mixes(MixOptions(cut_sizes=[2], eval_share=0.0), paths, tokenizer=tokenizer, progress=False)
+    build_mixes(MixOptions(**STEP03_ONLY, cut_sizes=[2], eval_share=0.0), paths, tokenizer=tokenizer, progress=False)
     before = paths.training_mix(2).read_bytes()
     with pytest.raises(MixingInputError, match=r"combined_cut_2x.jsonl: cut 2 \(chat\) would hold no rows.*"
                                                r"too long.*Raise MAX_SEQ_LEN \(now 8\)"):
-        build_mixes(MixOptions(cut_sizes=[2], eval_share=0.0, max_seq_len=8), paths, tokenizer=tokenizer,
+        build_mixes(MixOptions(**STEP03_ONLY, cut_sizes=[2], eval_share=0.0, max_seq_len=8), paths, tokenizer=tokenizer,
                     progress=False)
     assert paths.training_mix(2).read_bytes() == before
 
@@ -132,9 +134,9 @@ def test_a_max_seq_len_that_drops_every_row_is_an_error_and_keeps_the_old_mix(tm
 def test_missing_datasets_are_reported_and_none_is_an_error(tmp_output, tokenizer):
     paths = OutputPaths(tmp_output)
     with pytest.raises(MixingInputError, match="Run step 03"):
-        build_mixes(MixOptions(), paths, tokenizer=tokenizer, progress=False)
+        build_mixes(MixOptions(**STEP03_ONLY), paths, tokenizer=tokenizer, progress=False)
     write_synthetic_step03(tmp_output, SHAPE, seed=1, generators=("key_facts_to_qa",))
-    report = build_mixes(MixOptions(cut_sizes=[5, 50]), paths, tokenizer=tokenizer, progress=False)
+    report = build_mixes(MixOptions(**STEP03_ONLY, cut_sizes=[5, 50]), paths, tokenizer=tokenizer, progress=False)
     assert report.cuts == [5]
     assert any("missing step-03 datasets" in n and "detailed_summary" in n for n in report.notes)
 
@@ -146,14 +148,15 @@ def test_bad_record_names_file_record_and_field(tmp_output, tokenizer):
     del rows[3]["response"]
     write_jsonl(paths.generated("detailed_summary"), rows)
     with pytest.raises(MixingInputError, match=r"gen.jsonl, record 4: missing field 'response'"):
-        build_mixes(MixOptions(), paths, tokenizer=tokenizer, progress=False)
+        build_mixes(MixOptions(**STEP03_ONLY), paths, tokenizer=tokenizer, progress=False)
 
 
 def test_cli_mix(tmp_output, capsys):
     from ktools.cli import main
 
     write_synthetic_step03(tmp_output, SHAPE, seed=1)
-    assert main(["mix", "--cut-sizes", "3", "--qa-per-doc", "1", "--alpaca", "--eval-share", "0.2"]) == 0
+    assert main(["mix", "--cut-sizes", "3", "--qa-per-doc", "1", "--alpaca", "--eval-share", "0.2",
+                 "--components", "none"]) == 0
     out = capsys.readouterr().out
     assert "cut    3x" in out and "eval set:" in out
     paths = OutputPaths(tmp_output)
@@ -164,11 +167,11 @@ def test_cli_mix(tmp_output, capsys):
 def test_failed_run_leaves_previous_outputs_untouched(tmp_output, tokenizer):
     write_synthetic_step03(tmp_output, SHAPE, seed=1)
     paths = OutputPaths(tmp_output)
-    build_mixes(MixOptions(cut_sizes=[3]), paths, tokenizer=tokenizer, progress=False)
+    build_mixes(MixOptions(**STEP03_ONLY, cut_sizes=[3]), paths, tokenizer=tokenizer, progress=False)
     before = {p: p.read_bytes() for p in (paths.training_mix(3), paths.eval_set, paths.mix_stats)}
     rows = read_jsonl(paths.generated("key_facts_to_qa"))
     rows[-1]["question"] = None
     write_jsonl(paths.generated("key_facts_to_qa"), rows)
     with pytest.raises(MixingInputError, match="key_facts_to_qa/gen.jsonl"):
-        build_mixes(MixOptions(cut_sizes=[3], eval_share=0.3, seed=9), paths, tokenizer=tokenizer, progress=False)
+        build_mixes(MixOptions(**STEP03_ONLY, cut_sizes=[3], eval_share=0.3, seed=9), paths, tokenizer=tokenizer, progress=False)
     assert {p: p.read_bytes() for p in before} == before

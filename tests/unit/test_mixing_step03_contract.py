@@ -25,7 +25,7 @@ def test_build_mixes_on_real_step03_output(tmp_output):
     generate.run_generation(seeds, options, scripted.ScriptedClient(), tmp_output / "step_03")
     paths = OutputPaths(tmp_output)
     tokenizer = load_tokenizer()
-    report = build_mixes(MixOptions(cut_sizes=[2], eval_share=0.2, seed=1), paths, tokenizer=tokenizer,
+    report = build_mixes(MixOptions(cut_sizes=[2], eval_share=0.2, seed=1, components=(), corpus_exam=False), paths, tokenizer=tokenizer,
                          progress=False)
     assert {r["generator"] for r in report.inputs if r["status"] == "ok"} == set(GENERATORS)
     rows = read_jsonl(paths.training_mix(2))

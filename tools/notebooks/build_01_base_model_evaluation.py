@@ -28,7 +28,8 @@ CELLS = [
     new_code_cell(
         "# Parameters (papermill overrides these). None / \"\" = the default.\n"
         "STUDENT_MODEL_NAME = \"\"   # default: the embedded SmolLM2-135M-Instruct\n"
-        "EXAM_PATH = \"\"            # default: assets/sample/exam.jsonl\n"
+        "SOURCES = None            # the documents of step 02 (set by `ktools run -p SOURCES`); None: from step 02\n"
+        "EXAM_PATH = \"\"            # your own exam (JSONL question/answer/key_facts); default: the sample's for the sample\n"
         "EXAM_LIMIT = None         # first N exam questions\n"
         "GENERAL_LIMIT = None      # first N general questions (0 skips the set)\n"
         "HELD_OUT_LIMIT = 60       # first N held-out questions from step 04 (0 skips the set)\n"
@@ -55,7 +56,7 @@ CELLS = [
         "                         student_model_name=STUDENT_MODEL_NAME or None)\n"
         "paths = OutputPaths.from_settings(settings, repo_root=REPO)\n"
         "sets = default_eval_sets(paths, REPO, held_out_limit=HELD_OUT_LIMIT, exam_limit=EXAM_LIMIT,\n"
-        "                         general_limit=GENERAL_LIMIT, exam_path=EXAM_PATH or None)\n"
+        "                         general_limit=GENERAL_LIMIT, exam_path=EXAM_PATH or None, sources=SOURCES)\n"
         "judge = make_judge_client(settings, USE_JUDGE)\n"
         "options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE, judge=judge is not None)\n"
         "pd.DataFrame([{\"set\": name, \"questions\": len(items)} for name, items in sets.items()])"

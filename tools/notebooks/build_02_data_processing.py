@@ -22,8 +22,9 @@ CELLS = [
         "2. **Chunk** by tokens of the student's tokenizer, at headings/paragraphs/list items/table rows, with "
         "overlap (`output/step_02/chunks.jsonl`).\n"
         "3. **Seed**: every chunk gets `document_outline`, `domain`, `icl_document`, `icl_query_1..3` — given by "
-        "you (`ICL_MODE = \"given\"`: the parameters below or a YAML file) or drafted by the teacher "
-        "(`ICL_MODE = \"teacher\"`, cached in `icl_drafts.json`) → `output/step_02/seed_data.jsonl`.\n\n"
+        "you (the parameters below or a YAML file) or drafted by the teacher (cached in `icl_drafts.json`) — "
+        "`ICL_MODE = \"auto\"` takes your values where they are complete and drafts the rest, `\"given\"` "
+        "insists on yours, `\"teacher\"` drafts every field you left empty → `output/step_02/seed_data.jsonl`.\n\n"
         "Settings come from `.env` (this folder, then the repository root); the parameters below override them."
     ),
     new_code_cell(
@@ -34,7 +35,7 @@ CELLS = [
         "CHUNK_OVERLAP_TOKENS = 64            # tokens shared by consecutive chunks\n"
         "CHUNK_MIN_TOKENS = 128               # no tail chunk smaller than this\n"
         "TOKENIZER_MODEL_NAME = \"\"      # default: the student's tokenizer (embedded SmolLM2)\n"
-        "ICL_MODE = \"given\"             # \"given\" (from you) or \"teacher\" (drafted, then cached)\n"
+        "ICL_MODE = \"auto\"              # \"auto\" (yours where complete, else drafted), \"given\" or \"teacher\"\n"
         "ICL_FILE = \"02_Data_Processing/sample_document.icl.yaml\"  # YAML {source: fields}; \"\" for none\n"
         "ICL_DOMAIN = \"\"                # these four override the file for every source when set\n"
         "ICL_OUTLINE = \"\"\n"

@@ -20,7 +20,16 @@ CELLS = [
         "by chunk — so no held-out question has a sibling in training. Step 06 evaluates on it.\n"
         "2. **Cut sizes** (`CUT_SIZES`): a cut *N* keeps up to *N* distinct summaries per chunk from the two "
         "summary datasets and up to `QA_PER_DOC` Q&A per summary; key-facts and document Q&A go in whole.\n"
-        "3. **Chat format** rows (`messages`, `metadata`, `unmask`, `token_length`), token lengths counted "
+        "3. **Knowledge components** (`COMPONENTS`), the same in every cut, built by rule from step 02's "
+        "chunks so they need no teacher: the chunk text itself, every sentence restated with its subject "
+        "named in full, sentences shuffled, fill-in-the-blank (cloze) and \"what does the document say about "
+        "X\" questions, step 03's document Q&A again without the document (closed-book), and a general "
+        "replay share (`REPLAY_SHARE`: the base student's own answers to general prompts, against "
+        "forgetting). Why and what each buys: `04_Knowledge_Mixing/README.md` and `bench/knowledge.py`.\n"
+        "4. **A corpus exam** (`CORPUS_EXAM`): closed-book questions about facts of *your* documents "
+        "(`output/step_04/exam.jsonl`), whose sentences get no training question; any training row whose "
+        "question is a near-copy of an exam question (this one or `EXAM_PATH`) is removed. Step 06 scores it.\n"
+        "5. **Chat format** rows (`messages`, `metadata`, `unmask`, `token_length`), token lengths counted "
         "exactly with the student's chat template; optionally GPT-OSS and Alpaca copies.\n\n"
         "Settings come from `.env` (this folder, then the repository root); the parameters below override "
         "them when set."
@@ -34,13 +43,19 @@ CELLS = [
         "MAX_SEQ_LEN = None            # drop rows longer than this many tokens\n"
         "EVAL_SHARE = 0.1              # share of Q&A families held out for evaluation\n"
         "SEED = 42                     # sampling seed\n"
-        "TOKENIZER_MODEL_NAME = \"\"     # default: the student's tokenizer (embedded SmolLM2)",
+        "TOKENIZER_MODEL_NAME = \"\"     # default: the student's tokenizer (embedded SmolLM2)\n"
+        "COMPONENTS = \"all\"           # knowledge components: all | none | a list | \"-cloze,-replay\" (all but)\n"
+        "REPLAY_SHARE = 0.1            # share of the mix that is general replay\n"
+        "CORPUS_EXAM = True            # build the exam of your documents (output/step_04/exam.jsonl)\n"
+        "EXAM_SHARE = 0.12             # share of each document's fact sentences asked in the exam\n"
+        "EXAM_PATH = \"\"                # your own exam: its questions are kept out of training too",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
         "import pandas as pd\n"
         "from IPython.display import Markdown, display\n\n"
         "from ktools.config import find_repo_root, load_settings\n"
+        "from ktools.knowledge.rephrase import teacher_rephraser\n"
         "from ktools.mixing import MixOptions, build_mixes, check_feasibility, plot_token_histograms\n"
         "from ktools.paths import OutputPaths\n\n"
         "REPO = find_repo_root()\n"
@@ -49,7 +64,9 @@ CELLS = [
         "    cut_sizes=CUT_SIZES or None, qa_per_doc=QA_PER_DOC, save_gpt_oss_format=SAVE_GPT_OSS_FORMAT,\n"
         "    max_seq_len=MAX_SEQ_LEN, tokenizer_model_name=TOKENIZER_MODEL_NAME or None,\n"
         ")\n"
-        "options = MixOptions.from_settings(settings, save_alpaca=SAVE_ALPACA, eval_share=EVAL_SHARE, seed=SEED)\n"
+        "options = MixOptions.from_settings(settings, save_alpaca=SAVE_ALPACA, eval_share=EVAL_SHARE, seed=SEED,\n"
+        "                                  components=COMPONENTS, replay_share=REPLAY_SHARE, corpus_exam=CORPUS_EXAM,\n"
+        "                                  exam_share=EXAM_SHARE, exam_path=EXAM_PATH)\n"
         "paths = OutputPaths.from_settings(settings, repo_root=REPO)\n"
         "pd.DataFrame([{\"option\": k, \"value\": v} for k, v in options.__dict__.items()])"
     ),
@@ -63,7 +80,9 @@ CELLS = [
     ),
     new_markdown_cell("## Build the mixes\n\nWrites `output/step_04/training_mix/combined_cut_{N}x.jsonl`, "
                       "`output/step_04/eval_set.jsonl` and `output/step_04/mix_stats.json`."),
-    new_code_cell("report = build_mixes(options, paths)\n"
+    new_code_cell("# A real teacher rewrites the rule-built exam questions; the embedded one is not asked.\n"
+                  "rephrase = teacher_rephraser(settings) if CORPUS_EXAM else None\n"
+                  "report = build_mixes(options, paths, rephrase=rephrase)\n"
                   "for note in report.notes:\n"
                   "    display(Markdown(f\"- {note}\"))"),
     new_markdown_cell("### Per cut"),
@@ -71,6 +90,21 @@ CELLS = [
     new_markdown_cell("### Per cut and dataset\n\n`items` = distinct summaries (summary datasets), key facts, "
                       "or chunks (document-based Q&A: one item per chunk)."),
     new_code_cell("# NBVAL_CHECK_OUTPUT\nreport.dataset_table()"),
+    new_markdown_cell("### Knowledge components and the corpus exam\n\nRows per component (before cuts and the "
+                      "length filter), the exam's size, and training rows removed because their question was a "
+                      "near-copy of an exam question."),
+    new_code_cell(
+        "# NBVAL_CHECK_OUTPUT\n"
+        "knowledge = report.knowledge\n"
+        "pd.DataFrame([{\"component\": k, \"rows\": v} for k, v in knowledge[\"rows\"].items()]\n"
+        "             + [{\"component\": \"corpus exam (questions)\", \"rows\": knowledge[\"exam_items\"]},\n"
+        "                {\"component\": \"leaking rows removed\", \"rows\": knowledge[\"leaks_removed\"]}])"
+    ),
+    new_code_cell(
+        "from ktools.io import iter_jsonl\n\n"
+        "exam = list(iter_jsonl(paths.corpus_exam)) if paths.corpus_exam.is_file() else []\n"
+        "pd.DataFrame(exam[:5], columns=[\"question\", \"answer\", \"choices\", \"written_by\"])"
+    ),
     new_markdown_cell("### Eval split and dropped rows"),
     new_code_cell(
         "split = report.split\n"
@@ -87,7 +121,6 @@ CELLS = [
     new_code_cell("report.files_table()"),
     new_code_cell(
         "# One training row, as the trainer will see it.\n"
-        "from ktools.io import iter_jsonl\n\n"
         "first = next(iter_jsonl(paths.training_mix(report.cuts[0])), None)\n"
         "first"
     ),

@@ -45,7 +45,8 @@ CELLS = [
         "MAX_ROWS = None               # use only the first N rows of the mix\n"
         "SEED = 42\n"
         "RESUME = True                 # continue from the last checkpoint of the same run\n"
-        "SAMPLE_QUESTIONS = 3          # answer a few training questions with the result",
+        "SAMPLE_QUESTIONS = 3          # training questions shown with the fine-tuned model's answers\n"
+        "QA_CHECK_ROWS = 40            # training questions asked to measure the fit (0: skip)",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
@@ -78,16 +79,17 @@ CELLS = [
     ),
     new_markdown_cell("## Loss curve"),
     new_code_cell("display(Image(result.loss_curve)) if result.loss_curve else print(\"no loss logged\")"),
-    new_markdown_cell("## A few answers of the fine-tuned model\n\n(Questions from the training mix; step 06 "
-                      "measures properly, on held-out questions.)"),
+    new_markdown_cell("## Did it fit? Training-set Q&A accuracy\n\n"
+                      "A seeded sample of the mix's own fill-in-the-blank questions, answered greedily by the "
+                      "fine-tuned model; an answer is right when it contains the expected fact. Next to the loss "
+                      "curve this says whether training was long enough (step 06 measures on questions it never "
+                      "saw)."),
     new_code_cell(
-        "from ktools.evaluate.answering import generate_answers\n"
-        "from ktools.models import load_causal_lm, load_tokenizer\n\n"
-        "questions = [m[0][\"content\"][-300:] for m, _ in rows[:SAMPLE_QUESTIONS]]\n"
-        "tokenizer = load_tokenizer(result.model_dir)\n"
-        "tokenizer.padding_side = \"left\"\n"
-        "answers = generate_answers(load_causal_lm(result.model_dir), tokenizer, questions, max_new_tokens=48)\n"
-        "pd.DataFrame({\"question (end)\": questions, \"answer\": answers})"
+        "from ktools.train.fit_check import training_qa_accuracy\n\n"
+        "fit = training_qa_accuracy(result.model_dir, config.mix_path, n=QA_CHECK_ROWS, seed=SEED,\n"
+        "                           report_path=result.report_path)\n"
+        "print(f\"training-set Q&A accuracy: {fit['accuracy']} over {fit['n']} questions\")\n"
+        "pd.DataFrame(fit[\"rows\"][:SAMPLE_QUESTIONS], columns=[\"question\", \"expected\", \"answer\", \"hit\"])"
     ),
 ]
 

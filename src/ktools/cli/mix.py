@@ -29,6 +29,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
     parser.add_argument("--tokenizer", help="tokenizer for token counts (env TOKENIZER_MODEL_NAME)")
     parser.add_argument("--output-dir", help="output folder (env KTOOLS_OUTPUT_DIR; default <repo>/output)")
+    parser.add_argument("--components", default="all",
+                        help="knowledge components added to every cut: all (default), none, a comma-separated "
+                             "list of raw_text, restatement, shuffled, cloze, about, closed_book_qa, replay, or "
+                             "'-cloze,-replay' for all but those")
+    parser.add_argument("--replay-share", type=float, default=0.1,
+                        help="share of the mix that is general replay (default 0.1)")
+    parser.add_argument("--corpus-exam", type=_bool, default=True, metavar="BOOL",
+                        help="build output/step_04/exam.jsonl from the documents (default true)")
+    parser.add_argument("--exam", default="", help="your own exam (JSONL): its questions are kept out of training")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
 
 
@@ -42,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
                                  max_seq_len=args.max_seq_len, tokenizer_model_name=args.tokenizer,
                                  output_dir=args.output_dir)
         options = MixOptions.from_settings(settings, save_alpaca=args.alpaca, eval_share=args.eval_share,
-                                           seed=args.seed)
+                                           seed=args.seed, components=args.components,
+                                           replay_share=args.replay_share, corpus_exam=args.corpus_exam,
+                                           exam_path=args.exam)
         report = build_mixes(options, OutputPaths.from_settings(settings), progress=sys.stderr.isatty())
     except (ConfigError, MixingInputError, ValueError) as exc:
         print(f"ktools mix: {exc}", file=sys.stderr)
@@ -55,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
     for row in report.per_cut():
         print(f"cut {row['cut']:>4}x: {row['rows']} rows, {row['total_tokens']:,} tokens "
               f"(mean {row['mean_tokens']}, max {row['max_tokens']}), dropped as too long: {row['dropped_too_long']}")
+    knowledge = report.knowledge
+    if knowledge.get("rows"):
+        print("knowledge components: " + ", ".join(f"{k} {v}" for k, v in knowledge["rows"].items()))
+    if knowledge.get("exam_items"):
+        print(f"corpus exam: {knowledge['exam_items']} questions; {knowledge['leaks_removed']} leaking "
+              "training rows removed")
     eval_rows = sum(report.split["eval_rows"].values())
     print(f"eval set: {eval_rows} held-out Q&A ({report.split['grouping']})")
     for note in report.notes:

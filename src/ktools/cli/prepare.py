@@ -37,8 +37,9 @@ def _add_chunk(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_seed(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--icl-mode", choices=ICL_MODES, default="given",
-                        help="given: ICL fields from you; teacher: drafted by the teacher (cached)")
+    parser.add_argument("--icl-mode", choices=ICL_MODES, default="auto",
+                        help="auto (default): yours where complete, else drafted; given: ICL fields from you; "
+                             "teacher: drafted by the teacher (cached)")
     parser.add_argument("--icl-file", default=None,
                         help="YAML {source: {domain, document_outline, icl_document, icl_queries}}")
     parser.add_argument("--domain", default=None)

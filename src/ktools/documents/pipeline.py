@@ -21,6 +21,7 @@ from ktools.documents.convert import ConversionResult, convert_sources
 from ktools.documents.errors import DocumentError, SeedValidationError
 from ktools.documents.manifest import Manifest
 from ktools.documents.seed import (
+    ICL_FIELDS,
     DraftCache,
     IclFields,
     draft_icl,
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 768
 DEFAULT_OVERLAP_TOKENS = 64
 DEFAULT_MIN_TOKENS = 128
-ICL_MODES = ("given", "teacher")
+# "auto": a source's given values when they are complete, else the teacher drafts what is missing
+# (given values still win field by field) — a user's own documents need no ICL file to start.
+ICL_MODES = ("auto", "given", "teacher")
 
 
 def _paths(settings: Settings | None) -> OutputPaths:
@@ -105,7 +108,7 @@ class SeedStepResult:
     drafts_path: Path | None = None
 
 
-def seed_step(settings: Settings | None = None, *, mode: str = "given", given: Mapping[str, Any] | None = None,
+def seed_step(settings: Settings | None = None, *, mode: str = "auto", given: Mapping[str, Any] | None = None,
               icl_file: str | Path | None = None, client: Any = None, refresh: bool = False,
               tokenizer: Any = None, progress: bool = True) -> SeedStepResult:
     """Add ICL fields to every chunk, validate, write seed_data.jsonl (only if valid)."""
@@ -121,17 +124,17 @@ def seed_step(settings: Settings | None = None, *, mode: str = "given", given: M
     used_sources = {row["source"] for row in chunk_rows}
     entries = [e for e in manifest.documents if e.output in used_sources]
     icl: dict[str, IclFields] = {}
-    cache = DraftCache(drafts_path(paths)) if mode == "teacher" else None
+    cache = DraftCache(drafts_path(paths)) if mode != "given" else None
     own_client = False
     try:
         iterator: Iterable = entries
-        if progress and mode == "teacher":
+        if progress and mode != "given":
             from tqdm.auto import tqdm
 
             iterator = tqdm(entries, desc="drafting ICL", unit="doc")
         for entry in iterator:
             values = given_for(entry.source, entry.output, mapping, given)
-            if mode == "given":
+            if mode == "given" or (mode == "auto" and _complete(values)):
                 icl[entry.output] = given_fields(values, entry.source)
                 icl[entry.output].sha256 = entry.sha256
                 continue
@@ -164,6 +167,16 @@ def seed_step(settings: Settings | None = None, *, mode: str = "given", given: M
     write_jsonl(paths.seed_data, rows)
     log.info("%d seed row(s) → %s", len(rows), paths.seed_data)
     return SeedStepResult(rows, icl, paths.seed_data, cache.path if cache else None)
+
+
+def _complete(values: Mapping[str, Any]) -> bool:
+    from ktools.documents.seed import normalise_given
+
+    try:
+        fields = normalise_given(values, "given")
+    except Exception:  # noqa: BLE001 - incomplete or odd values are drafted instead
+        return False
+    return all(str(fields.get(name) or "").strip() for name in ICL_FIELDS)
 
 
 # --- tables for display --------------------------------------------------------------

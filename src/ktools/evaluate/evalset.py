@@ -21,10 +21,13 @@ class EvalItem:
     section: str | None = None
     kind: str | None = None
     key_facts: tuple[str, ...] = field(default_factory=tuple)
+    # Multiple-choice options (the right one is key_facts[0]); empty: built from the set's other facts.
+    choices: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["key_facts"] = list(self.key_facts)
+        data["choices"] = list(self.choices)
         return data
 
 
@@ -37,9 +40,13 @@ def parse_item(row: dict[str, Any], where: str, index: int) -> EvalItem:
     facts = row.get("key_facts") or []
     if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
         raise EvalSetError(f"{where}: field 'key_facts' must be a list of strings")
+    choices = row.get("choices") or []
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        raise EvalSetError(f"{where}: field 'choices' must be a list of strings (the options of a "
+                           "multiple-choice question, one of them equal to key_facts[0])")
     return EvalItem(id=str(row.get("id") or f"item{index:04d}"), question=row["question"].strip(),
                     answer=row["answer"].strip(), section=row.get("section"), kind=row.get("kind"),
-                    key_facts=tuple(f for f in facts if f.strip()))
+                    key_facts=tuple(f for f in facts if f.strip()), choices=tuple(c for c in choices if c.strip()))
 
 
 def load_eval_set(path: str | Path, limit: int | None = None) -> list[EvalItem]:

@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 
 # metric -> True when higher is better
 METRICS: dict[str, bool] = {"nll": False, "token_f1": True, "rouge_l": True, "key_fact_hit": True,
-                            "judge_score": True}
+                            "choice_correct": True, "judge_score": True}
 METRIC_LABELS = {"nll": "reference NLL (↓)", "token_f1": "token F1", "rouge_l": "ROUGE-L",
-                 "key_fact_hit": "key-fact hit rate", "judge_score": "judge score (1–5)"}
+                 "key_fact_hit": "key-fact hit rate", "choice_correct": "multiple-choice accuracy",
+                 "judge_score": "judge score (1–5)"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class EvalOptions:
     # (references of 1-3 words) every key fact the base and tuned models produced came
     # within the first 19 tokens, so 64 tokens there only cost time.
     fit_answer_length: bool = True
+    # Score questions with key facts as 4-way multiple choice by log-likelihood (ktools.evaluate.choice).
+    multiple_choice: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,29 +50,66 @@ class EvalOptions:
 DEFAULT_OPTIONS = EvalOptions()
 
 
+def is_sample_corpus(sources: Sequence[str | Path] | None, paths: Any, repo_root: Path) -> bool:
+    """Whether the documents are the sample document (any of its renderings), whose hand-written
+    exam then applies. `sources` as given to step 02; None: read step 02's manifest, and before
+    step 02 has run, assume the sample (the notebooks' default)."""
+    if sources is None:
+        manifest = Path(paths.conversion_manifest)
+        if not manifest.is_file():
+            return True
+        from ktools.documents.manifest import Manifest
+
+        sources = [d.source for d in Manifest.read(manifest).documents]
+    sample_dir = (repo_root / "assets" / "sample").resolve()
+    resolved = []
+    for source in sources:
+        text = str(source)
+        if "://" in text:
+            return False
+        path = Path(text) if Path(text).is_absolute() else repo_root / text
+        resolved.append(path.resolve())
+    return bool(resolved) and all(p == sample_dir or sample_dir in p.parents for p in resolved)
+
+
 def default_eval_sets(paths: Any, repo_root: Path, *, held_out_limit: int | None = 60,
                       exam_limit: int | None = None, general_limit: int | None = None,
-                      exam_path: str | Path | None = None) -> dict[str, list[EvalItem]]:
-    """The exam, the general-knowledge (forgetting) check and step 04's held-out set, where present."""
+                      exam_path: str | Path | None = None, sources: Sequence[str | Path] | None = None
+                      ) -> dict[str, list[EvalItem]]:
+    """Every eval set that exists: the hand-written exam, the corpus exam, general questions, held-out.
+
+    - ``exam``: `exam_path` (a user's own exam) or, when the documents are the sample document,
+      its hand-written exam; never the sample's exam for someone else's documents.
+    - ``corpus_exam``: the exam step 04 built from the documents (`output/step_04/exam.jsonl`).
+    - ``general``: general knowledge the base model has, asked again to measure forgetting.
+    - ``held_out``: step 04's held-out generated Q&A.
+    """
+    hand_written = Path(exam_path) if exam_path else (
+        repo_root / "assets" / "sample" / "exam.jsonl" if is_sample_corpus(sources, paths, repo_root) else None)
+    if exam_path and not Path(exam_path).is_file():
+        raise FileNotFoundError(f"EXAM_PATH {exam_path} not found: give a JSONL file of "
+                                "{question, answer, key_facts} rows, or leave EXAM_PATH empty")
     candidates = {
-        "exam": (Path(exam_path) if exam_path else repo_root / "assets" / "sample" / "exam.jsonl", exam_limit),
+        "exam": (hand_written, exam_limit),
+        "corpus_exam": (paths.corpus_exam, exam_limit),
         "general": (repo_root / "assets" / "general_questions.jsonl", general_limit),
         "held_out": (paths.eval_set, held_out_limit),
     }
     sets = {}
     for name, (path, limit) in candidates.items():
-        if limit == 0:
+        if limit == 0 or path is None:
             continue
         if Path(path).is_file():
-            if name == "held_out" and not any(True for _ in iter_jsonl(path)):
+            if name in {"held_out", "corpus_exam"} and not any(True for _ in iter_jsonl(path)):
                 # Step 04 holds nothing out when the data is too small to split.
-                log.warning("held-out set %s is empty (step 04 held nothing out); skipped", path)
+                log.warning("%s set %s is empty; skipped", name, path)
                 continue
             sets[name] = load_eval_set(path, limit)
         else:
             log.info("eval set %s not found at %s; skipped", name, path)
     if not sets:
-        raise FileNotFoundError("no eval set found (exam, general questions or output/step_04/eval_set.jsonl)")
+        raise FileNotFoundError("no eval set found (exam, corpus exam, general questions or "
+                                "output/step_04/eval_set.jsonl)")
     return sets
 
 
@@ -191,6 +231,7 @@ def evaluate_model(model_name: str, sets: Mapping[str, Sequence[EvalItem]], *,
 def _evaluate_set(model: Any, tokenizer: Any, name: str, items: Sequence[EvalItem], options: EvalOptions,
                   judge_client: Any, progress: bool, label: str, timings: dict[str, float]) -> dict[str, Any]:
     from ktools.evaluate.answering import generate_answers, reference_nll
+    from ktools.evaluate.choice import choice_options, score_choices
     from ktools.evaluate.judge import judge_answers
 
     questions = [i.question for i in items]
@@ -203,6 +244,9 @@ def _evaluate_set(model: Any, tokenizer: Any, name: str, items: Sequence[EvalIte
     t1 = time.perf_counter()
     with _progress(len(items), f"{label}: reference NLL {name}", progress) as bar:
         nlls = reference_nll(model, tokenizer, questions, references, batch_size=options.batch_size, progress=bar)
+    choices = choice_options(items, options.seed) if options.multiple_choice else [None] * len(items)
+    with _progress(len(items), f"{label}: multiple choice {name}", progress and any(choices)) as bar:
+        correct = score_choices(model, tokenizer, questions, choices, batch_size=options.batch_size, progress=bar)
     t2 = time.perf_counter()
     verdicts = None
     if options.judge and judge_client is not None:
@@ -219,6 +263,7 @@ def _evaluate_set(model: Any, tokenizer: Any, name: str, items: Sequence[EvalIte
                "nll": None if math.isnan(nlls[k]) else nlls[k],
                "token_f1": token_f1(answers[k], item.answer), "rouge_l": rouge_l(answers[k], item.answer),
                "key_fact_hit": key_fact_hit_rate(answers[k], item.key_facts),
+               "choice_correct": correct[k], "options": choices[k][0] if choices[k] else None,
                "judge_score": None, "judge_reason": None, "judge_error": None}
         row.pop("answer")
         if verdicts is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ktools.config import Settings, load_settings
 from ktools.io import write_json, write_jsonl
+from ktools.knowledge.components import COMPONENTS, KnowledgeBuild, build_knowledge, remove_leaks
 from ktools.mixing.cuts import plan_cuts, select_cut
 from ktools.mixing.formats import row_problem, to_alpaca, to_chat_row
 from ktools.mixing.load import SUMMARY_GENERATORS, WITH_DOCUMENT, MixingInputError, load_generated
@@ -35,6 +36,16 @@ class MixOptions:
     seed: int = 42
     tokenizer_model_name: str = ""  # empty: the student's tokenizer (default: embedded SmolLM2)
     verify_sample: int = 16  # rows re-counted with apply_chat_template as a guard
+    # Knowledge components added to every cut (ktools.knowledge; measured in bench/knowledge.py):
+    # rule-built views of the document, closed-book copies of step 03's document Q&A, general replay.
+    components: tuple[str, ...] = COMPONENTS
+    replay_share: float = 0.1      # share of the final mix that is general replay
+    corpus_exam: bool = True       # build step_04/exam.jsonl from the documents and hold its facts out of Q&A
+    exam_share: float = 0.12       # of each document's sentences with a fact
+    exam_max_per_source: int = 40
+    student_model_name: str = ""   # answers the replay prompts (default: the tokenizer's model)
+    replay_prompts: str = ""       # default: assets/replay_prompts.jsonl
+    exam_path: str = ""            # a user's exam: its questions are checked for leaks too
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> MixOptions:
@@ -44,6 +55,7 @@ class MixOptions:
             save_gpt_oss_format=settings.save_gpt_oss_format,
             max_seq_len=settings.max_seq_len or None,
             tokenizer_model_name=settings.effective_tokenizer,
+            student_model_name=settings.student_model_name,
         )
         return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -60,6 +72,14 @@ class MixOptions:
             raise ValueError(f"eval_share must be in [0, 1), got {self.eval_share}")
         if self.max_seq_len is not None and self.max_seq_len < 1:
             raise ValueError(f"max_seq_len must be >= 1 or None, got {self.max_seq_len}")
+        unknown = [c for c in self.components if c not in COMPONENTS]
+        if unknown:
+            raise ValueError(f"unknown mix component(s) {unknown}; known: {', '.join(COMPONENTS)} "
+                             "(or 'all' / 'none')")
+        if not 0.0 <= self.replay_share < 0.5:
+            raise ValueError(f"replay_share must be in [0, 0.5), got {self.replay_share}")
+        if not 0.0 < self.exam_share < 0.5:
+            raise ValueError(f"exam_share must be in (0, 0.5), got {self.exam_share}")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -69,13 +89,17 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if name == "cut_sizes":
             return [int(p) for p in raw.replace(" ", "").split(",") if p]
-        if name in {"qa_per_doc", "seed", "verify_sample"}:
+        if name in {"qa_per_doc", "seed", "verify_sample", "exam_max_per_source"}:
             return int(raw)
+        if name == "components":
+            return parse_components(raw)
+        if name in {"replay_share", "exam_share"}:
+            return float(raw)
         if name == "max_seq_len":
             return int(raw) if raw.lower() not in {"", "none", "0"} else None
         if name == "eval_share":
             return float(raw)
-        if name in {"save_gpt_oss_format", "save_alpaca"}:
+        if name in {"save_gpt_oss_format", "save_alpaca", "corpus_exam"}:
             if raw.lower() in {"1", "true", "yes", "on"}:
                 return True
             if raw.lower() in {"0", "false", "no", "off", ""}:
@@ -84,6 +108,23 @@ def _coerce(name: str, value: Any) -> Any:
     except ValueError as exc:
         raise ValueError(f"mixing option {name}={value!r} is invalid: {exc}") from None
     return value
+
+
+def parse_components(raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """"all", "none", or a comma-separated list of ktools.knowledge.components.COMPONENTS; a leading
+    "-" removes a component from all ("-cloze,-replay": everything but those two)."""
+    parts = [p.strip() for p in (raw.split(",") if isinstance(raw, str) else raw) if p.strip()]
+    if not parts or parts == ["all"]:
+        return COMPONENTS
+    if parts == ["none"]:
+        return ()
+    if all(p.startswith("-") for p in parts):
+        removed = {p[1:] for p in parts}
+        unknown = sorted(removed - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"unknown mix component(s) {unknown}; known: {', '.join(COMPONENTS)}")
+        return tuple(c for c in COMPONENTS if c not in removed)
+    return tuple(parts)
 
 
 def _mix_path(paths: OutputPaths, cut: int, fmt: str) -> Path:
@@ -125,6 +166,7 @@ def build_mixes(
     *,
     tokenizer: Any = None,
     progress: bool = True,
+    rephrase: Any = None,
 ) -> MixReport:
     """Build every training mix, the eval set and `mix_stats.json`; return the report.
 
@@ -136,6 +178,7 @@ def build_mixes(
 
     loaded = load_generated(paths)
     split = split_eval(loaded.datasets, options.eval_share, options.seed)
+    knowledge = _knowledge(options, paths, split.train, rephrase, progress)
     plan = plan_cuts(list(options.cut_sizes), split.train)
     # Cuts are nested, so each source row is formatted and counted once for all cuts.
     selections = {
@@ -153,6 +196,7 @@ def build_mixes(
     formats = [CHAT] + ([GPT_OSS] if options.save_gpt_oss_format else [])
     count_started = time.perf_counter()
     formatted = {fmt: _format_and_count(unique, fmt, counter, options, progress) for fmt in formats}
+    component_records = _count_components(knowledge, counter, progress)
     count_seconds = time.perf_counter() - count_started
 
     report = MixReport(
@@ -163,20 +207,26 @@ def build_mixes(
         availability=[dataclasses.asdict(a) for a in plan.availability],
         cuts=list(plan.cuts),
     )
+    report.knowledge = knowledge.summary()
+    report.knowledge["leaks"] = knowledge.leaks[:50]
+    report.notes.extend(knowledge.notes)
     if loaded.missing:
         report.notes.append("missing step-03 datasets (mixed without them): " + ", ".join(loaded.missing))
     report.notes.extend(split.report.notes)
     outputs: list[tuple[Path, list[dict[str, Any]], int | None, str]] = []
     for cut, per_gen in selections.items():
         for fmt in formats:
-            for records, out_fmt in _assemble_cut(report, cut, fmt, per_gen, formatted[fmt], options):
+            for records, out_fmt in _assemble_cut(report, cut, fmt, per_gen, formatted[fmt], options,
+                                                  component_records):
                 outputs.append((_mix_path(paths, cut, out_fmt), records, cut, out_fmt))
     _refuse_empty_mixes(report, outputs, options)
     outputs.append((paths.eval_set, split.eval_rows, None, "eval"))
+    if knowledge.exam is not None:
+        outputs.append((paths.corpus_exam, [i.to_dict() for i in knowledge.exam.items], None, "exam"))
     for path, records, cut, fmt in outputs:
         _write(report, path, records, cut, fmt)
     _warn_stale(report, paths)
-    rows_counted = sum(len(v) for v in formatted.values())
+    rows_counted = sum(len(v) for v in formatted.values()) + sum(len(v) for v in component_records.values())
     report.token_counting = {
         "tokenizer": options.tokenizer_model_name or "embedded",
         "strategy": counter.strategy,
@@ -213,8 +263,50 @@ def _format_and_count(unique: dict[int, dict[str, Any]], fmt: str, counter: Toke
     return {k: chat_rows[k].record for k in keys}
 
 
+def _knowledge(options: MixOptions, paths: OutputPaths, train: dict[str, list[dict[str, Any]]], rephrase: Any,
+               progress: bool) -> KnowledgeBuild:
+    """The corpus exam and the knowledge components; training rows that leak an exam question go."""
+    from ktools.paths import assets_dir
+
+    prompts = Path(options.replay_prompts) if options.replay_prompts else assets_dir() / "replay_prompts.jsonl"
+    build = build_knowledge(
+        paths.chunks, paths.conversion_manifest, train, components=tuple(options.components),
+        corpus_exam=options.corpus_exam, exam_share=options.exam_share,
+        exam_max_per_source=options.exam_max_per_source, replay_share=options.replay_share,
+        replay_prompts=prompts, replay_cache=paths.step(4) / "replay_answers.json",
+        student=options.student_model_name or options.tokenizer_model_name or "", seed=options.seed,
+        rephrase=rephrase, progress=progress)
+    user_exam = []
+    if options.exam_path and Path(options.exam_path).is_file():
+        from ktools.knowledge.exam import read_exam
+
+        user_exam = read_exam(options.exam_path)
+    remove_leaks(build, train, user_exam)
+    return build
+
+
+def _count_components(knowledge: KnowledgeBuild, counter: TokenCounter, progress: bool
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Chat records of every knowledge component, with exact token counts."""
+    records = {name: [r.record() for r in rows] for name, rows in knowledge.rows.items() if rows}
+    flat = [rec for recs in records.values() for rec in recs]
+    if not flat:
+        return records
+    bar = _progress(len(flat), progress, "counting tokens (knowledge views)")
+    try:
+        counts = counter.count_conversations([rec["messages"] for rec in flat], None,
+                                             progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    for rec, n in zip(flat, counts, strict=True):
+        rec["token_length"] = n
+    return records
+
+
 def _assemble_cut(report: MixReport, cut: int, fmt: str, per_gen: dict[str, list[dict[str, Any]]],
                   formatted: dict[int, dict[str, Any]], options: MixOptions,
+                  components: dict[str, list[dict[str, Any]]] | None = None,
                   ) -> list[tuple[list[dict[str, Any]], str]]:
     """The records of one cut and format (plus its Alpaca copy); drops and stats go into `report`."""
     records: list[dict[str, Any]] = []
@@ -239,7 +331,30 @@ def _assemble_cut(report: MixReport, cut: int, fmt: str, per_gen: dict[str, list
             report.token_lengths[cut][generator] = [rec["token_length"] for rec in recs]
             if options.save_alpaca:
                 alpaca.extend(to_alpaca(r, with_document=WITH_DOCUMENT[generator]) for r, _ in kept)
+    # The knowledge components are the same in every cut (cuts count summaries per chunk); the
+    # GPT-OSS copy gives their answers the empty `thinking` its template expects.
+    for name, recs in (components or {}).items():
+        if fmt == GPT_OSS:
+            recs = [_with_thinking(rec) for rec in recs]
+        if options.max_seq_len is not None:
+            fitting = [rec for rec in recs if rec["token_length"] <= options.max_seq_len]
+            if len(fitting) < len(recs):
+                report.dropped.append({"cut": cut, "format": fmt, "dataset": name, "reason": "too long",
+                                       "rows": len(recs) - len(fitting)})
+            recs = fitting
+        records.extend(recs)
+        report.per_dataset.append({"cut": cut, "format": fmt, "dataset": name, **dataset_stats(recs)})
+        if fmt == CHAT:
+            report.token_lengths[cut][name] = [rec["token_length"] for rec in recs]
+            if options.save_alpaca:
+                alpaca.extend({"instruction": rec["messages"][0]["content"], "input": "",
+                               "output": rec["messages"][1]["content"]} for rec in recs)
     return [(records, fmt)] + ([(alpaca, ALPACA)] if alpaca else [])
+
+
+def _with_thinking(record: dict[str, Any]) -> dict[str, Any]:
+    user, assistant = record["messages"]
+    return {**record, "messages": [{**user, "thinking": None}, {**assistant, "thinking": ""}]}
 
 
 def _refuse_empty_mixes(report: MixReport, outputs: list[tuple[Path, list[dict[str, Any]], int | None, str]],

@@ -33,6 +33,7 @@ class MixReport:
     files: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)  # (cut, format, dataset, reason, rows)
     token_counting: dict[str, Any] = field(default_factory=dict)
+    knowledge: dict[str, Any] = field(default_factory=dict)  # corpus exam, component rows, leaks removed
     notes: list[str] = field(default_factory=list)
     # Not written to JSON: the raw lengths, for plots.
     token_lengths: dict[int, dict[str, list[int]]] = field(default_factory=dict, repr=False)

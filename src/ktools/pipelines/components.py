@@ -28,7 +28,7 @@ def data_processing(
     chunk_overlap_tokens: int = 64,
     chunk_min_tokens: int = 128,
     tokenizer_model_name: str = "",
-    icl_mode: str = "given",
+    icl_mode: str = "auto",
     icl_file: str = "",
     icl_domain: str = "",
     icl_outline: str = "",

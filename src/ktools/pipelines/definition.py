@@ -74,7 +74,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         chunk_overlap_tokens: int = 64,
         chunk_min_tokens: int = 128,
         tokenizer_model_name: str = "",
-        icl_mode: str = "given",
+        icl_mode: str = "auto",
         icl_file: str = "02_Data_Processing/sample_document.icl.yaml",
         icl_domain: str = "",
         icl_outline: str = "",

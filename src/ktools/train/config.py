@@ -48,7 +48,7 @@ class TrainConfig:
     save_steps: int | None = None  # overrides save_every_minutes
     resume: bool = True
     device: str | None = None
-    precision: str = "auto"       # auto (bf16 autocast on a bf16 GPU, else fp32) | fp32 | bf16
+    precision: str = "auto"       # auto (bf16 autocast on a bf16 GPU or a CPU with AMX/AVX512-BF16, else fp32) | fp32 | bf16
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

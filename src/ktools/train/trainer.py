@@ -129,6 +129,20 @@ def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: i
     return elapsed / n
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX tiles or AVX512-BF16).
+
+    There, bf16 autocast (fp32 master weights, bf16 matrix products) trained SmolLM2-135M
+    1.3-1.9x faster than fp32 (tokens/s of forward+backward+step, one thread, three
+    alternating pairs on a Xeon with AMX); elsewhere bf16 is emulated and slower."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # an older torch without the probes
+        return False
+
+
 def _load_model(config: TrainConfig, device: str | None = None) -> Any:
     import torch
 
@@ -295,7 +309,7 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     model = _load_model(config, device=dist.model_device(cuda))
     if config.precision == "auto":
         on_gpu = model.device.type == "cuda" or (dist.strategy == "fsdp" and cuda)  # FSDP moves it there
-        use_bf16 = on_gpu and torch.cuda.is_bf16_supported()
+        use_bf16 = torch.cuda.is_bf16_supported() if on_gpu else cpu_has_native_bf16()
     else:
         use_bf16 = config.precision == "bf16"
     seconds_per_token = None

@@ -1,0 +1,241 @@
+"""ktools.knowledge: fact spans, the views' rows and loss masks, the corpus exam and its leak check,
+and step 04 with the knowledge components on a real (small) document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ktools.io import read_jsonl, write_jsonl
+from ktools.knowledge.exam import build_exam, find_leaks, rule_question
+from ktools.knowledge.facts import best_span, defined_terms, document_facts, fact_spans, sentences
+from ktools.knowledge.views import TEXT_VIEWS, build_view_rows, sentence_key, short_title
+from ktools.mixing import MixOptions, build_mixes
+from ktools.paths import OutputPaths
+from ktools.testing.synthetic_generated import SyntheticShape, write_synthetic_step03
+
+DOC = """# Harbour Board of Quillmouth: Berthing Rules for Visiting Vessels and Yachts
+
+These Rules are issued by the Harbour Board of Quillmouth (HBQ). They apply from 1 April 2026.
+
+## 1. Officers
+
+The Harbourmaster is Marta Ellingsen, appointed on 12 June 2023. The Deputy Harbourmaster is Joss Arendel.
+The Board meets on the second Monday of each month at 18:30.
+
+## 2. Definitions
+
+- **Visitor berth** means a berth on pontoon C reserved for visiting yachts.
+- **Night rate** means the fee for a stay between 20:00 and 08:00.
+
+## 3. Fees
+
+A visiting yacht pays 2.40 per metre per night. Vessels longer than 24 metres must book 48 hours ahead.
+The maximum stay at a visitor berth is 14 nights in any 30 days.
+
+| Berth | Depth | Max length |
+|---|---|---|
+| C1 | 3.5 metres | 12 metres |
+| C2 | 4.0 metres | 18 metres |
+
+## 4. Conduct
+
+Engines may not run alongside between 22:00 and 07:00. Fuel is sold at the north quay by Tarrow Marine Services.
+Complaints are handled by the HBQ office on the east quay. Dogs must be kept on a lead on every pontoon. Swimming in the harbour is forbidden at all times.
+Waste oil goes to the collection point at berth C9, which is emptied every 7 days by Brevik Recycling.
+"""
+
+
+@pytest.fixture(scope="module")
+def facts():
+    return document_facts(DOC, "rules.md")
+
+
+def test_sentences_tables_and_headings(facts):
+    title, found = sentences(DOC)
+    assert title.startswith("Harbour Board of Quillmouth")
+    texts = [s.text for s in found]
+    assert "The Harbourmaster is Marta Ellingsen, appointed on 12 June 2023." in texts
+    # A table row is read with its column names, under its section.
+    row = next(s for s in found if s.from_table and s.text.startswith("Berth C2"))
+    assert row.text == "Berth C2: Depth 4.0 metres; Max length 18 metres." and row.section == "3. Fees"
+    assert all("**" not in t for t in texts)
+
+
+def test_fact_spans_and_terms():
+    kinds = {s.text: s.kind for s in fact_spans("The Harbourmaster is Marta Ellingsen, appointed on 12 June 2023.")}
+    assert kinds == {"Marta Ellingsen": "name", "12 June 2023": "date"}
+    assert {s.kind for s in fact_spans("Vessels longer than 24 metres must book 48 hours ahead.")} == {"quantity"}
+    assert best_span("The Board meets at 18:30.").text == "18:30"
+    assert [s.text for s in fact_spans("It costs OC 5.00, see OEFA-REG-009.")] == ["OC 5.00", "OEFA-REG-009"]
+    assert defined_terms(DOC) == {"Visitor berth": "a berth on pontoon C reserved for visiting yachts",
+                                  "Night rate": "the fee for a stay between 20:00 and 08:00",
+                                  "HBQ": "Harbour Board of Quillmouth"}
+    assert short_title("Harbour Board of Quillmouth: Berthing Rules for Visiting Vessels and Yachts") == \
+        "Harbour Board of Quillmouth"
+
+
+def _chunks(text: str = DOC) -> list[dict]:
+    parts = text.split("\n## ")
+    return [{"document": (p if i == 0 else "## " + p), "source": "rules.md", "chunk_id": f"rules-{i:04d}",
+             "heading_path": []} for i, p in enumerate(parts)]
+
+
+def test_views_rows_and_held_out_sentences(facts):
+    held = next(s for s in facts.sentences if "Marta Ellingsen" in s.text)
+    rows = build_view_rows(facts, _chunks(), held_out={sentence_key("rules.md", held.text)})
+    assert set(rows) == {"raw_text", "restatement", "shuffled", "cloze", "about"}
+    for view, items in rows.items():
+        assert items, view
+        assert all(r.unmask == (view in TEXT_VIEWS) for r in items), view
+    # The held-out sentence is read (text views) but never quizzed (question views).
+    assert any("Marta Ellingsen" in r.answer for r in rows["restatement"])
+    assert any("Marta Ellingsen" in r.answer for r in rows["shuffled"])
+    assert not any("Marta Ellingsen" in r.prompt + r.answer for v in ("cloze", "about") for r in rows[v])
+    # A restatement names the document and expands the document's own abbreviations and terms.
+    restated = " ".join(r.answer for r in rows["restatement"])
+    assert "According to the Harbour Board of Quillmouth, section 3. Fees:" in restated
+    assert "the HBQ (Harbour Board of Quillmouth) office on the east quay" in restated
+    assert "a berth on pontoon C reserved for visiting yachts" in next(
+        r.answer for r in rows["restatement"] if "maximum stay" in r.answer)
+    cloze = next(r for r in rows["cloze"] if r.answer == "Tarrow Marine Services")
+    assert "____" in cloze.prompt and "Tarrow Marine Services" not in cloze.prompt and cloze.key_fact == cloze.answer
+    about = next(r for r in rows["about"] if r.prompt.endswith("about Brevik Recycling?"))
+    assert "berth C9" in about.answer
+    record = cloze.record("harbours")
+    assert record["messages"][0]["role"] == "user" and record["metadata"]["generator"] == "cloze"
+    assert record["unmask"] is False and record["metadata"]["key_fact"] == "Tarrow Marine Services"
+
+
+def test_view_loss_masks(facts):
+    from ktools.models import load_tokenizer
+    from ktools.train.data import IGNORE_INDEX, tokenize_conversation
+
+    tokenizer = load_tokenizer()
+    rows = build_view_rows(facts, _chunks(), views=("raw_text", "cloze"))
+    text = rows["raw_text"][0].record()
+    example = tokenize_conversation(tokenizer, text["messages"], text["unmask"])
+    assert example.labels == example.input_ids  # text views: loss on every token
+    cloze = rows["cloze"][0].record()
+    example = tokenize_conversation(tokenizer, cloze["messages"], cloze["unmask"])
+    scored = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE_INDEX]
+    assert tokenizer.decode(scored).startswith(cloze["messages"][1]["content"])  # the answer (and end of turn)
+    assert len(scored) < len(example.input_ids) // 3
+
+
+def test_exam_without_teacher(facts):
+    exam = build_exam({"rules.md": facts}, share=0.3, min_per_source=3)
+    assert 3 <= len(exam.items) <= len(facts.sentences) // 3
+    for item in exam.items:
+        assert item.answer in DOC and item.key_facts == [item.answer]  # verbatim in the document
+        assert item.question.endswith("?") and item.answer not in item.question
+        assert item.written_by == "rule"
+        if item.choices:
+            assert len(set(item.choices)) == 4 and item.answer in item.choices
+    assert len({i.section for i in exam.items}) >= 2  # spread over sections
+    again = build_exam({"rules.md": facts}, share=0.3, min_per_source=3)
+    assert [i.to_dict() for i in again.items] == [i.to_dict() for i in exam.items]  # seeded
+
+
+def test_exam_with_teacher_rephrasing(facts):
+    asked = []
+
+    def teacher(question, sentence, answer):
+        asked.append(answer)
+        if len(asked) == 1:
+            return f"Is the answer {answer}?"  # gives the answer away: refused
+        if len(asked) == 2:
+            return "Sure! Here is a question"  # not a question: refused
+        return "What does the Harbour Board of Quillmouth's rule book say about this?"
+
+    exam = build_exam({"rules.md": facts}, share=0.3, min_per_source=3, rephrase=teacher)
+    assert len(asked) == len(exam.items)
+    assert [i.written_by for i in exam.items][:2] == ["rule", "rule"]
+    assert all(i.written_by == "teacher" for i in exam.items[2:])
+
+
+def test_rule_question_form(facts):
+    sentence = next(s for s in facts.sentences if "Marta Ellingsen" in s.text)
+    span = next(s for s in fact_spans(sentence.text) if s.kind == "date")
+    assert rule_question(sentence, span, facts.title) == (
+        "According to the Harbour Board of Quillmouth (section 1. Officers), the Harbourmaster is Marta "
+        "Ellingsen, appointed on which date?")
+
+
+def test_leaks_by_text_and_by_fact():
+    exam = [{"id": "e1", "question": "According to the rules, the Harbourmaster is which name?",
+             "sentence_key": "k1"}]
+    questions = ["according to the RULES, the harbourmaster is which name",      # same after normalising
+                 "Who is the harbourmaster according to the rules?",             # different wording: kept
+                 "Per the rules, the Harbourmaster is which name?",  # near-copy (5 of 8 shingles)
+                 "What is the depth of berth C2?"]
+    leaks = find_leaks(exam, questions, row_sentence_keys=[[], [], [], ["k1"]])
+    reasons = {leak.row_index: leak.reason for leak in leaks}
+    assert set(reasons) == {0, 2, 3}
+    assert reasons[0] == "same question" and reasons[2].startswith("near-copy")
+    assert reasons[3] == "question built from an exam sentence"
+
+
+def _write_step02(out, text: str = DOC) -> None:
+    converted = out / "step_02" / "converted"
+    converted.mkdir(parents=True)
+    (converted / "rules.md").write_text(text, encoding="utf-8")
+    (converted / "manifest.json").write_text(json.dumps({"version": 1, "created": "", "errors": [], "documents": [
+        {"source": "/docs/rules.md", "sha256": "0", "converter": "text", "output": "rules.md",
+         "characters": len(text)}]}), encoding="utf-8")
+    write_jsonl(out / "step_02" / "chunks.jsonl", _chunks(text))
+
+
+def test_step04_with_knowledge_components(tmp_output):
+    from ktools.models import load_tokenizer
+
+    _write_step02(tmp_output)
+    write_synthetic_step03(tmp_output, SyntheticShape(n_chunks=3, summaries_per_chunk=2), seed=1)
+    paths = OutputPaths(tmp_output)
+    # A step-03 question that copies the exam's wording must not reach training.
+    options = MixOptions(cut_sizes=[1], eval_share=0.0, components=("raw_text", "restatement", "cloze", "about",
+                                                                    "closed_book_qa"),
+                         exam_share=0.3, seed=5)
+    report = build_mixes(options, paths, tokenizer=load_tokenizer(), progress=False)
+    exam = read_jsonl(paths.corpus_exam)
+    assert exam and report.knowledge["exam_items"] == len(exam)
+    mix = read_jsonl(paths.training_mix(1))
+    by_view = {}
+    for row in mix:
+        by_view.setdefault(row["metadata"]["generator"], []).append(row)
+    assert {"raw_text", "restatement", "cloze", "about", "closed_book_qa", "key_facts_to_qa"} <= set(by_view)
+    assert all(r["token_length"] > 0 for r in mix)
+    assert not find_leaks(exam, [r["messages"][0]["content"] for r in mix])
+    exam_facts = {e["sentence_key"] for e in exam}
+    cloze_sources = {sentence_key("rules.md", r["messages"][0]["content"]) for r in by_view["cloze"]}
+    assert not exam_facts & cloze_sources
+    # The leak filter works on the real mix too: plant a copy of an exam question in step 03's data.
+    gen = paths.generated("document_based_qa")
+    rows = read_jsonl(gen)
+    rows[0]["question"] = exam[0]["question"]
+    write_jsonl(gen, rows)
+    report = build_mixes(options, paths, tokenizer=load_tokenizer(), progress=False)
+    assert any(leak["reason"] == "same question" for leak in report.knowledge["leaks"])
+    assert not find_leaks(exam, [r["messages"][0]["content"] for r in read_jsonl(paths.training_mix(1))])
+
+
+def test_step04_without_step02_chunks_mixes_step03_only(tmp_output):
+    from ktools.models import load_tokenizer
+
+    write_synthetic_step03(tmp_output, SyntheticShape(n_chunks=3, summaries_per_chunk=2), seed=1)
+    report = build_mixes(MixOptions(cut_sizes=[1], components=("raw_text", "cloze")), OutputPaths(tmp_output),
+                         tokenizer=load_tokenizer(), progress=False)
+    assert any("knowledge views and corpus exam skipped" in n for n in report.notes)
+    assert not OutputPaths(tmp_output).corpus_exam.exists()
+
+
+def test_components_option_parsing():
+    from ktools.knowledge.components import COMPONENTS
+    from ktools.mixing.build import parse_components
+
+    assert parse_components("all") == COMPONENTS and parse_components("none") == ()
+    assert parse_components("-cloze,-replay") == tuple(c for c in COMPONENTS if c not in {"cloze", "replay"})
+    with pytest.raises(ValueError, match="unknown mix component"):
+        MixOptions(components=("clozes",)).validate()
+    assert MixOptions().replace(components="raw_text,about").components == ("raw_text", "about")
