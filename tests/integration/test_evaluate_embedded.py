@@ -31,6 +31,24 @@ def test_true_reference_has_lower_nll_than_a_wrong_one(model_and_tokenizer):
     assert true_fr < wrong_fr and true_wk < wrong_wk
 
 
+def test_multiple_choice_picks_what_the_model_knows(model_and_tokenizer, repo_root):
+    """The base model answers every general question right (assets/README.md); asked them as 4-way
+    multiple choice with distractors of the same kind, it must pick the right option nearly always,
+    and an option list whose 'right' answer is absurd must score it wrong."""
+    from ktools.evaluate.choice import choice_options, score_choices
+    from ktools.evaluate.evalset import load_eval_set
+
+    model, tokenizer = model_and_tokenizer
+    items = load_eval_set(repo_root / "assets" / "general_questions.jsonl")
+    options = choice_options(items, seed=0)
+    assert all(o is not None and len(o[0]) == 4 and o[0][o[1]] == i.key_facts[0] for o, i in zip(options, items,
+                                                                                               strict=True))
+    correct = score_choices(model, tokenizer, [i.question for i in items], options, batch_size=8)
+    assert sum(correct) >= 0.85 * len(items), correct
+    wrong_key = [(["Paris", "Banana", "Tokyo", "Berlin"], 1)]
+    assert score_choices(model, tokenizer, ["What is the capital of France?"], wrong_key) == [0.0]
+
+
 def test_nll_is_independent_of_batching(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     questions = ["What is the capital of France?", "Name a primary colour, and explain why it is one."]

@@ -56,17 +56,18 @@ def generate_answers(model: Any, tokenizer: Any, questions: Sequence[str], *, ma
 
 
 def reference_nll(model: Any, tokenizer: Any, questions: Sequence[str], references: Sequence[str], *,
-                  batch_size: int = 16, progress: Any = None) -> list[float]:
+                  batch_size: int = 16, progress: Any = None, answer_prefix: str = "") -> list[float]:
     """Mean negative log-likelihood per token of each reference answer given its question.
 
-    Teacher-forced: the prompt is the chat template with the generation prompt, the
-    continuation is the reference text; only the reference tokens are scored.
+    Teacher-forced: the prompt is the chat template with the generation prompt (plus
+    `answer_prefix`, the start of the assistant's answer), the continuation is the
+    reference text; only the reference tokens are scored.
     """
     import torch
 
     pairs = []
     for q, r in zip(questions, references, strict=True):
-        prompt_ids = tokenizer(prompt_text(tokenizer, q), add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(prompt_text(tokenizer, q) + answer_prefix, add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(r, add_special_tokens=False)["input_ids"]
         pairs.append((prompt_ids, answer_ids))
     order = _sorted_order([len(p) + len(a) for p, a in pairs])

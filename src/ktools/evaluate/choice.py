@@ -4,8 +4,9 @@ A 135M student that has started to learn a fact often still cannot *say* it in a
 answer, but already prefers it among alternatives. For each question the options are
 the right fact and three distractors of the same kind (a date for a date, a name for a
 name) from other facts of the same document; the model's choice is the option with the
-lowest mean negative log-likelihood per token as its answer (length-normalised, so a
-short option is not favoured for being short). Chance is 1/4.
+lowest mean negative log-likelihood per token as the end of the answer "The answer is
+<option>" (length-normalised, so a short option is not favoured for being short).
+Chance is 1/4.
 
 Options come from the item itself (`choices`, written by the corpus exam) or, for an
 exam without them (a hand-written one), from the key facts of the set's other items.
@@ -19,6 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 N_OPTIONS = 4
+# Each option is scored as the end of "The answer is …": bare, an option starting with a word every
+# answer starts with ("The heart") looked likelier than "Paris" to the base model, which got 12 of
+# its 21 known general questions right that way.
+ANSWER_FRAME = "The answer is"
 
 
 def fact_kind(text: str) -> str:
@@ -72,7 +77,8 @@ def score_choices(model: Any, tokenizer: Any, questions: Sequence[str],
         if entry is not None:
             flat_q.extend([question] * len(entry[0]))
             flat_o.extend(entry[0])
-    nlls = reference_nll(model, tokenizer, flat_q, flat_o, batch_size=batch_size) if flat_q else []
+    nlls = (reference_nll(model, tokenizer, flat_q, [" " + o for o in flat_o], batch_size=batch_size,
+                          answer_prefix=ANSWER_FRAME) if flat_q else [])
     results: list[float | None] = []
     at = 0
     for entry in options:
