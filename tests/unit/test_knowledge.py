@@ -10,7 +10,8 @@ import pytest
 from ktools.io import read_jsonl, write_jsonl
 from ktools.knowledge.exam import build_exam, find_leaks, rule_question
 from ktools.knowledge.facts import best_span, defined_terms, document_facts, fact_spans, sentences
-from ktools.knowledge.views import TEXT_VIEWS, build_view_rows, sentence_key, short_title
+from ktools.knowledge.questions import short_title
+from ktools.knowledge.views import TEXT_VIEWS, build_view_rows, sentence_key
 from ktools.mixing import MixOptions, build_mixes
 from ktools.paths import OutputPaths
 from ktools.testing.synthetic_generated import SyntheticShape, write_synthetic_step03
@@ -85,14 +86,14 @@ def _chunks(text: str = DOC) -> list[dict]:
 def test_views_rows_and_held_out_sentences(facts):
     held = next(s for s in facts.sentences if "Marta Ellingsen" in s.text)
     rows = build_view_rows(facts, _chunks(), held_out={sentence_key("rules.md", held.text)})
-    assert set(rows) == {"raw_text", "restatement", "shuffled", "cloze", "about"}
+    assert set(rows) == {"raw_text", "restatement", "shuffled", "cloze", "fact_qa", "about"}
     for view, items in rows.items():
         assert items, view
         assert all(r.unmask == (view in TEXT_VIEWS) for r in items), view
     # The held-out sentence is read (text views) but never quizzed (question views).
     assert any("Marta Ellingsen" in r.answer for r in rows["restatement"])
     assert any("Marta Ellingsen" in r.answer for r in rows["shuffled"])
-    assert not any("Marta Ellingsen" in r.prompt + r.answer for v in ("cloze", "about") for r in rows[v])
+    assert not any("Marta Ellingsen" in r.prompt + r.answer for v in ("cloze", "fact_qa", "about") for r in rows[v])
     # A restatement names the document and expands the document's own abbreviations and terms.
     restated = " ".join(r.answer for r in rows["restatement"])
     assert "According to the Harbour Board of Quillmouth, section 3. Fees:" in restated

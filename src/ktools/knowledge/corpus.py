@@ -56,7 +56,7 @@ def load_corpus(chunks_path: Path, manifest_path: Path) -> tuple[dict[str, Docum
     """Facts and chunks of every source. A source without its converted file is read from its
     chunks joined in order (overlaps repeat a few sentences, which does no harm)."""
     chunks = load_chunks(chunks_path)
-    texts = _converted_texts(manifest_path)
+    texts = _converted_texts(Path(manifest_path))
     corpus = {}
     for source, rows in chunks.items():
         text = texts.get(source)

@@ -31,16 +31,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ktools.knowledge.facts import DocumentFacts, FactSpan, Sentence, best_span, fact_spans
-from ktools.knowledge.views import normalise, sentence_key, short_title
+from ktools.knowledge.questions import rule_question
+from ktools.knowledge.views import normalise, sentence_key
 
 log = logging.getLogger(__name__)
 
 N_CHOICES = 4
 # Two questions whose word 3-shingles overlap this much are near-copies.
 NEAR_COPY_JACCARD = 0.6
-_WH = {"date": "which date", "time": "what time", "money": "what amount", "code": "which reference",
-       "name": "which name", "number": "what number"}
-_QUANTITY = re.compile(r"^\s*[\d.,]+(?:\s?[-–]\s?[\d.,]+)?\s*(?P<unit>.+)$")
 
 
 class ExamError(ValueError):
@@ -74,30 +72,6 @@ class ExamBuild:
     @property
     def held_out(self) -> set[str]:
         return {item.sentence_key for item in self.items}
-
-
-def wh_phrase(span: FactSpan) -> str:
-    if span.kind == "quantity":
-        match = _QUANTITY.match(span.text)
-        unit = match.group("unit").strip() if match else ""
-        return f"how many {unit}" if unit else "how many"
-    return _WH.get(span.kind, "what")
-
-
-def rule_question(sentence: Sentence, span: FactSpan, title: str) -> str:
-    """The sentence as a question asking for `span` in place ("… is which name?")."""
-    text = sentence.text[: span.start] + wh_phrase(span) + sentence.text[span.end:]
-    text = text.rstrip(" .;:!")
-    where = f"the {short_title(title)}"
-    if sentence.section and sentence.section != title:
-        where += f" (section {sentence.section})"
-    return f"According to {where}, {text[:1].lower() + text[1:] if _lowerable(text) else text}?"
-
-
-def _lowerable(text: str) -> bool:
-    first = text.split(" ", 1)[0]
-    return first[:1].isupper() and first[1:].islower() and first in {
-        "The", "A", "An", "These", "This", "They", "It", "Each", "Every", "All", "No", "When", "If", "Where"}
 
 
 def _choices(span: FactSpan, pool: Mapping[str, list[str]], rng: random.Random) -> list[str]:

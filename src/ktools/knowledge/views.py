@@ -16,6 +16,8 @@ built by rule from step 02's chunks, so it needs no teacher and cannot invent a 
                    without the crutch of their neighbours);
 - ``cloze``        "fill in the blank" questions over the sentence's fact spans
                    (dates, amounts, codes, names), answered by the span alone;
+- ``fact_qa``      the same spans asked as questions ("…, appointed on which date?"),
+                   the form of the corpus exam's questions, on the other sentences;
 - ``about``        "What does the document say about X?" for the names, codes and
                    defined terms of the document, answered by the sentences that
                    mention X.
@@ -39,9 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ktools.knowledge.facts import DocumentFacts, Sentence, document_facts, fact_spans
+from ktools.knowledge.questions import rule_question, short_title
 
 TEXT_VIEWS = ("raw_text", "restatement", "shuffled")
-QUESTION_VIEWS = ("cloze", "about")
+QUESTION_VIEWS = ("cloze", "fact_qa", "about")
 VIEWS = TEXT_VIEWS + QUESTION_VIEWS
 # How many sentences one text-view row holds: long enough that the chat template's
 # fixed tokens (system prompt, turn markers) are a small share of the row.
@@ -98,21 +101,6 @@ def sentence_key(source: str, text: str) -> str:
 
 def normalise(text: str) -> str:
     return re.sub(r"[\W_]+", " ", text.lower()).strip()
-
-
-def short_title(title: str) -> str:
-    """How rows name the document: its title, without a long subtitle.
-
-    The name is repeated in every restated sentence and question, so each word of it
-    costs hundreds of training tokens; "Orlenmoor Estuary Ferry Authority: Operating
-    Regulations for Passenger and Vehicle Services" becomes "Orlenmoor Estuary Ferry
-    Authority" (the part before the colon), which still names the entity in full."""
-    title = title.strip().rstrip(".")
-    for sep in (":", " — ", " – ", " - "):
-        head = title.split(sep, 1)[0].strip()
-        if sep in title and len(head.split()) >= 2 and len(title.split()) > 8:
-            return head
-    return title
 
 
 def restate(sentence: Sentence, facts: DocumentFacts) -> str:
@@ -197,6 +185,14 @@ def build_view_rows(facts: DocumentFacts, chunks: Sequence[Mapping[str, Any]], *
                                             _chunk_of(sentence, sentence_chunks),
                                             f"{facts.source}/cloze/{sentence.index}/{span.start}", unmask=False,
                                             key_fact=span.text))
+    if "fact_qa" in out:
+        for sentence in quizzable:
+            spans = [s for s in fact_spans(sentence.text) if len(s.text) <= 0.6 * len(sentence.text)]
+            for span in spans[:MAX_CLOZE_PER_SENTENCE]:
+                out["fact_qa"].append(ViewRow("fact_qa", rule_question(sentence, span, facts.title), span.text,
+                                              facts.source, _chunk_of(sentence, sentence_chunks),
+                                              f"{facts.source}/fact_qa/{sentence.index}/{span.start}",
+                                              unmask=False, key_fact=span.text))
     if "about" in out:
         mentions: dict[str, list[Sentence]] = defaultdict(list)
         subjects = {s.text for sent in quizzable for s in fact_spans(sent.text) if s.kind in {"name", "code"}}

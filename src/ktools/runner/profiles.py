@@ -55,9 +55,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "QUESTIONS_PER_CHUNK": 1,
         "MAX_TOKENS": 96,
         "DRY_RUN": False,
-        # 04
+        # 04: the knowledge views come from every chunk of the document (rule-built, cheap); a few
+        # replay answers only, as the base student writes them at step 04.
         "CUT_SIZES": "1",
         "QA_PER_DOC": 1,
+        "REPLAY_SHARE": 0.01,
         # 05
         "CUT_SIZE": 1,
         "MAX_STEPS": 2,
@@ -66,6 +68,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # and answer each, with the chat template.
         "MAX_SEQ_LEN": 640,
         "SAMPLE_QUESTIONS": 1,
+        "QA_CHECK_ROWS": 4,
     },
 }
 
