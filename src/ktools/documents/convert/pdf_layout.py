@@ -1,0 +1,205 @@
+"""Reading order of a PDF page: words → text regions in the order a person reads them.
+
+Measured on `../shared/corpus/pdf/` (see bench/convert_fidelity.py): pdfminer's own layout
+analysis (`LAParams`, text boxes with `boxes_flow`) reads the Federal Register's three
+columns in order, but it splits words by a fixed fraction of the glyph width (letter-spaced
+capitals come out as `F O R`) and puts full-width headers after the columns they sit above;
+it also costs a second pass over the glyphs on top of pdfplumber's. So the order is found
+here, on the words pdf_text builds, by whitespace analysis:
+
+1. A *gutter* is an x-range of the region that few text rows cross (at most half) while at
+   least `MIN_COLUMN_ROWS` rows have words on both sides of it.
+2. Gutters are kept only when every column they make reads as prose: at least
+   `MIN_COLUMN_EM` font sizes wide, its row pieces fill at least half its width and hold a
+   median of at least three words. Table columns (short cells, numbers) fail this, so an
+   aligned grid stays one region whose rows become a markdown table, never a column read
+   top to bottom.
+3. Rows that cross a gutter (a full-width title, a table across the columns) cut the region
+   into horizontal bands; a band of rows that cross no gutter is read column by column,
+   left to right; every band and column is analysed again (nested layouts), up to a depth.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+MIN_COLUMN_ROWS = 3        # rows with text on both sides before a gap counts as a gutter
+MIN_COLUMN_EM = 6.0        # a text column is at least this many font sizes wide
+MIN_GUTTER_EM = 0.5        # and its gutter at least this wide
+MAX_DEPTH = 6
+
+
+@dataclass
+class Line:
+    top: float
+    bottom: float
+    x0: float
+    x1: float
+    text: str
+    size: float
+    bold: bool
+    words: list = field(default_factory=list)
+
+
+def group_lines(words: list[dict]) -> list[Line]:
+    """Words of one region (a column) grouped into lines, top to bottom, each left to right."""
+    lines: list[Line] = []
+    for w in sorted(words, key=lambda w: (round(w["top"]), w["x0"])):
+        tolerance = max(2.0, 0.4 * float(w["size"]))
+        for line in reversed(lines[-3:]):
+            if abs(line.top - w["top"]) <= tolerance:
+                line.words.append(w)
+                break
+        else:
+            lines.append(Line(w["top"], w["bottom"], w["x0"], w["x1"], "", w["size"], False, [w]))
+    for line in lines:
+        line.words.sort(key=lambda w: w["x0"])
+        line.x0 = min(w["x0"] for w in line.words)
+        line.x1 = max(w["x1"] for w in line.words)
+        line.bottom = max(w["bottom"] for w in line.words)
+        line.text = " ".join(w["text"] for w in line.words)
+        line.size = statistics.median(float(w["size"]) for w in line.words)
+        line.bold = all("bold" in str(w.get("fontname", "")).lower() for w in line.words)
+    lines.sort(key=lambda ln: ln.top)
+    return lines
+
+
+def _rows(words: list[dict]) -> list[list[dict]]:
+    """Words grouped into rows by vertical overlap of their middles (across the whole region)."""
+    rows: list[list[dict]] = []
+    spans: list[list[float]] = []
+    for word in sorted(words, key=lambda w: (w["top"], w["x0"])):
+        middle = (word["top"] + word["bottom"]) / 2
+        for index in range(len(rows) - 1, max(-1, len(rows) - 4), -1):
+            if spans[index][0] <= middle <= spans[index][1]:
+                rows[index].append(word)
+                break
+        else:
+            rows.append([word])
+            spans.append([word["top"], word["bottom"]])
+    return rows
+
+
+def _crosses(row: list[dict], x: float) -> bool:
+    return any(w["x0"] < x < w["x1"] for w in row)
+
+
+def _gutter_candidates(rows: list[list[dict]], left: float, right: float, size: float) -> list[float]:
+    """Middles of x-ranges crossed by at most half of the rows, with text on both sides in enough rows."""
+    start = int(left)
+    length = int(right) - start + 2
+    coverage = [0] * (length + 1)
+    for row in rows:
+        covered = [0] * (length + 1)
+        for w in row:
+            a, b = max(0, int(w["x0"]) - start + 1), min(length, int(w["x1"]) - start)
+            if b >= a:
+                covered[a] += 1
+                covered[b + 1] -= 1
+        running = 0
+        for x in range(length):
+            running += covered[x]
+            if running:
+                coverage[x] += 1
+    limit = len(rows) // 2
+    candidates: list[float] = []
+    x = 0
+    while x < length:
+        if coverage[x] > limit:
+            x += 1
+            continue
+        run_start = x
+        while x < length and coverage[x] <= limit:
+            x += 1
+        run = coverage[run_start:x]
+        # The gutter proper: the longest stretch within a few rows of the run's lowest coverage
+        # (a heading or a long word may poke into it at one point).
+        slack = min(run) + max(2, len(rows) // 20)
+        best_start, best_width, here = run_start, 0, None
+        for i, c in enumerate(run + [slack + 1]):
+            if c <= slack and here is None:
+                here = i
+            elif c > slack and here is not None:
+                if i - here > best_width:
+                    best_start, best_width = run_start + here, i - here
+                here = None
+        middle = start + best_start + (best_width - 1) / 2
+        width = best_width
+        if width < MIN_GUTTER_EM * size or not (left < middle < right):
+            continue
+        both = sum(1 for row in rows if not _crosses(row, middle)
+                   and any(w["x1"] <= middle for w in row) and any(w["x0"] >= middle for w in row))
+        if both >= MIN_COLUMN_ROWS:
+            candidates.append(middle)
+    return candidates
+
+
+def _column_is_prose(rows: list[list[dict]], low: float, high: float, size: float) -> bool:
+    pieces = [[w for w in row if low <= (w["x0"] + w["x1"]) / 2 < high] for row in rows]
+    pieces = [p for p in pieces if p]
+    if len(pieces) < MIN_COLUMN_ROWS:
+        return False
+    col_left = min(w["x0"] for p in pieces for w in p)
+    col_right = max(w["x1"] for p in pieces for w in p)
+    width = col_right - col_left
+    if width < MIN_COLUMN_EM * size:
+        return False
+    fill = statistics.median((max(w["x1"] for w in p) - min(w["x0"] for w in p)) / width for p in pieces)
+    words = statistics.median(len(p) for p in pieces)
+    return fill >= 0.5 and words >= 3
+
+
+def _prose_gutters(rows: list[list[dict]], candidates: list[float], left: float, right: float,
+                   size: float) -> list[float]:
+    """The candidates that make prose columns, cleanest first (fewest rows crossing it)."""
+    def all_prose(gutters: list[float]) -> bool:
+        inner = [r for r in rows if not any(_crosses(r, g) for g in gutters)]
+        bounds = [left - 1, *gutters, right + 1]
+        return all(_column_is_prose(inner, bounds[i], bounds[i + 1], size) for i in range(len(bounds) - 1))
+
+    crossing = {g: sum(_crosses(r, g) for r in rows) for g in candidates}
+    # The clean gutters together first: where the columns' baselines are staggered, one of
+    # them alone leaves a side of two columns whose rows fill only half of it.
+    clean = sorted(g for g in candidates if crossing[g] <= max(2, len(rows) // 10))
+    chosen = clean if len(clean) > 1 and all_prose(clean) else []
+    for gutter in sorted(candidates, key=crossing.__getitem__):
+        if gutter in chosen:
+            continue
+        trial = sorted([*chosen, gutter])
+        if all_prose(trial):
+            chosen = trial
+    return chosen
+
+
+def reading_order(words: list[dict], depth: int = 0) -> list[list[dict]]:
+    """The region's words as a list of regions (columns, bands) in reading order."""
+    if not words:
+        return []
+    rows = _rows(words)
+    if depth >= MAX_DEPTH or len(rows) < MIN_COLUMN_ROWS:
+        return [words]
+    size = statistics.median(float(w["size"]) for w in words) or 1.0
+    left = min(w["x0"] for w in words)
+    right = max(w["x1"] for w in words)
+    gutters = _prose_gutters(rows, _gutter_candidates(rows, left, right, size), left, right, size)
+    if not gutters:
+        return [words]
+    bands: list[tuple[bool, list[dict]]] = []
+    for row in rows:
+        spanning = any(_crosses(row, g) for g in gutters)
+        if bands and bands[-1][0] == spanning:
+            bands[-1][1].extend(row)
+        else:
+            bands.append((spanning, list(row)))
+    regions: list[list[dict]] = []
+    for spanning, band in bands:
+        if spanning:
+            regions += reading_order(band, depth + 1) if len(band) < len(words) else [band]
+            continue
+        bounds = [float("-inf"), *gutters, float("inf")]
+        for low, high in zip(bounds, bounds[1:], strict=False):
+            column = [w for w in band if low <= (w["x0"] + w["x1"]) / 2 < high]
+            if column:
+                regions += reading_order(column, depth + 1)
+    return regions
