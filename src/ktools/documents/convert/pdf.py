@@ -351,6 +351,14 @@ def _cells(line: Line) -> list[str]:
     return [" ".join(c) for c in cells]
 
 
+def _prose_grid(rows: list[list[str]]) -> bool:
+    """Rows of equally many cells that all read as running text (several words, no figures only)."""
+    if len({len(r) for r in rows}) != 1:
+        return False
+    cells = [c for r in rows for c in r]
+    return all(len(c.split()) >= 4 and sum(ch.isalpha() for ch in c) >= 0.6 * len(c) for c in cells)
+
+
 def _markdown_table(rows: list[list[str]]) -> str:
     width = max(len(r) for r in rows)
     rows = [[c.replace("|", "\\|") for c in r] + [""] * (width - len(r)) for r in rows]
@@ -384,7 +392,15 @@ def _render(items: list[tuple[str, object]], body: float, levels: dict[float, in
     item_indent = 0.0
 
     def flush_rows() -> None:
-        if len(rows) >= 2:
+        if len(rows) >= 2 and _prose_grid(rows):
+            # Side-by-side prose too short for the layout analysis (two lines under a figure):
+            # text columns, read one after the other — never a table.
+            for column in range(len(rows[0])):
+                text = rows[0][column]
+                for row in rows[1:]:
+                    text = _join_lines(text, row[column], words)
+                blocks.append(text)
+        elif len(rows) >= 2:
             blocks.append(_markdown_table(rows))
         elif rows:
             blocks.append(" ".join(rows[0]))

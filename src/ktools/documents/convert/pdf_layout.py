@@ -113,26 +113,47 @@ def _gutter_candidates(rows: list[list[dict]], left: float, right: float, size: 
         while x < length and coverage[x] <= limit:
             x += 1
         run = coverage[run_start:x]
-        # The gutter proper: the longest stretch within a few rows of the run's lowest coverage
-        # (a heading or a long word may poke into it at one point).
-        slack = min(run) + max(2, len(rows) // 20)
-        best_start, best_width, here = run_start, 0, None
-        for i, c in enumerate(run + [slack + 1]):
-            if c <= slack and here is None:
-                here = i
-            elif c > slack and here is not None:
-                if i - here > best_width:
-                    best_start, best_width = run_start + here, i - here
-                here = None
-        middle = start + best_start + (best_width - 1) / 2
-        width = best_width
+        # The gutter proper: the cleanest stretch wide enough — the longest one crossed by
+        # the fewest rows, allowing a few more rows (a heading, a long word poking in) only
+        # when the cleanest stretch is too narrow.
+        lowest = min(run)
+        middle, width = 0.0, 0
+        for level in range(lowest, lowest + max(2, len(rows) // 20) + 1):
+            best_start, best_width, here = 0, 0, None
+            for i, c in enumerate([*run, level + 1]):
+                if c <= level and here is None:
+                    here = i
+                elif c > level and here is not None:
+                    if i - here > best_width:
+                        best_start, best_width = here, i - here
+                    here = None
+            middle, width = start + run_start + best_start + (best_width - 1) / 2, best_width
+            if width >= MIN_GUTTER_EM * size:
+                break
         if width < MIN_GUTTER_EM * size or not (left < middle < right):
             continue
-        both = sum(1 for row in rows if not _crosses(row, middle)
-                   and any(w["x1"] <= middle for w in row) and any(w["x0"] >= middle for w in row))
-        if both >= MIN_COLUMN_ROWS:
+        if _splits_rows(rows, middle, size):
             candidates.append(middle)
     return candidates
+
+
+def _splits_rows(rows: list[list[dict]], x: float, size: float) -> bool:
+    """Whether x is a gutter for the rows: enough rows have text on both sides with a gap wider than a
+    word space there, and most rows that stop short of x on the left go on across it (ragged-right
+    line ends in one column do not)."""
+    both = left_only = 0
+    for row in rows:
+        if _crosses(row, x):
+            continue
+        left = [w["x1"] for w in row if w["x1"] <= x]
+        if not left:
+            continue
+        right = [w["x0"] for w in row if w["x0"] >= x]
+        if right and min(right) - max(left) >= MIN_GUTTER_EM * size:
+            both += 1
+        else:
+            left_only += 1
+    return both >= MIN_COLUMN_ROWS and both >= left_only
 
 
 def _column_is_prose(rows: list[list[dict]], low: float, high: float, size: float) -> bool:
