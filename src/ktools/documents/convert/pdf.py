@@ -276,16 +276,21 @@ def _tables(page, words: list[dict]) -> list[tuple[tuple[float, float, float, fl
                           and cell[1] <= (w["top"] + w["bottom"]) / 2 <= cell[3]]
                 cells.append([ln.text for ln in group_lines(inside)])
             counts = {len(c) for c in cells if c}
-            if max(counts, default=0) > 6 and len(counts) > 1:
-                usable = False  # a cell holding many rows beside others: ruled around its header only
+            filled = len([c for c in cells if c])
+            same_depth = len(counts) == 1 and filled > 1
+            if max(counts, default=0) > 6 and not same_depth:
+                usable = False  # a cell holding many rows of text: a table ruled around its header only
                 break
-            if len(counts) == 1 and max(counts) > 1 and len([c for c in cells if c]) > 1:
+            if same_depth and max(counts) > 1:
                 # Every cell has the same k lines: k table rows drawn without rules between them.
                 depth = max(counts)
                 rows += [[c[i] if c else "" for c in cells] for i in range(depth)]
             else:
                 rows.append([" ".join(c) for c in cells])
         rows = [[c.replace("|", "\\|").strip() for c in r] for r in rows if any(c.strip() for c in r)]
+        # Merged cells leave columns empty in every row; they are not columns of the table.
+        keep = [i for i in range(max((len(r) for r in rows), default=0)) if any(i < len(r) and r[i] for r in rows)]
+        rows = [[r[i] if i < len(r) else "" for i in keep] for r in rows]
         if usable and len(rows) >= 2:
             found.append((table.bbox, rows))
     return found

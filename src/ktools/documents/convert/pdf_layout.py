@@ -10,8 +10,8 @@ here, on the words pdf_text builds, by whitespace analysis:
 1. A *gutter* is an x-range of the region that few text rows cross (at most half) while at
    least `MIN_COLUMN_ROWS` rows have words on both sides of it.
 2. Gutters are kept only when every column they make reads as prose: at least
-   `MIN_COLUMN_EM` font sizes wide, its row pieces fill at least half its width and hold a
-   median of at least three words. Table columns (short cells, numbers) fail this, so an
+   `MIN_COLUMN_EM` font sizes wide, its row pieces fill most of its width (median 70%), hold
+   a median of at least three words and are mostly lower case. Table columns (short cells, numbers) fail this, so an
    aligned grid stays one region whose rows become a markdown table, never a column read
    top to bottom.
 3. Rows that cross a gutter (a full-width title, a table across the columns) cut the region
@@ -168,7 +168,10 @@ def _column_is_prose(rows: list[list[dict]], low: float, high: float, size: floa
         return False
     fill = statistics.median((max(w["x1"] for w in p) - min(w["x0"] for w in p)) / width for p in pieces)
     words = statistics.median(len(p) for p in pieces)
-    return fill >= 0.5 and words >= 3
+    # Running text fills its column (short last lines of paragraphs aside) and is mostly lower
+    # case; a table's columns hold cells of varying width, often capitals or figures.
+    lower = sum(1 for p in pieces if any(ch.islower() for w in p for ch in w["text"]))
+    return fill >= 0.7 and words >= 3 and lower >= 0.5 * len(pieces)
 
 
 def _prose_gutters(rows: list[list[dict]], candidates: list[float], left: float, right: float,
