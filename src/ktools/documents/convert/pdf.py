@@ -215,7 +215,8 @@ def _read_page(page, source: str, number: int) -> _Page:
                       "size": 1.0, "fontname": "", "table": rows})
     regions: list[list[tuple[str, object]]] = []
     unmapped = 0
-    for region in (r for band in _split_at_rules(page, words) for r in reading_order(band)):
+    columns = (column for band in _split_at_rules(page, words) for column in _split_at_column_rules(page, band))
+    for region in (r for column in columns for r in reading_order(column)):
         tables_here = [_Table(w["top"], w["table"]) for w in region if "table" in w]
         lines = group_lines([w for w in region if "table" not in w])
         for line in lines:
@@ -242,6 +243,34 @@ def _split_at_rules(page, words: list[dict]) -> list[list[dict]]:
         middle = (word["top"] + word["bottom"]) / 2
         bands[sum(1 for cut in cuts if cut < middle)].append(word)
     return [band for band in bands if band]
+
+
+def _split_at_column_rules(page, band: list[dict]) -> list[list[dict]]:
+    """A band cut into columns at vertical rules drawn over most of its height that no word crosses
+    (a form's or a ruled page's columns; a ruled table's words were taken out before)."""
+    if not band:
+        return []
+    top = min(w["top"] for w in band)
+    bottom = max(w["bottom"] for w in band)
+    height = bottom - top
+    try:
+        edges = page.vertical_edges
+    except Exception:  # odd drawing operators: no column rules
+        return [band]
+    xs: set[int] = set()
+    for edge in edges:
+        covered = min(float(edge["bottom"]), bottom) - max(float(edge["top"]), top)
+        x = float(edge["x0"])
+        if height > 0 and covered >= 0.5 * height and not any(w["x0"] < x < w["x1"] for w in band):
+            xs.add(round(x))
+    cuts = sorted(x for x in xs if min(w["x0"] for w in band) < x < max(w["x1"] for w in band))
+    if not cuts:
+        return [band]
+    columns: list[list[dict]] = [[] for _ in range(len(cuts) + 1)]
+    for word in band:
+        middle = (word["x0"] + word["x1"]) / 2
+        columns[sum(1 for cut in cuts if cut < middle)].append(word)
+    return [column for column in columns if column]
 
 
 def _strip_unmapped(line: Line) -> int:
