@@ -71,6 +71,7 @@ class _Table:
 class _Page:
     regions: list[list[tuple[str, object]]]   # per region (column/band), its lines and tables in order
     unmapped_glyphs: int = 0
+    height: float = 792.0
 
 
 def _check_pdf(data: bytes, source: str, password: str | None = None):
@@ -192,8 +193,23 @@ def _pdfplumber_pages(data: bytes, source: str, password: str | None,
     levels = {s: i + 1 for i, s in enumerate(heading_sizes)}
     words = vocabulary(lines_in_order)
     texts = [_render(_footnotes_last(page, body), body, levels, words) for page in pages]
+    _join_across_pages(texts, words)
     unmapped = [number for number, page in enumerate(pages, start=1) if page.unmapped_glyphs]
     return texts, unmapped
+
+
+def _join_across_pages(texts: list[str], words: set[str]) -> None:
+    """A word hyphenated over a page break is completed on the page where it starts."""
+    for index in range(len(texts) - 1):
+        head = texts[index].rstrip()
+        following = texts[index + 1].lstrip()
+        match = re.match(r"[^\W\d_]\S*", following)
+        if not re.search(r"[^\W\d_]-$", head) or not match:
+            continue
+        last_word = head.rpartition(" ")[2].rpartition("\n")[2]
+        joined = join_hyphenated(last_word, match.group(0), words)
+        texts[index] = head[: len(head) - len(last_word)] + joined
+        texts[index + 1] = following[match.end():].lstrip()
 
 
 def _read_page(page, source: str, number: int) -> _Page:
@@ -225,7 +241,7 @@ def _read_page(page, source: str, number: int) -> _Page:
         items += [(t.top, "table", t.rows) for t in tables_here]
         items.sort(key=lambda it: it[0])
         regions.append([(kind, obj) for _, kind, obj in items])
-    return _Page(regions, unmapped)
+    return _Page(regions, unmapped, float(page.height))
 
 
 def _split_at_rules(page, words: list[dict]) -> list[list[dict]]:
@@ -357,7 +373,8 @@ def _footnotes_last(page: _Page, body: float) -> list[tuple[str, object]]:
     notes: list[tuple[str, object]] = []
     for region in page.regions:
         tail = len(region)
-        while tail > 0 and region[tail - 1][0] == "line" and region[tail - 1][1].size < 0.9 * body:  # type: ignore
+        while (tail > 0 and region[tail - 1][0] == "line" and region[tail - 1][1].size < 0.9 * body  # type: ignore
+               and region[tail - 1][1].top > 0.5 * page.height):  # type: ignore
             tail -= 1
         if 0 < tail < len(region):
             main += region[:tail]

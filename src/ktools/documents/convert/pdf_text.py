@@ -198,13 +198,16 @@ def join_hyphenated(first: str, second: str, words: set[str]) -> str:
     Rule (no dictionary download): the hyphen is a line-end break — dropped — when the joined
     word occurs elsewhere in the document, or when neither half is a word of the document
     (`hir-` + `ing`). It is kept (a real compound: `well-` + `known`) when the hyphenated form
-    occurs elsewhere, or when either half is a word of its own.
+    occurs elsewhere, when either half is a word of its own, or when the second half starts
+    with a capital (`Soekarno-` + `Hatta`).
     """
     head = first[:-1]
     head_word = re.search(r"[^\W\d_]+$", head)
     tail_word = re.match(r"[^\W\d_]+", second)
     if not head_word or not tail_word:
         return first + second
+    if tail_word.group(0)[:1].isupper():
+        return first + second  # a syllable break never continues in capitals: Soekarno-Hatta
     left, right = head_word.group(0).lower(), tail_word.group(0).lower()
     joined = left + right
     if joined in words:
