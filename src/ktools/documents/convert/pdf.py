@@ -31,6 +31,7 @@ import io
 import logging
 import re
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -424,9 +425,15 @@ def _join_lines(text: str, line: str, words: set[str]) -> str:
         last_word = text.rpartition(" ")[2]
         joined = join_hyphenated(last_word, head, words)
         return text[: len(text) - len(last_word)] + joined + (" " + rest if rest else "")
+    if text and line and _wide(text[-1]) and _wide(line[0]):
+        return text + line  # Chinese/Japanese text has no spaces between words, nor at line ends
     if re.search(r"\d[–—]$", text) and line[:1].isdigit():
         return text + line  # a number range or identifier broken after its dash (FAA–2020–\n0686)
     return text + " " + line
+
+
+def _wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
 
 
 def _continues(previous: Line, line: Line) -> bool:
@@ -465,6 +472,11 @@ def _render(items: list[tuple[str, object]], body: float, levels: dict[float, in
             blocks.append(text)
             paragraph.clear()
 
+    # The page's usual space between lines: a paragraph break is a clearly larger one.
+    lines_only = [it for kind, it in items if kind == "line"]
+    gaps = [b.top - a.bottom for a, b in zip(lines_only, lines_only[1:], strict=False)  # type: ignore[attr-defined]
+            if 0 <= b.top - a.bottom < 1.5 * max(a.size, 1.0)]  # type: ignore[attr-defined]
+    leading = sorted(gaps)[len(gaps) // 4] if len(gaps) >= 3 else 0.0  # a low quantile: paragraph gaps aside
     for kind, item in items:
         if kind == "table":
             flush()
@@ -518,7 +530,7 @@ def _render(items: list[tuple[str, object]], body: float, levels: dict[float, in
             if line.top < previous.top:  # the next column or band
                 if not _continues(previous, line):
                     flush()
-            elif gap > 0.5 * max(line.size, 1.0):
+            elif gap > max(0.5 * max(line.size, 1.0), leading + 0.25 * line.size):
                 flush()
             elif line.x0 - previous.x0 > 0.8 * line.size and _SENTENCE_END.search(previous.text):
                 flush()  # an indented first line after a finished sentence starts a paragraph

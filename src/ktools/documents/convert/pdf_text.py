@@ -153,12 +153,39 @@ def row_words(row: list[dict]) -> list[dict]:
     return words
 
 
+def drop_line_numbers(words: list[dict]) -> list[dict]:
+    """Remove a margin column of line numbers (transcripts, legal pleadings): integers that count up
+    by one from line to line, right-aligned at one x, each well apart from the text it numbers."""
+    numbers = [w for w in words if w["text"].isdigit() and len(w["text"]) <= 3]
+    if len(numbers) < 5:
+        return words
+    by_edge: dict[int, list[dict]] = {}
+    for w in numbers:
+        by_edge.setdefault(round(w["x1"] / 3), []).append(w)
+    drop: set[int] = set()
+    for column in by_edge.values():
+        column.sort(key=lambda w: w["top"])
+        values = [int(w["text"]) for w in column]
+        counting = sum(1 for a, b in zip(values, values[1:], strict=False) if b == a + 1)
+        if counting < 4 or counting < 0.8 * (len(values) - 1):
+            continue
+        x1 = max(w["x1"] for w in column)
+        others = [w for w in words if w["x0"] > x1 and w not in column]
+        size = statistics.median(float(w["size"]) for w in column)
+        apart = all(not any(abs(o["top"] - w["top"]) < size and o["x0"] - w["x1"] < size for o in others)
+                    for w in column)
+        if apart:
+            drop.update(id(w) for w in column)
+    return [w for w in words if id(w) not in drop] if drop else words
+
+
 def page_words(page) -> PageText:
     """The page's words (upright, de-duplicated, ligatures expanded), with counts of lost glyphs."""
     chars, rotated = clean_chars(page)
     words: list[dict] = []
     for row in _rows(chars):
         words.extend(row_words(row))
+    words = drop_line_numbers(words)
     unmapped = sum(len(CID.findall(w["text"])) for w in words)
     return PageText(words=words, unmapped_glyphs=unmapped, dropped_rotated=rotated)
 
