@@ -375,9 +375,10 @@ def _footnotes_last(page: _Page, body: float) -> list[tuple[str, object]]:
     for region in page.regions:
         tail = len(region)
         while (tail > 0 and region[tail - 1][0] == "line" and region[tail - 1][1].size < 0.9 * body  # type: ignore
-               and region[tail - 1][1].top > 0.5 * page.height):  # type: ignore
+               and region[tail - 1][1].top > 0.3 * page.height):  # type: ignore
             tail -= 1
-        if 0 < tail < len(region):
+        body_lines = sum(1 for kind, it in region[:tail] if kind == "line" and it.size >= 0.9 * body)  # type: ignore
+        if body_lines >= 3 and tail < len(region):  # a masthead's small lines under a title are no footnotes
             main += region[:tail]
             notes += region[tail:]
         else:
@@ -425,6 +426,9 @@ def _join_lines(text: str, line: str, words: set[str]) -> str:
         last_word = text.rpartition(" ")[2]
         joined = join_hyphenated(last_word, head, words)
         return text[: len(text) - len(last_word)] + joined + (" " + rest if rest else "")
+    last_token = text.rpartition(" ")[2]
+    if last_token.endswith("/") and ("://" in last_token or last_token.startswith("www.")):
+        return text + line  # a URL broken after a slash: https:// + www.regulations.gov
     if text and line and _wide(text[-1]) and _wide(line[0]):
         return text + line  # Chinese/Japanese text has no spaces between words, nor at line ends
     if re.search(r"\d[–—]$", text) and line[:1].isdigit():

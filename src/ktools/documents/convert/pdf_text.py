@@ -125,9 +125,27 @@ def _word(chars: list[dict]) -> dict:
             "size": max(set(sizes), key=sizes.count), "fontname": chars[0].get("fontname", "")}
 
 
+# Spacing accents some PDFs draw over a letter as a glyph of their own (Age + ˆ + ncia).
+_COMBINING = {"\u02c6": "\u0302", "^": "\u0302", "\u00a8": "\u0308", "\u00b4": "\u0301", "`": "\u0300",
+              "\u02dc": "\u0303", "~": "\u0303", "\u00b8": "\u0327", "\u02da": "\u030a", "\u02c7": "\u030c"}
+
+
+def _compose_accents(row: list[dict]) -> list[dict]:
+    """Accent glyphs overlapping the letter before them are merged into it (NFC: ê, ç, ü)."""
+    out: list[dict] = []
+    for char in row:
+        mark = _COMBINING.get(char["text"])
+        if mark and out and out[-1]["text"].isalpha() and char["x0"] < out[-1]["x1"] - 0.1 * float(char["size"]):
+            base = out[-1]
+            out[-1] = {**base, "text": unicodedata.normalize("NFC", base["text"] + mark)}
+            continue
+        out.append(char)
+    return out
+
+
 def row_words(row: list[dict]) -> list[dict]:
     """Split one text row (glyphs sorted by x) into words."""
-    row = sorted(row, key=lambda c: c["x0"])
+    row = _compose_accents(sorted(row, key=lambda c: c["x0"]))
     size = statistics.median(float(c["size"]) for c in row) or 1.0
     threshold = _letter_gap(row, size) + WORD_GAP_EM * size
     words: list[dict] = []
@@ -170,7 +188,8 @@ def drop_line_numbers(words: list[dict]) -> list[dict]:
         if counting < 4 or counting < 0.8 * (len(values) - 1):
             continue
         x1 = max(w["x1"] for w in column)
-        others = [w for w in words if w["x0"] > x1 and w not in column]
+        in_column = {id(w) for w in column}
+        others = [w for w in words if w["x0"] > x1 and id(w) not in in_column]
         size = statistics.median(float(w["size"]) for w in column)
         apart = all(not any(abs(o["top"] - w["top"]) < size and o["x0"] - w["x1"] < size for o in others)
                     for w in column)
