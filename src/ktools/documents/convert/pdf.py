@@ -73,6 +73,7 @@ class _Page:
     regions: list[list[tuple[str, object]]]   # per region (column/band), its lines and tables in order
     unmapped_glyphs: int = 0
     height: float = 792.0
+    had_text: bool = False   # words before page furniture was dropped
 
 
 def _check_pdf(data: bytes, source: str, password: str | None = None):
@@ -117,18 +118,20 @@ def pdf_to_markdown(data: bytes, source: str, warnings: list[str], password: str
     """Convert a PDF's text layer to markdown (warnings about lost text are appended to `warnings`)."""
     reader = _check_pdf(data, source, password)
     unmapped: list[int] = []
+    furniture_only: set[int] = set()
     try:
         import pdfplumber  # noqa: F401
     except ImportError:
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         converter = "pypdf"
     else:
-        pages, unmapped = _pdfplumber_pages(data, source, password, seconds_per_page)
+        pages, unmapped, furniture_only = _pdfplumber_pages(data, source, password, seconds_per_page)
         converter = "pdfplumber"
     empty = [i + 1 for i, text in enumerate(pages) if not text.strip()]
-    if len(empty) == len(pages):
+    if len(empty) == len(pages) and not furniture_only:
         raise DocumentError(source, "no extractable text (scanned?)",
                             "the PDF has no text layer; run OCR first (e.g. `ocrmypdf in.pdf out.pdf`)")
+    empty = [number for number in empty if number not in furniture_only]  # e.g. a full-page figure
     if empty:
         warnings.append(f"{source}: page(s) {', '.join(map(str, empty))} have no text layer (scanned?); skipped")
     if unmapped:
@@ -161,7 +164,8 @@ def _open(data: bytes, source: str, password: str | None):
 
 
 def _pdfplumber_pages(data: bytes, source: str, password: str | None,
-                      seconds_per_page: float) -> tuple[list[str], list[int]]:
+                      seconds_per_page: float) -> tuple[list[str], list[int], set[int]]:
+    """Page texts, pages that lost glyphs without a Unicode mapping, pages with only running headers/footers."""
     pdf = _open(data, source, password)
     started = time.monotonic()
     with pdf:
@@ -196,7 +200,9 @@ def _pdfplumber_pages(data: bytes, source: str, password: str | None,
     texts = [_render(_footnotes_last(page, body), body, levels, words) for page in pages]
     _join_across_pages(texts, words)
     unmapped = [number for number, page in enumerate(pages, start=1) if page.unmapped_glyphs]
-    return texts, unmapped
+    furniture_only = {number for number, (page, text) in enumerate(zip(pages, texts, strict=True), start=1)
+                      if page.had_text and not text.strip()}
+    return texts, unmapped, furniture_only
 
 
 def _join_across_pages(texts: list[str], words: set[str]) -> None:
@@ -242,7 +248,7 @@ def _read_page(page, source: str, number: int) -> _Page:
         items += [(t.top, "table", t.rows) for t in tables_here]
         items.sort(key=lambda it: it[0])
         regions.append([(kind, obj) for _, kind, obj in items])
-    return _Page(regions, unmapped, float(page.height))
+    return _Page(regions, unmapped, float(page.height), bool(text.words))
 
 
 def _split_at_rules(page, words: list[dict]) -> list[list[dict]]:

@@ -139,8 +139,8 @@ def _gutter_candidates(rows: list[list[dict]], left: float, right: float, size: 
 
 def _splits_rows(rows: list[list[dict]], x: float, size: float) -> bool:
     """Whether x is a gutter for the rows: enough rows have text on both sides with a gap wider than a
-    word space there, and most rows that stop short of x on the left go on across it (ragged-right
-    line ends in one column do not)."""
+    word space there, and a fair share of the rows that stop short of x on the left go on across it
+    (a last column may be short; ragged-right line ends within one column do not go on)."""
     both = left_only = 0
     for row in rows:
         if _crosses(row, x):
@@ -153,7 +153,7 @@ def _splits_rows(rows: list[list[dict]], x: float, size: float) -> bool:
             both += 1
         else:
             left_only += 1
-    return both >= MIN_COLUMN_ROWS and both >= left_only
+    return both >= MIN_COLUMN_ROWS and both >= 0.1 * left_only
 
 
 def _column_is_prose(rows: list[list[dict]], low: float, high: float, size: float) -> bool:
