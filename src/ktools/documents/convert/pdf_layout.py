@@ -17,6 +17,8 @@ here, on the words pdf_text builds, by whitespace analysis:
 3. Rows that cross a gutter (a full-width title, a table across the columns) cut the region
    into horizontal bands; a band of rows that cross no gutter is read column by column,
    left to right; every band and column is analysed again (nested layouts), up to a depth.
+   A blank strip across all columns (`BLANK_BAND_EM` high) also ends a band: a caption
+   below the columns is read after all of them, not as the end of the middle one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ MIN_COLUMN_ROWS = 3        # rows with text on both sides before a gap counts as
 MIN_COLUMN_EM = 6.0        # a text column is at least this many font sizes wide
 MIN_GUTTER_EM = 0.5        # and its gutter at least this wide
 MAX_DEPTH = 6
+BLANK_BAND_EM = 0.6        # a blank strip this many font sizes high across all columns cuts them
 
 
 @dataclass
@@ -221,9 +224,24 @@ def reading_order(words: list[dict], depth: int = 0) -> list[list[dict]]:
         if spanning:
             regions += reading_order(band, depth + 1) if len(band) < len(words) else [band]
             continue
-        bounds = [float("-inf"), *gutters, float("inf")]
-        for low, high in zip(bounds, bounds[1:], strict=False):
-            column = [w for w in band if low <= (w["x0"] + w["x1"]) / 2 < high]
-            if column:
-                regions += reading_order(column, depth + 1)
+        for part in _split_at_blank_bands(band, size):
+            bounds = [float("-inf"), *gutters, float("inf")]
+            for low, high in zip(bounds, bounds[1:], strict=False):
+                column = [w for w in part if low <= (w["x0"] + w["x1"]) / 2 < high]
+                if column:
+                    regions += reading_order(column, depth + 1)
     return regions
+
+
+def _split_at_blank_bands(band: list[dict], size: float) -> list[list[dict]]:
+    """Column text cut where a blank strip runs across all columns (a caption under the columns,
+    the end of an article): what is below is read after every column above it."""
+    ordered = sorted(band, key=lambda w: w["top"])
+    parts: list[list[dict]] = [[]]
+    lowest = float("-inf")
+    for word in ordered:
+        if parts[-1] and word["top"] - lowest > BLANK_BAND_EM * size:
+            parts.append([])
+        parts[-1].append(word)
+        lowest = max(lowest, word["bottom"])
+    return parts
