@@ -48,7 +48,8 @@ PASSWORD_HINT = ("pass the password: `--password PW` on `ktools convert-docs`/`k
                  "PDF_PASSWORD=PW in 02_Data_Processing/.env, or convert_step(..., pdf_password=PW)")
 
 # "(cid:N)" is a bullet glyph without a unicode mapping (e.g. ZapfDingbats).
-_BULLET = re.compile(r"^(?:[•◦▪●○■‣–\-*]\s+|\(cid:\d+\)\s*)(?=\S)")
+# Symbol-font bullets land in the private use area (U+F0B7 , U+F0A7 , U+F0D8 …).
+_BULLET = re.compile(r"^(?:[•◦▪●○■‣–\-*\uf0a7\uf0b7\uf0d8\uf076\uf0fc]\s+|\(cid:\d+\)\s*)(?=\S)")
 _NUMBERED = re.compile(r"^(\d{1,3}[.)]|\([a-z0-9]{1,3}\)|[a-z][.)])\s+")
 _SENTENCE_END = re.compile(r"[.!?:;]['’”\")]*$")
 

@@ -1,11 +1,12 @@
 """Reading order of a PDF page: words → text regions in the order a person reads them.
 
-Measured on `../shared/corpus/pdf/` (see bench/convert_fidelity.py): pdfminer's own layout
-analysis (`LAParams`, text boxes with `boxes_flow`) reads the Federal Register's three
-columns in order, but it splits words by a fixed fraction of the glyph width (letter-spaced
-capitals come out as `F O R`) and puts full-width headers after the columns they sit above;
-it also costs a second pass over the glyphs on top of pdfplumber's. So the order is found
-here, on the words pdf_text builds, by whitespace analysis:
+Measured with bench/convert_fidelity.py on `../shared/corpus/pdf/`: pdfminer's own layout
+analysis (`extract_text`, LAParams text boxes) reads the Federal Register's three columns in
+order (14 of 20 checks, pdfplumber's plain text 5) but runs column footnotes into the next
+column, leaves page furniture in, and splits letter-spaced capitals into letters (`F O R`, on
+the generated test page); it would also be a second pass over the glyphs on top of
+pdfplumber's, whose tables we keep. So the order is found here, on the words pdf_text builds,
+by whitespace analysis:
 
 1. A *gutter* is an x-range of the region that few text rows cross (at most half) while at
    least `MIN_COLUMN_ROWS` rows have words on both sides of it.
