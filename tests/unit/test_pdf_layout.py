@@ -152,3 +152,20 @@ def test_hyphenation_rule():
     assert join_hyphenated("informa-", "tion", set()) == "information"  # neither half is a word
     assert join_hyphenated("well-", "known", words) == "well-known"     # one half is a word
     assert join_hyphenated("Soekarno-", "Hatta", set()) == "Soekarno-Hatta"
+
+
+def test_a_page_displayed_turned_is_read_in_its_own_frame(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    path, crossing = make_two_column_pdf(tmp_path / "two.pdf")
+    writer = PdfWriter()
+    for page in PdfReader(path).pages:
+        page.rotate(90)   # /Rotate 90: shown as landscape, the text itself was set upright
+        writer.add_page(page)
+    turned = tmp_path / "turned.pdf"
+    with turned.open("wb") as handle:
+        writer.write(handle)
+    markdown = convert_source(turned).markdown
+    assert markdown.startswith("# Estuary Ferry Operations")
+    for sentence in crossing:
+        assert sentence in flat(markdown)

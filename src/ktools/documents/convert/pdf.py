@@ -173,6 +173,7 @@ def _pdfplumber_pages(data: bytes, source: str, password: str | None,
         pages: list[_Page] = []
         for number, page in enumerate(pdf.pages, start=1):
             try:
+                page = _upright_page(pdf, page)
                 pages.append(_read_page(page, source, number))
             except DocumentError:
                 raise
@@ -204,6 +205,23 @@ def _pdfplumber_pages(data: bytes, source: str, password: str | None,
     furniture_only = {number for number, (page, text) in enumerate(zip(pages, texts, strict=True), start=1)
                       if page.had_text and not text.strip()}
     return texts, unmapped, furniture_only
+
+
+def _upright_page(pdf, page):
+    """A page displayed turned (/Rotate) whose text was set upright before the turn is read unturned:
+    otherwise every glyph would count as rotated margin text and the page would come out empty."""
+    if not page.rotation:
+        return page
+    chars = page.chars
+    if not chars or sum(1 for c in chars if c.get("upright")) >= len(chars) / 2:
+        return page
+    from pdfplumber.page import Page
+
+    page_obj = page.page_obj
+    page_obj.attrs = {**page_obj.attrs, "Rotate": 0}
+    page_obj.rotate = 0
+    page.close()
+    return Page(pdf, page_obj, page_number=page.page_number, initial_doctop=page.initial_doctop)
 
 
 def _join_across_pages(texts: list[str], words: set[str]) -> None:
