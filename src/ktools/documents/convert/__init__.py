@@ -7,7 +7,8 @@ errors instead of stopping: one bad file never stops the others.
 
 Default converters (chosen on evidence, see 02_Data_Processing/README.md):
 .md/.markdown/.txt → decoded as is; .html/.htm → trafilatura (+ bs4 cleanup);
-.pdf → pdfplumber (pypdf checks); .docx → python-docx. `backend="docling"` uses
+.pdf → pdfplumber words read in layout order (pypdf checks; `pdf_password` opens encrypted
+files; pages that lost glyphs are listed in `unmapped_glyph_pages`); .docx → python-docx. `backend="docling"` uses
 docling for HTML/DOCX where `docling` is importable (optional; not for PDF: its
 layout models need the hub).
 """

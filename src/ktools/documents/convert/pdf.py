@@ -380,8 +380,16 @@ def _running_key(line: Line) -> str:
     return re.sub(r"\d+", "#", line.text).strip().lower()
 
 
+_PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–]?\s*\d{1,5}\s*[-–]?(?:\s*(?:of|/)\s*\d{1,5})?", re.IGNORECASE)
+
+
 def _drop_running_lines(pages: list[_Page]) -> None:
-    """Remove running headers/footers: top/bottom lines that repeat (digits aside) on most pages."""
+    """Remove page numbers at a page's top or bottom, and running headers/footers: top/bottom lines
+    that repeat (digits aside) on most pages."""
+    for page in pages:
+        numbers = {id(ln) for ln in _edge_lines(page) if _PAGE_NUMBER.fullmatch(ln.text.strip())}
+        if numbers:
+            page.regions = [[(kind, it) for kind, it in region if id(it) not in numbers] for region in page.regions]
     if len(pages) < 3:
         return
     counts: Counter[str] = Counter()
