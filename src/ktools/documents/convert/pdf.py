@@ -7,13 +7,13 @@
   margin text dropped, ligatures expanded, word gaps measured against the font size and
   the row's letter spacing. Glyphs without a Unicode mapping (`(cid:N)`) are counted:
   their pages are reported (`PdfConversion.unmapped_glyph_pages`, the manifest, a warning).
-- pdf_layout orders the words: columns found per page (also below a full-width title or
+- pdf_layout orders the words (module docstring: why not pdfminer's own layout analysis): columns found per page (also below a full-width title or
   table), read column by column; an aligned grid is not a column layout.
 - Ruled tables (pdfplumber's `find_tables`) become markdown tables when their cells hold
   single rows of text (a table ruled only around its header is read as text instead);
-  unruled aligned rows become markdown tables too. Running headers/footers (top or bottom
-  lines repeated on most pages) are dropped; footnotes (smaller type at a column's foot)
-  follow the page's body text. Lines in a font clearly larger than the body become
+  unruled aligned rows become markdown tables too (pdf_markdown). Running headers/footers
+  and page numbers are dropped; footnotes (smaller type at a column's foot) follow the
+  page's body text (pdf_furniture). Lines in a font clearly larger than the body become
   headings; bullet/number lines list items; a hyphen at a line end is joined when the
   joined word is a word (pdf_text.join_hyphenated).
 - Page provenance: `page_offsets[i]` is the character offset in the markdown where page
@@ -31,11 +31,12 @@ import io
 import logging
 import re
 import time
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ktools.documents.convert.pdf_furniture import PageLayout, drop_running_lines, footnotes_last
 from ktools.documents.convert.pdf_layout import Line, group_lines, reading_order
+from ktools.documents.convert.pdf_markdown import render_page
 from ktools.documents.convert.pdf_text import CID, join_hyphenated, page_words, vocabulary
 from ktools.documents.errors import DocumentError
 
@@ -46,12 +47,6 @@ MAX_GLYPHS_PER_PAGE = 500_000
 SECONDS_PER_PAGE = 20.0
 PASSWORD_HINT = ("pass the password: `--password PW` on `ktools convert-docs`/`ktools prepare`, "
                  "PDF_PASSWORD=PW in 02_Data_Processing/.env, or convert_step(..., pdf_password=PW)")
-
-# "(cid:N)" is a bullet glyph without a unicode mapping (e.g. ZapfDingbats).
-# Symbol-font bullets land in the private use area (U+F0B7 , U+F0A7 , U+F0D8 …).
-_BULLET = re.compile(r"^(?:[•◦▪●○■‣–\-*\uf0a7\uf0b7\uf0d8\uf076\uf0fc]\s+|\(cid:\d+\)\s*)(?=\S)")
-_NUMBERED = re.compile(r"^(\d{1,3}[.)]|\([a-z0-9]{1,3}\)|[a-z][.)])\s+")
-_SENTENCE_END = re.compile(r"[.!?:;]['’”\")]*$")
 
 
 @dataclass
@@ -67,14 +62,6 @@ class PdfConversion:
 class _Table:
     top: float
     rows: list[list[str]]
-
-
-@dataclass
-class _Page:
-    regions: list[list[tuple[str, object]]]   # per region (column/band), its lines and tables in order
-    unmapped_glyphs: int = 0
-    height: float = 792.0
-    had_text: bool = False   # words before page furniture was dropped
 
 
 def _check_pdf(data: bytes, source: str, password: str | None = None):
@@ -170,7 +157,7 @@ def _pdfplumber_pages(data: bytes, source: str, password: str | None,
     pdf = _open(data, source, password)
     started = time.monotonic()
     with pdf:
-        pages: list[_Page] = []
+        pages: list[PageLayout] = []
         for number, page in enumerate(pdf.pages, start=1):
             try:
                 page = _upright_page(pdf, page)
@@ -186,7 +173,7 @@ def _pdfplumber_pages(data: bytes, source: str, password: str | None,
                 raise DocumentError(source, f"conversion took over {seconds_per_page:g} s per page",
                                     "the page is unusually complex; split the PDF or print it to a new PDF",
                                     page=number)
-    _drop_running_lines(pages)
+    drop_running_lines(pages)
     sizes: Counter[float] = Counter()
     lines_in_order: list[str] = []
     for page in pages:
@@ -199,7 +186,7 @@ def _pdfplumber_pages(data: bytes, source: str, password: str | None,
     heading_sizes = sorted({s for s in sizes if s >= body * 1.15}, reverse=True)[:4]
     levels = {s: i + 1 for i, s in enumerate(heading_sizes)}
     words = vocabulary(lines_in_order)
-    texts = [_render(_footnotes_last(page, body), body, levels, words) for page in pages]
+    texts = [render_page(footnotes_last(page, body), body, levels, words) for page in pages]
     _join_across_pages(texts, words)
     unmapped = [number for number, page in enumerate(pages, start=1) if page.unmapped_glyphs]
     furniture_only = {number for number, (page, text) in enumerate(zip(pages, texts, strict=True), start=1)
@@ -238,7 +225,7 @@ def _join_across_pages(texts: list[str], words: set[str]) -> None:
         texts[index + 1] = following[match.end():].lstrip()
 
 
-def _read_page(page, source: str, number: int) -> _Page:
+def _read_page(page, source: str, number: int) -> PageLayout:
     if len(page.chars) > MAX_GLYPHS_PER_PAGE:
         raise DocumentError(source, f"the page has {len(page.chars)} glyphs (at most {MAX_GLYPHS_PER_PAGE})",
                             "the page is unusually complex; split the PDF or print it to a new PDF", page=number)
@@ -267,7 +254,7 @@ def _read_page(page, source: str, number: int) -> _Page:
         items += [(t.top, "table", t.rows) for t in tables_here]
         items.sort(key=lambda it: it[0])
         regions.append([(kind, obj) for _, kind, obj in items])
-    return _Page(regions, unmapped, float(page.height), bool(text.words))
+    return PageLayout(regions, unmapped, float(page.height), bool(text.words))
 
 
 def _split_at_rules(page, words: list[dict]) -> list[list[dict]]:
@@ -367,219 +354,3 @@ def _tables(page, words: list[dict]) -> list[tuple[tuple[float, float, float, fl
     return found
 
 
-def _edge_lines(page: _Page) -> list[Line]:
-    """The page's two topmost and two bottom-most lines by position (whatever the reading order)."""
-    lines = [it for region in page.regions for kind, it in region if kind == "line"]
-    tops = sorted({round(ln.top) for ln in lines})  # type: ignore[attr-defined]
-    bottoms = sorted({round(ln.bottom) for ln in lines})  # type: ignore[attr-defined]
-    keep_top, keep_bottom = set(tops[:2]), set(bottoms[-2:])
-    return [ln for ln in lines if round(ln.top) in keep_top or round(ln.bottom) in keep_bottom]  # type: ignore
-
-
-def _running_key(line: Line) -> str:
-    return re.sub(r"\d+", "#", line.text).strip().lower()
-
-
-_PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–]?\s*\d{1,5}\s*[-–]?(?:\s*(?:of|/)\s*\d{1,5})?", re.IGNORECASE)
-
-
-def _drop_running_lines(pages: list[_Page]) -> None:
-    """Remove page numbers at a page's top or bottom, and running headers/footers: top/bottom lines
-    that repeat (digits aside) on most pages."""
-    for page in pages:
-        numbers = {id(ln) for ln in _edge_lines(page) if _PAGE_NUMBER.fullmatch(ln.text.strip())}
-        if numbers:
-            page.regions = [[(kind, it) for kind, it in region if id(it) not in numbers] for region in page.regions]
-    if len(pages) < 3:
-        return
-    counts: Counter[str] = Counter()
-    for page in pages:
-        counts.update({_running_key(ln) for ln in _edge_lines(page)})
-    running = {k for k, n in counts.items() if n >= max(3, len(pages) // 2)}
-    for page in pages:
-        drop = {id(ln) for ln in _edge_lines(page) if _running_key(ln) in running}
-        page.regions = [[(kind, it) for kind, it in region if id(it) not in drop] for region in page.regions]
-
-
-def _footnotes_last(page: _Page, body: float) -> list[tuple[str, object]]:
-    """The page's items in reading order, each column's footnotes (smaller type at its foot) after the body."""
-    main: list[tuple[str, object]] = []
-    notes: list[tuple[str, object]] = []
-    for region in page.regions:
-        tail = len(region)
-        while (tail > 0 and region[tail - 1][0] == "line" and region[tail - 1][1].size < 0.9 * body  # type: ignore
-               and region[tail - 1][1].top > 0.3 * page.height):  # type: ignore
-            tail -= 1
-        body_lines = sum(1 for kind, it in region[:tail] if kind == "line" and it.size >= 0.9 * body)  # type: ignore
-        if body_lines >= 3 and tail < len(region):  # a masthead's small lines under a title are no footnotes
-            main += region[:tail]
-            notes += region[tail:]
-        else:
-            main += region
-    return main + notes
-
-
-def _bare_number_item(line: Line) -> bool:
-    """'1  text' drawn as a list label: a small number followed by a wider-than-space gap."""
-    words = line.words
-    if len(words) < 2 or not re.fullmatch(r"\d{1,2}[.)]?", words[0]["text"]):
-        return False
-    return words[1]["x0"] - words[0]["x1"] > 0.6 * max(float(words[0]["size"]), 1.0)
-
-
-def _cells(line: Line) -> list[str]:
-    """Split a line at wide gaps: an unruled table row has several cells."""
-    cells: list[list[str]] = [[line.words[0]["text"]]]
-    for before, word in zip(line.words, line.words[1:], strict=False):
-        if word["x0"] - before["x1"] > 2.5 * max(float(word["size"]), 1.0):
-            cells.append([])
-        cells[-1].append(word["text"])
-    return [" ".join(c) for c in cells]
-
-
-def _prose_grid(rows: list[list[str]]) -> bool:
-    """Rows of equally many cells that all read as running text (several words, no figures only)."""
-    if len({len(r) for r in rows}) != 1:
-        return False
-    cells = [c for r in rows for c in r]
-    return all(len(c.split()) >= 4 and sum(ch.isalpha() for ch in c) >= 0.6 * len(c) for c in cells)
-
-
-def _markdown_table(rows: list[list[str]]) -> str:
-    width = max(len(r) for r in rows)
-    rows = [[c.replace("|", "\\|") for c in r] + [""] * (width - len(r)) for r in rows]
-    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
-    return "\n".join(table + ["| " + " | ".join(r) + " |" for r in rows[1:]])
-
-
-def _join_lines(text: str, line: str, words: set[str]) -> str:
-    """Append the next line of a paragraph: a line-end hyphen joined when it breaks a word."""
-    if re.search(r"[^\W\d_]-$", text) and line[:1].isalpha():
-        head, _, rest = line.partition(" ")
-        last_word = text.rpartition(" ")[2]
-        joined = join_hyphenated(last_word, head, words)
-        return text[: len(text) - len(last_word)] + joined + (" " + rest if rest else "")
-    last_token = text.rpartition(" ")[2]
-    if last_token.endswith("/") and ("://" in last_token or last_token.startswith("www.")):
-        return text + line  # a URL broken after a slash: https:// + www.regulations.gov
-    if text and line and _wide(text[-1]) and _wide(line[0]):
-        return text + line  # Chinese/Japanese text has no spaces between words, nor at line ends
-    if re.search(r"\d[–—]$", text) and line[:1].isdigit():
-        return text + line  # a number range or identifier broken after its dash (FAA–2020–\n0686)
-    return text + " " + line
-
-
-def _wide(char: str) -> bool:
-    return unicodedata.east_asian_width(char) in ("W", "F")
-
-
-def _continues(previous: Line, line: Line) -> bool:
-    """A paragraph runs on into the next column when the text breaks mid-sentence."""
-    return not _SENTENCE_END.search(previous.text) and line.text[:1].islower()
-
-
-def _render(items: list[tuple[str, object]], body: float, levels: dict[float, int], words: set[str]) -> str:
-    blocks: list[str] = []
-    paragraph: list[Line] = []
-    rows: list[list[str]] = []
-    previous_heading: Line | None = None
-    item_line: Line | None = None
-    item_indent = 0.0
-
-    def flush_rows() -> None:
-        if len(rows) >= 2 and _prose_grid(rows):
-            # Side-by-side prose too short for the layout analysis (two lines under a figure):
-            # text columns, read one after the other — never a table.
-            for column in range(len(rows[0])):
-                text = rows[0][column]
-                for row in rows[1:]:
-                    text = _join_lines(text, row[column], words)
-                blocks.append(text)
-        elif len(rows) >= 2:
-            blocks.append(_markdown_table(rows))
-        elif rows:
-            blocks.append(" ".join(rows[0]))
-        rows.clear()
-
-    def flush() -> None:
-        if paragraph:
-            text = paragraph[0].text
-            for line in paragraph[1:]:
-                text = _join_lines(text, line.text, words)
-            blocks.append(text)
-            paragraph.clear()
-
-    # The page's usual space between lines: a paragraph break is a clearly larger one.
-    lines_only = [it for kind, it in items if kind == "line"]
-    gaps = [b.top - a.bottom for a, b in zip(lines_only, lines_only[1:], strict=False)  # type: ignore[attr-defined]
-            if 0 <= b.top - a.bottom < 1.5 * max(a.size, 1.0)]  # type: ignore[attr-defined]
-    leading = sorted(gaps)[len(gaps) // 4] if len(gaps) >= 3 else 0.0  # a low quantile: paragraph gaps aside
-    for kind, item in items:
-        if kind == "table":
-            flush()
-            flush_rows()
-            blocks.append(_markdown_table(item))  # type: ignore[arg-type]
-            continue
-        line: Line = item  # type: ignore[assignment]
-        cells = _cells(line)
-        if len(cells) >= 2:
-            flush()
-            if rows and len(rows[0]) != len(cells):
-                flush_rows()
-            rows.append(cells)
-            continue
-        flush_rows()
-        level = levels.get(round(line.size, 1))
-        if level is None and line.bold and len(line.text) < 100 and not line.text.endswith((".", ",", ";")):
-            level = len(levels) + 1 if line.size >= body * 0.98 else None
-        if level is not None and len(line.text) < 150:
-            flush()
-            flush_rows()
-            marker = "#" * min(level, 6) + " "
-            if (previous_heading is not None and blocks and blocks[-1].startswith(marker)
-                    and -0.5 * line.size <= line.top - previous_heading.bottom < 0.5 * line.size):
-                blocks[-1] += " " + line.text  # a heading wrapped over two lines
-            else:
-                blocks.append(marker + line.text)
-            previous_heading = line
-            continue
-        previous_heading = None
-        if (item_line is not None and not paragraph and len(line.words) and abs(line.x0 - item_indent) < 3
-                and -0.5 * line.size <= line.top - item_line.bottom < 0.5 * line.size):
-            blocks[-1] += " " + line.text  # the item's wrapped continuation line
-            item_line = line
-            continue
-        item_line = None
-        if _BULLET.match(line.text):
-            flush()
-            blocks.append("- " + _BULLET.sub("", line.text))
-            item_line, item_indent = line, (line.words[1]["x0"] if len(line.words) > 1 else line.x0)
-            continue
-        if _NUMBERED.match(line.text) or _bare_number_item(line):
-            flush()
-            first = line.words[0]["text"]
-            blocks.append(line.text if _NUMBERED.match(line.text) else f"{first.rstrip('.)')}. " + line.text[len(first):].strip())
-            item_line, item_indent = line, line.words[1]["x0"]
-            continue
-        if paragraph:
-            previous = paragraph[-1]
-            gap = line.top - previous.bottom
-            if line.top < previous.top:  # the next column or band
-                if not _continues(previous, line):
-                    flush()
-            elif gap > max(0.5 * max(line.size, 1.0), leading + 0.25 * line.size):
-                flush()
-            elif line.x0 - previous.x0 > 0.8 * line.size and _SENTENCE_END.search(previous.text):
-                flush()  # an indented first line after a finished sentence starts a paragraph
-        paragraph.append(line)
-    flush()
-    flush_rows()
-    # Consecutive list items stay in one block (one blank line between other blocks).
-    out: list[str] = []
-    for block in blocks:
-        item = block.startswith("- ") or bool(_NUMBERED.match(block))
-        if out and item and (out[-1].split("\n")[-1].startswith("- ") or _NUMBERED.match(out[-1].split("\n")[-1])):
-            out[-1] += "\n" + block
-        else:
-            out.append(block)
-    return "\n\n".join(out)
