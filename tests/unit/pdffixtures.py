@@ -176,3 +176,17 @@ def make_ligature_pdf(path: Path, unmapped: bool = False) -> Path:
         data = path.read_bytes()
         path.write_bytes(re.sub(rb"/ToUnicode \d+ 0 R", b"", data))
     return path
+
+
+def make_footnote_pdf(path: Path) -> tuple[Path, str, str]:
+    """Two pages of one column; page 1 ends mid-sentence above a footnote in small type."""
+    c = canvas.Canvas(str(path), pagesize=A4)
+    lines = wrap(unique_prose(1, first=500), 420)
+    _draw_lines(c, lines[:8], 72, 760)
+    c.setFont(BODY_FONT, 7)
+    c.drawString(72, 90, "1 The timetable is published by the Authority each spring and autumn.")
+    c.drawString(72, 81, "2 Fares are quoted in Orlen coins and include the harbour levy.")
+    c.showPage()
+    _draw_lines(c, lines[8:16], 72, 760)
+    c.save()
+    return path, sentences_across(lines, 8)[0], "1 The timetable is published by the Authority each spring and autumn."

@@ -169,3 +169,14 @@ def test_a_page_displayed_turned_is_read_in_its_own_frame(tmp_path):
     assert markdown.startswith("# Estuary Ferry Operations")
     for sentence in crossing:
         assert sentence in flat(markdown)
+
+
+def test_footnotes_follow_the_body_and_never_split_a_sentence(tmp_path):
+    from pdffixtures import make_footnote_pdf
+
+    path, sentence, footnote = make_footnote_pdf(tmp_path / "notes.pdf")
+    doc = convert_source(path)
+    text = flat(doc.markdown)
+    assert sentence in text                          # runs on over the page break
+    assert footnote in text
+    assert text.index(sentence) < text.index(footnote)

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ktools.documents.convert.pdf_furniture import PageLayout, drop_running_lines, footnotes_last
+from ktools.documents.convert.pdf_furniture import PageLayout, drop_running_lines, split_footnotes
 from ktools.documents.convert.pdf_layout import Line, group_lines, reading_order
 from ktools.documents.convert.pdf_markdown import render_page
 from ktools.documents.convert.pdf_text import CID, join_hyphenated, page_words, vocabulary
@@ -186,8 +186,11 @@ def _pdfplumber_pages(data: bytes, source: str, password: str | None,
     heading_sizes = sorted({s for s in sizes if s >= body * 1.15}, reverse=True)[:4]
     levels = {s: i + 1 for i, s in enumerate(heading_sizes)}
     words = vocabulary(lines_in_order)
-    texts = [render_page(footnotes_last(page, body), body, levels, words) for page in pages]
+    split = [split_footnotes(page, body) for page in pages]
+    texts = [render_page(main, body, levels, words) for main, _ in split]
+    notes = [render_page(footnotes, body, levels, words) if footnotes else "" for _, footnotes in split]
     _join_across_pages(texts, words)
+    _place_footnotes(texts, notes)
     unmapped = [number for number, page in enumerate(pages, start=1) if page.unmapped_glyphs]
     furniture_only = {number for number, (page, text) in enumerate(zip(pages, texts, strict=True), start=1)
                       if page.had_text and not text.strip()}
@@ -209,6 +212,23 @@ def _upright_page(pdf, page):
     page_obj.rotate = 0
     page.close()
     return Page(pdf, page_obj, page_number=page.page_number, initial_doctop=page.initial_doctop)
+
+
+def _place_footnotes(texts: list[str], notes: list[str]) -> None:
+    """Footnotes go after their page's text — or, when a sentence runs on over the page break,
+    after the paragraph that finishes it on the next page, so the sentence stays whole."""
+    for index, footnotes in enumerate(notes):
+        if not footnotes:
+            continue
+        runs_on = (index + 1 < len(texts) and texts[index].strip() and texts[index + 1].strip()
+                   and not re.search(r"[.!?:;]['’”\")]*\s*$", texts[index].rstrip()))
+        if runs_on:
+            following = texts[index + 1].lstrip()
+            end = following.find("\n\n")
+            end = len(following) if end < 0 else end
+            texts[index + 1] = following[:end] + "\n\n" + footnotes + following[end:]
+        else:
+            texts[index] = texts[index].rstrip() + "\n\n" + footnotes
 
 
 def _join_across_pages(texts: list[str], words: set[str]) -> None:

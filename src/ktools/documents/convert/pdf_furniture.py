@@ -53,8 +53,9 @@ def drop_running_lines(pages: list[PageLayout]) -> None:
         page.regions = [[(kind, it) for kind, it in region if id(it) not in drop] for region in page.regions]
 
 
-def footnotes_last(page: PageLayout, body: float) -> list[tuple[str, object]]:
-    """The page's items in reading order, each column's footnotes (smaller type at its foot) after the body."""
+def split_footnotes(page: PageLayout, body: float) -> tuple[list[tuple[str, object]], list[tuple[str, object]]]:
+    """The page's items in reading order as (body, footnotes): each column's footnotes are the
+    smaller type at its foot, read after the body text of all columns."""
     main: list[tuple[str, object]] = []
     notes: list[tuple[str, object]] = []
     for region in page.regions:
@@ -68,6 +69,6 @@ def footnotes_last(page: PageLayout, body: float) -> list[tuple[str, object]]:
             notes += region[tail:]
         else:
             main += region
-    return main + notes
+    return main, notes
 
 
