@@ -344,14 +344,17 @@ def _tables(page, words: list[dict]) -> list[tuple[tuple[float, float, float, fl
     for table in page.find_tables():
         rows: list[list[str]] = []
         usable = True
+        x0, top, x1, bottom = table.bbox
+        centres = [((w["x0"] + w["x1"]) / 2, (w["top"] + w["bottom"]) / 2, w) for w in words]
+        in_table = [c for c in centres if x0 <= c[0] <= x1 and top <= c[1] <= bottom]
         for row in table.rows:
             cells = []
+            in_row = [c for c in in_table if row.bbox[1] <= c[1] <= row.bbox[3]]
             for cell in row.cells:
                 if cell is None:
                     cells.append([])
                     continue
-                inside = [w for w in words if cell[0] <= (w["x0"] + w["x1"]) / 2 <= cell[2]
-                          and cell[1] <= (w["top"] + w["bottom"]) / 2 <= cell[3]]
+                inside = [w for cx, cy, w in in_row if cell[0] <= cx <= cell[2] and cell[1] <= cy <= cell[3]]
                 cells.append([ln.text for ln in group_lines(inside)])
             counts = {len(c) for c in cells if c}
             filled = len([c for c in cells if c])
