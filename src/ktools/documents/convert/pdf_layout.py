@@ -2,7 +2,7 @@
 
 Measured with bench/convert_fidelity.py on `../shared/corpus/pdf/`: pdfminer's own layout
 analysis (`extract_text`, LAParams text boxes) reads the Federal Register's three columns in
-order (14 of 20 checks, pdfplumber's plain text 5) but runs column footnotes into the next
+order (14 of 22 checks, pdfplumber's plain text 5) but runs column footnotes into the next
 column, leaves page furniture in, and splits letter-spaced capitals into letters (`F O R`, on
 the generated test page); it would also be a second pass over the glyphs on top of
 pdfplumber's, whose tables we keep. So the order is found here, on the words pdf_text builds,
