@@ -192,6 +192,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_base_url", "TEACHER_MODEL_BASE_URL", _parse_base_url_list, "",
            "OpenAI-compatible base URL (…/v1); several (replicas): comma-separated, URL#N = its concurrency share"),
     _Field("teacher_api_key", "TEACHER_MODEL_API_KEY", _parse_secret, Secret(""), "API key (never shown)"),
+    _Field("pdf_password", "PDF_PASSWORD", _parse_secret, Secret(""),
+           "password that opens encrypted PDFs in step 02 (never shown)"),
     _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_str, EMBEDDED_MODEL_NAME,
            "student to fine-tune: the embedded SmolLM2, a transformers name or a local path"),
     _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_str, "",
@@ -223,6 +225,7 @@ _FIELDS: tuple[_Field, ...] = (
 )
 
 ENV_NAMES = {f.attr: f.env for f in _FIELDS}
+SECRET_FIELDS = frozenset({"teacher_api_key", "pdf_password"})
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ class Settings:
     endpoint_failures: int = 3
     endpoint_cooldown: float = 5.0
     endpoint_max_cooldown: float = 300.0
+    pdf_password: Secret = field(default=Secret(""), repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -259,7 +263,7 @@ class Settings:
             if f.name == "sources":
                 continue
             value = getattr(self, f.name)
-            if f.name == "teacher_api_key":
+            if f.name in SECRET_FIELDS:
                 value = mask_secret(value)
             items.append(f"{f.name}={value!r}")
         return "Settings(" + ", ".join(items) + ")"
@@ -279,7 +283,7 @@ class Settings:
         rows = []
         for f in _FIELDS:
             value = getattr(self, f.attr)
-            shown = mask_secret(value) if f.attr == "teacher_api_key" else value
+            shown = mask_secret(value) if f.attr in SECRET_FIELDS else value
             rows.append({"variable": f.env, "value": str(shown),
                          "from": self.sources.get(f.env, "default"), "meaning": f.help})
         return rows
@@ -343,12 +347,12 @@ def invalid_setting(name: str, raw: str, origin: str | None, exc: ValueError, *,
 def _field_value(f: _Field, layers: Layers) -> tuple[Any, str | None]:
     """A field's parsed value from the highest layer that sets it (and that layer), or its default."""
     raw, origin = layered_value(layers, f.env)
-    if raw is None or (raw.strip() == "" and f.attr != "teacher_api_key"):
+    if raw is None or (raw.strip() == "" and f.attr not in SECRET_FIELDS):
         return f.default, None
     try:
         return f.parse(raw), origin or "default"
     except ValueError as exc:
-        raise invalid_setting(f.env, raw, origin, exc, secret=f.attr == "teacher_api_key",
+        raise invalid_setting(f.env, raw, origin, exc, secret=f.attr in SECRET_FIELDS,
                               fallback=f" to use the default ({f.default!r})") from None
 
 
@@ -382,19 +386,20 @@ def load_settings(
             raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(ENV_NAMES))}")
         if value is None:
             continue
-        if isinstance(value, str) and name != "teacher_api_key":
+        if isinstance(value, str) and name not in SECRET_FIELDS:
             field_def = next(f for f in _FIELDS if f.attr == name)
             try:
                 value = field_def.parse(value)
             except ValueError as exc:
                 raise ConfigError(f"parameter {name}={value!r} is invalid: expected {exc}") from None
-        values[name] = Secret(value) if name == "teacher_api_key" else value
+        values[name] = Secret(value) if name in SECRET_FIELDS else value
         sources[ENV_NAMES[name]] = "parameter"
 
     if not values["teacher_provider"]:
         values["teacher_provider"] = "local" if not values["teacher_base_url"] else "openai"
     settings = Settings(**values, sources=sources)
     register_secret(settings.teacher_api_key)
+    register_secret(settings.pdf_password)
     log.debug("settings loaded: %r", settings)
     return settings
 
@@ -415,7 +420,7 @@ class _RedactingLogRecord(logging.LogRecord):
 
 
 def register_secret(value: str | None) -> None:
-    """Make every later log record mask `value` (API keys; called by load_settings)."""
+    """Make every later log record mask `value` (API keys, the PDF password; called by load_settings)."""
     if value and len(value) >= 4:
         _SECRETS.add(str.__str__(value))
 

@@ -24,6 +24,8 @@ def _add_convert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "docling"), default="auto",
                         help="converter backend (docling: optional, HTML/DOCX only)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per URL download")
+    parser.add_argument("--password", default=None, metavar="PW",
+                        help="password that opens encrypted PDFs (default: PDF_PASSWORD from the environment/.env)")
 
 
 def _add_chunk(parser: argparse.ArgumentParser) -> None:
@@ -87,13 +89,20 @@ def run_command(name: str, args: argparse.Namespace) -> int:
         overrides = {"tokenizer_model_name": args.tokenizer} if getattr(args, "tokenizer", None) else {}
         settings = load_settings(step_dir="02_Data_Processing", **overrides)
         if name in ("prepare", "convert-docs"):
-            result = convert_step(args.sources, settings, backend=args.backend, timeout=args.timeout)
+            if args.password:
+                from ktools.config import register_secret
+
+                register_secret(args.password)
+            result = convert_step(args.sources, settings, backend=args.backend, timeout=args.timeout,
+                                  pdf_password=args.password)
             print(f"converted {len(result.documents)} document(s) → {result.out_dir}")
             for doc in result.documents:
                 print(f"  {doc.output}: {doc.converter}, {doc.characters} chars"
                       + (f", {doc.pages} pages" if doc.pages else ""))
                 for warning in doc.warnings:
                     print(f"    warning: {warning}")
+                if doc.unmapped_glyph_pages:
+                    print(f"    lost text (unmapped glyphs) on page(s): {', '.join(map(str, doc.unmapped_glyph_pages))}")
             if result.errors:
                 print(format_errors(result.errors), file=sys.stderr)
                 status = 1

@@ -24,6 +24,8 @@ class ManifestEntry:
     encoding: str | None = None
     title: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # PDF pages whose glyphs had no Unicode mapping ((cid:N)): text was lost there.
+    unmapped_glyph_pages: list[int] = field(default_factory=list)
 
     def page_of(self, offset: int) -> int | None:
         """1-based page of a character offset in the converted markdown (None if not paged)."""

@@ -53,9 +53,14 @@ def drafts_path(paths: OutputPaths) -> Path:
 
 
 def convert_step(sources: str | Path | Iterable[str | Path], settings: Settings | None = None, *,
-                 backend: str = "auto", progress: bool = True, timeout: float = 30.0) -> ConversionResult:
+                 backend: str = "auto", progress: bool = True, timeout: float = 30.0,
+                 pdf_password: str | None = None) -> ConversionResult:
+    """Convert the sources into output/step_02/converted/. Encrypted PDFs open with `pdf_password`
+    (default: the PDF_PASSWORD setting); pages that lost text are listed in the manifest."""
+    settings = settings or load_settings()
+    password = pdf_password if pdf_password is not None else settings.pdf_password.reveal() or None
     return convert_sources(sources, _paths(settings).converted_dir, backend=backend, progress=progress,
-                           timeout=timeout)
+                           timeout=timeout, pdf_password=password)
 
 
 @dataclass
@@ -190,7 +195,8 @@ def documents_table(result: ConversionResult | None = None, settings: Settings |
     rows = []
     for d in documents:
         row = {"source": Path(d.source).name if "://" not in d.source else d.source, "converter": d.converter,
-               "pages": d.pages, "characters": d.characters, "output": d.output, "warnings": len(d.warnings)}
+               "pages": d.pages, "characters": d.characters, "output": d.output, "warnings": len(d.warnings),
+               "pages_lost_text": ", ".join(map(str, d.unmapped_glyph_pages))}
         if chunks is not None:
             mine = [c for c in chunks if c["source"] == d.output]
             row.update(chunks=len(mine), tokens_min=min((c["n_tokens"] for c in mine), default=0),

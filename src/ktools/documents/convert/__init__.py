@@ -7,7 +7,8 @@ errors instead of stopping: one bad file never stops the others.
 
 Default converters (chosen on evidence, see 02_Data_Processing/README.md):
 .md/.markdown/.txt → decoded as is; .html/.htm → trafilatura (+ bs4 cleanup);
-.pdf → pdfplumber (pypdf checks); .docx → python-docx. `backend="docling"` uses
+.pdf → pdfplumber words read in layout order (pypdf checks; `pdf_password` opens encrypted
+files; pages that lost glyphs are listed in `unmapped_glyph_pages`); .docx → python-docx. `backend="docling"` uses
 docling for HTML/DOCX where `docling` is importable (optional; not for PDF: its
 layout models need the hub).
 """
@@ -45,6 +46,7 @@ class ConvertedDocument:
     encoding: str | None = None
     title: str | None = None
     warnings: list[str] = field(default_factory=list)
+    unmapped_glyph_pages: list[int] = field(default_factory=list)  # PDF pages that lost text (cid:N glyphs)
 
 
 @dataclass
@@ -90,7 +92,8 @@ def _title_of(markdown: str) -> str | None:
     return None
 
 
-def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto") -> ConvertedDocument:
+def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto", *,
+                  pdf_password: str | None = None) -> ConvertedDocument:
     """Convert the bytes of one document of type `extension` (".pdf", ".html", ...)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown conversion backend {backend!r}; use one of {BACKENDS}")
@@ -100,6 +103,7 @@ def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto
         raise DocumentError(source, "the file is empty", "check you passed the right file")
     warnings: list[str] = []
     pages = offsets = encoding = None
+    unmapped_pages: list[int] = []
     if extension not in SUPPORTED_EXTENSIONS:
         hint = _HINTS.get(extension, f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
         raise DocumentError(source, f"unsupported file type {extension or '(no extension)'!r}", hint)
@@ -121,7 +125,9 @@ def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto
     elif extension == ".pdf":
         from ktools.documents.convert.pdf import pdf_to_markdown
 
-        markdown, pages, offsets, converter = pdf_to_markdown(data, source, warnings)
+        pdf = pdf_to_markdown(data, source, warnings, password=pdf_password)
+        markdown, pages, offsets, converter = pdf.markdown, pdf.pages, pdf.page_offsets, pdf.converter
+        unmapped_pages = pdf.unmapped_glyph_pages
     else:
         from ktools.documents.convert.docx import docx_to_markdown
 
@@ -134,16 +140,17 @@ def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto
         log.warning(message)
     return ConvertedDocument(source=source, markdown=markdown, converter=converter, sha256=sha, pages=pages,
                              page_offsets=offsets, encoding=encoding, title=_title_of(markdown),
-                             warnings=warnings)
+                             warnings=warnings, unmapped_glyph_pages=unmapped_pages)
 
 
-def convert_source(source: str | Path, backend: str = "auto", timeout: float = 30.0) -> ConvertedDocument:
-    """Convert one file or URL."""
+def convert_source(source: str | Path, backend: str = "auto", timeout: float = 30.0, *,
+                   pdf_password: str | None = None) -> ConvertedDocument:
+    """Convert one file or URL (`pdf_password` opens encrypted PDFs)."""
     text = str(source)
     if is_url(text):
         fetched = fetch_url(text, timeout=timeout)
         return convert_bytes(fetched.data, text, extension_for(fetched.url, fetched.content_type, fetched.data),
-                             backend)
+                             backend, pdf_password=pdf_password)
     path = Path(text).expanduser()
     if not path.exists():
         raise DocumentError(text, "no such file or folder", "check the path (relative paths start at the cwd)")
@@ -153,7 +160,7 @@ def convert_source(source: str | Path, backend: str = "auto", timeout: float = 3
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(text, f"cannot read the file ({exc.strerror})", "check the permissions") from None
-    return convert_bytes(data, str(path), path.suffix, backend)
+    return convert_bytes(data, str(path), path.suffix, backend, pdf_password=pdf_password)
 
 
 def output_name(source: str, taken: set[str]) -> str:
@@ -174,7 +181,7 @@ def output_name(source: str, taken: set[str]) -> str:
 
 def convert_sources(sources: str | Path | Iterable[str | Path], out_dir: str | Path, *,
                     backend: str = "auto", progress: bool | Callable = True, timeout: float = 30.0,
-                    ) -> ConversionResult:
+                    pdf_password: str | None = None) -> ConversionResult:
     """Convert every source, write `<name>.md` + `manifest.json` into `out_dir`.
 
     Errors are collected (`result.errors`, also in the manifest) and logged at the end;
@@ -198,7 +205,7 @@ def convert_sources(sources: str | Path | Iterable[str | Path], out_dir: str | P
     taken: set[str] = set()
     for source in iterator:
         try:
-            doc = convert_source(source, backend=backend, timeout=timeout)
+            doc = convert_source(source, backend=backend, timeout=timeout, pdf_password=pdf_password)
         except DocumentError as exc:
             errors.append(exc)
             continue
@@ -211,7 +218,8 @@ def convert_sources(sources: str | Path | Iterable[str | Path], out_dir: str | P
         write_atomic(out / name, doc.markdown)
         entries.append(ManifestEntry(source=source, sha256=doc.sha256, converter=doc.converter, output=name,
                                      characters=len(doc.markdown), pages=doc.pages, page_offsets=doc.page_offsets,
-                                     encoding=doc.encoding, title=doc.title, warnings=doc.warnings))
+                                     encoding=doc.encoding, title=doc.title, warnings=doc.warnings,
+                                     unmapped_glyph_pages=doc.unmapped_glyph_pages))
     manifest_path = out / "manifest.json"
     Manifest(documents=entries, errors=[e.as_dict() for e in errors]).write(manifest_path)
     if errors:

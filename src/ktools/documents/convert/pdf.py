@@ -1,16 +1,26 @@
-"""PDF → markdown from the text layer, with reading order and page provenance.
+"""PDF → markdown from the text layer, read as a person reads it, with page provenance.
 
-- pypdf checks the file first: not a PDF / corrupted / password-protected each get
-  their own error (an owner-only password that opens with "" is accepted).
-- pdfplumber gives words with positions and font sizes: lines are rebuilt from word
-  positions; a line in a font clearly larger than the body text becomes a heading
-  (sizes ranked into levels); bullet/number lines become list items; ruled tables
-  become markdown tables; a page with two text columns (a vertical gutter no line
-  crosses) is read left column first, then right.
-- Page provenance: the returned `page_offsets[i]` is the character offset in the
-  markdown where page i+1 starts (stored in the manifest; chunks carry `pages`).
-- A PDF without any text layer is an error ("no extractable text (scanned?)");
-  single text-less pages are a warning.
+- pypdf checks the file first: not a PDF / corrupted / password-protected each get their
+  own error (an owner-only password that opens with "" is accepted; a user password is
+  given with `password=`, i.e. `PDF_PASSWORD` or `--password`).
+- pdf_text turns each page's glyphs into words: overprinted duplicates removed, rotated
+  margin text dropped, ligatures expanded, word gaps measured against the font size and
+  the row's letter spacing. Glyphs without a Unicode mapping (`(cid:N)`) are counted:
+  their pages are reported (`PdfConversion.unmapped_glyph_pages`, the manifest, a warning).
+- pdf_layout orders the words (module docstring: why not pdfminer's own layout analysis): columns found per page (also below a full-width title or
+  table), read column by column; an aligned grid is not a column layout.
+- Ruled tables (pdfplumber's `find_tables`) become markdown tables when their cells hold
+  single rows of text (a table ruled only around its header is read as text instead);
+  unruled aligned rows become markdown tables too (pdf_markdown). Running headers/footers
+  and page numbers are dropped; footnotes (smaller type at a column's foot) follow the
+  page's body text (pdf_furniture). Lines in a font clearly larger than the body become
+  headings; bullet/number lines list items; a hyphen at a line end is joined when the
+  joined word is a word (pdf_text.join_hyphenated).
+- Page provenance: `page_offsets[i]` is the character offset in the markdown where page
+  i+1 starts (stored in the manifest; chunks carry `pages`).
+- Untrusted input is bounded: at most `MAX_PAGES` pages, `MAX_GLYPHS_PER_PAGE` glyphs per
+  page and `seconds_per_page` of work per page on average (each an error naming the file
+  and the page).
 
 Without pdfplumber (docs extra not installed) pypdf's plain text is used.
 """
@@ -20,32 +30,41 @@ from __future__ import annotations
 import io
 import logging
 import re
-import statistics
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ktools.documents.convert.pdf_furniture import PageLayout, drop_running_lines, split_footnotes
+from ktools.documents.convert.pdf_layout import Line, group_lines, reading_order
+from ktools.documents.convert.pdf_markdown import render_page
+from ktools.documents.convert.pdf_text import CID, join_hyphenated, page_words, vocabulary
 from ktools.documents.errors import DocumentError
 
 log = logging.getLogger(__name__)
 
-# "(cid:N)" is a bullet glyph without a unicode mapping (e.g. ZapfDingbats).
-_BULLET = re.compile(r"^(?:[•◦▪●○■‣–\-*]\s+|\(cid:\d+\)\s*)(?=\S)")
-_NUMBERED = re.compile(r"^(\d{1,3}[.)]|\([a-z0-9]{1,3}\)|[a-z][.)])\s+")
+MAX_PAGES = 5000
+MAX_GLYPHS_PER_PAGE = 500_000
+SECONDS_PER_PAGE = 20.0
+PASSWORD_HINT = ("pass the password: `--password PW` on `ktools convert-docs`/`ktools prepare`, "
+                 "PDF_PASSWORD=PW in 02_Data_Processing/.env, or convert_step(..., pdf_password=PW)")
 
 
 @dataclass
-class _Line:
+class PdfConversion:
+    markdown: str
+    pages: int
+    page_offsets: list[int]
+    converter: str
+    unmapped_glyph_pages: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Table:
     top: float
-    bottom: float
-    x0: float
-    x1: float
-    text: str
-    size: float
-    bold: bool
-    words: list = field(default_factory=list)
+    rows: list[list[str]]
 
 
-def _check_pdf(data: bytes, source: str):
+def _check_pdf(data: bytes, source: str, password: str | None = None):
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -55,14 +74,19 @@ def _check_pdf(data: bytes, source: str):
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
-            try:
-                opened = reader.decrypt("")
-            except Exception:  # missing crypto backend or bad encryption dict
-                opened = 0
+            opened = 0
+            for attempt in ([password, ""] if password else [""]):
+                try:
+                    opened = reader.decrypt(attempt)
+                except Exception:  # missing crypto backend or bad encryption dict
+                    opened = 0
+                if opened:
+                    break
             if not opened:
-                raise DocumentError(source, "the PDF is password-protected",
-                                    "remove the password (e.g. `qpdf --decrypt --password=PW in.pdf out.pdf`) "
-                                    "or export an unprotected copy")
+                if password:
+                    raise DocumentError(source, "the PDF is password-protected and the password given does not open it",
+                                        "check the password; " + PASSWORD_HINT)
+                raise DocumentError(source, "the PDF is password-protected", PASSWORD_HINT)
         n_pages = len(reader.pages)
     except DocumentError:
         raise
@@ -71,26 +95,37 @@ def _check_pdf(data: bytes, source: str):
                             "re-export the PDF or repair it (e.g. `qpdf in.pdf out.pdf`)") from None
     if n_pages == 0:
         raise DocumentError(source, "the PDF has no pages", "re-export the PDF")
+    if n_pages > MAX_PAGES:
+        raise DocumentError(source, f"the PDF has {n_pages} pages (at most {MAX_PAGES} are converted)",
+                            "split the PDF into smaller files")
     return reader
 
 
-def pdf_to_markdown(data: bytes, source: str, warnings: list[str]) -> tuple[str, int, list[int], str]:
-    """Return (markdown, pages, page_offsets, converter name)."""
-    reader = _check_pdf(data, source)
+def pdf_to_markdown(data: bytes, source: str, warnings: list[str], password: str | None = None,
+                    seconds_per_page: float = SECONDS_PER_PAGE) -> PdfConversion:
+    """Convert a PDF's text layer to markdown (warnings about lost text are appended to `warnings`)."""
+    reader = _check_pdf(data, source, password)
+    unmapped: list[int] = []
+    furniture_only: set[int] = set()
     try:
         import pdfplumber  # noqa: F401
     except ImportError:
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         converter = "pypdf"
     else:
-        pages = _pdfplumber_pages(data, source)
+        pages, unmapped, furniture_only = _pdfplumber_pages(data, source, password, seconds_per_page)
         converter = "pdfplumber"
     empty = [i + 1 for i, text in enumerate(pages) if not text.strip()]
-    if len(empty) == len(pages):
+    if len(empty) == len(pages) and not furniture_only:
         raise DocumentError(source, "no extractable text (scanned?)",
                             "the PDF has no text layer; run OCR first (e.g. `ocrmypdf in.pdf out.pdf`)")
+    empty = [number for number in empty if number not in furniture_only]  # e.g. a full-page figure
     if empty:
         warnings.append(f"{source}: page(s) {', '.join(map(str, empty))} have no text layer (scanned?); skipped")
+    if unmapped:
+        warnings.append(f"{source}: page(s) {', '.join(map(str, unmapped))} lost text: glyphs without a Unicode "
+                        "mapping (shown as (cid:N) by PDF tools) were dropped; re-export the PDF with embedded "
+                        "Unicode fonts or OCR those pages")
     parts: list[str] = []
     offsets: list[int] = []
     position = 0
@@ -101,257 +136,244 @@ def pdf_to_markdown(data: bytes, source: str, warnings: list[str]) -> tuple[str,
             text += "\n\n"
             parts.append(text)
             position += len(text)
-    return "".join(parts).rstrip() + "\n", len(pages), offsets, converter
+    return PdfConversion("".join(parts).rstrip() + "\n", len(pages), offsets, converter, unmapped)
 
 
-def _pdfplumber_pages(data: bytes, source: str) -> list[str]:
+def _open(data: bytes, source: str, password: str | None):
     import pdfplumber
 
-    try:
-        pdf = pdfplumber.open(io.BytesIO(data), password="")
-    except Exception as exc:
-        raise DocumentError(source, f"corrupted or unreadable PDF ({type(exc).__name__}: {exc})",
-                            "re-export the PDF or repair it (e.g. `qpdf in.pdf out.pdf`)") from None
+    for attempt in ([password, ""] if password else [""]):
+        try:
+            return pdfplumber.open(io.BytesIO(data), password=attempt)
+        except Exception as exc:
+            error = exc
+    raise DocumentError(source, f"corrupted or unreadable PDF ({type(error).__name__}: {error})",
+                        "re-export the PDF or repair it (e.g. `qpdf in.pdf out.pdf`)") from None
+
+
+def _pdfplumber_pages(data: bytes, source: str, password: str | None,
+                      seconds_per_page: float) -> tuple[list[str], list[int], set[int]]:
+    """Page texts, pages that lost glyphs without a Unicode mapping, pages with only running headers/footers."""
+    pdf = _open(data, source, password)
+    started = time.monotonic()
     with pdf:
-        page_items = []
-        sizes: Counter[float] = Counter()
+        pages: list[PageLayout] = []
         for number, page in enumerate(pdf.pages, start=1):
             try:
-                items = _page_items(page)
+                page = _upright_page(pdf, page)
+                pages.append(_read_page(page, source, number))
+            except DocumentError:
+                raise
             except Exception as exc:  # one broken page must not lose the others
                 raise DocumentError(source, f"cannot read the page ({type(exc).__name__}: {exc})",
                                     "re-export the PDF", page=number) from None
-            page_items.append(items)
-            for kind, item in items:
+            finally:
+                page.close()  # pdfplumber caches every page's objects otherwise
+            if time.monotonic() - started > seconds_per_page * number + 30:
+                raise DocumentError(source, f"conversion took over {seconds_per_page:g} s per page",
+                                    "the page is unusually complex; split the PDF or print it to a new PDF",
+                                    page=number)
+    drop_running_lines(pages)
+    sizes: Counter[float] = Counter()
+    lines_in_order: list[str] = []
+    for page in pages:
+        for region in page.regions:
+            for kind, item in region:
                 if kind == "line":
-                    sizes[round(item.size, 1)] += len(item.text)
-    _drop_running_lines(page_items)
+                    sizes[round(item.size, 1)] += len(item.text)  # type: ignore[attr-defined]
+                    lines_in_order.append(item.text)  # type: ignore[attr-defined]
     body = sizes.most_common(1)[0][0] if sizes else 10.0
     heading_sizes = sorted({s for s in sizes if s >= body * 1.15}, reverse=True)[:4]
     levels = {s: i + 1 for i, s in enumerate(heading_sizes)}
-    return [_render(items, body, levels) for items in page_items]
+    words = vocabulary(lines_in_order)
+    split = [split_footnotes(page, body) for page in pages]
+    texts = [render_page(main, body, levels, words) for main, _ in split]
+    notes = [render_page(footnotes, body, levels, words) if footnotes else "" for _, footnotes in split]
+    _join_across_pages(texts, words)
+    _place_footnotes(texts, notes)
+    unmapped = [number for number, page in enumerate(pages, start=1) if page.unmapped_glyphs]
+    furniture_only = {number for number, (page, text) in enumerate(zip(pages, texts, strict=True), start=1)
+                      if page.had_text and not text.strip()}
+    return texts, unmapped, furniture_only
 
 
-def _drop_running_lines(page_items: list[list[tuple[str, object]]]) -> None:
-    """Remove running headers/footers: first/last lines that repeat (digits aside) on most pages."""
-    if len(page_items) < 3:
-        return
-    def key(line: _Line) -> str:
-        return re.sub(r"\d+", "#", line.text).strip().lower()
+def _upright_page(pdf, page):
+    """A page displayed turned (/Rotate) whose text was set upright before the turn is read unturned:
+    otherwise every glyph would count as rotated margin text and the page would come out empty."""
+    if not page.rotation:
+        return page
+    chars = page.chars
+    if not chars or sum(1 for c in chars if c.get("upright")) >= len(chars) / 2:
+        return page
+    from pdfplumber.page import Page
 
-    counts: Counter[str] = Counter()
-    for items in page_items:
-        lines = [it for kind, it in items if kind == "line"]
-        edge = {key(ln) for ln in lines[:2] + lines[-2:]}
-        counts.update(edge)
-    running = {k for k, n in counts.items() if n >= max(3, len(page_items) // 2)}
-    for items in page_items:
-        lines = [it for kind, it in items if kind == "line"]
-        edge_ids = {id(ln) for ln in lines[:2] + lines[-2:] if key(ln) in running}
-        items[:] = [(kind, it) for kind, it in items if id(it) not in edge_ids]
+    page_obj = page.page_obj
+    page_obj.attrs = {**page_obj.attrs, "Rotate": 0}
+    page_obj.rotate = 0
+    page.close()
+    return Page(pdf, page_obj, page_number=page.page_number, initial_doctop=page.initial_doctop)
 
 
-def _page_items(page) -> list[tuple[str, object]]:
-    tables = page.find_tables()
-    boxes = [t.bbox for t in tables]
-    words = page.extract_words(extra_attrs=["size", "fontname"], keep_blank_chars=False)
+def _place_footnotes(texts: list[str], notes: list[str]) -> None:
+    """Footnotes go after their page's text — or, when a sentence runs on over the page break,
+    after the paragraph that finishes it on the next page, so the sentence stays whole."""
+    for index, footnotes in enumerate(notes):
+        if not footnotes:
+            continue
+        runs_on = (index + 1 < len(texts) and texts[index].strip() and texts[index + 1].strip()
+                   and not re.search(r"[.!?:;]['’”\")]*\s*$", texts[index].rstrip()))
+        if runs_on:
+            following = texts[index + 1].lstrip()
+            end = following.find("\n\n")
+            end = len(following) if end < 0 else end
+            texts[index + 1] = following[:end] + "\n\n" + footnotes + following[end:]
+        else:
+            texts[index] = texts[index].rstrip() + "\n\n" + footnotes
 
-    def in_table(w) -> bool:
+
+def _join_across_pages(texts: list[str], words: set[str]) -> None:
+    """A word hyphenated over a page break is completed on the page where it starts."""
+    for index in range(len(texts) - 1):
+        head = texts[index].rstrip()
+        following = texts[index + 1].lstrip()
+        match = re.match(r"[^\W\d_]\S*", following)
+        if not re.search(r"[^\W\d_]-$", head) or not match:
+            continue
+        last_word = head.rpartition(" ")[2].rpartition("\n")[2]
+        joined = join_hyphenated(last_word, match.group(0), words)
+        texts[index] = head[: len(head) - len(last_word)] + joined
+        texts[index + 1] = following[match.end():].lstrip()
+
+
+def _read_page(page, source: str, number: int) -> PageLayout:
+    if len(page.chars) > MAX_GLYPHS_PER_PAGE:
+        raise DocumentError(source, f"the page has {len(page.chars)} glyphs (at most {MAX_GLYPHS_PER_PAGE})",
+                            "the page is unusually complex; split the PDF or print it to a new PDF", page=number)
+    text = page_words(page)
+    tables = _tables(page, text.words)
+    boxes = [bbox for bbox, _ in tables]
+
+    def in_table(w: dict) -> bool:
         cx, cy = (w["x0"] + w["x1"]) / 2, (w["top"] + w["bottom"]) / 2
         return any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in boxes)
 
-    words = [w for w in words if not in_table(w)]
-    lines = _ordered_lines(words, float(page.width))
-    items: list[tuple[float, str, object]] = [(ln.top, "line", ln) for ln in lines]
-    for table in tables:
-        rows = [[(c or "").replace("\n", " ").replace("|", "\\|").strip() for c in row] for row in table.extract()]
-        rows = [r for r in rows if any(r)]
-        if rows:
-            items.append((table.bbox[1], "table", rows))
-    # Tables keep their vertical place; lines are already in reading order (columns).
-    if any(kind == "table" for _, kind, _ in items):
+    words = [w for w in text.words if not in_table(w)]
+    # A table takes part in the layout as one big "word", so it lands in its column or band.
+    for bbox, rows in tables:
+        words.append({"text": "", "x0": bbox[0], "x1": bbox[2], "top": bbox[1], "bottom": bbox[3],
+                      "size": 1.0, "fontname": "", "table": rows})
+    regions: list[list[tuple[str, object]]] = []
+    unmapped = 0
+    columns = (column for band in _split_at_rules(page, words) for column in _split_at_column_rules(page, band))
+    for region in (r for column in columns for r in reading_order(column)):
+        tables_here = [_Table(w["top"], w["table"]) for w in region if "table" in w]
+        lines = group_lines([w for w in region if "table" not in w])
+        for line in lines:
+            unmapped += _strip_unmapped(line)
+        items: list[tuple[float, str, object]] = [(ln.top, "line", ln) for ln in lines if ln.text]
+        items += [(t.top, "table", t.rows) for t in tables_here]
         items.sort(key=lambda it: it[0])
-    return [(kind, obj) for _, kind, obj in items]
+        regions.append([(kind, obj) for _, kind, obj in items])
+    return PageLayout(regions, unmapped, float(page.height), bool(text.words))
 
 
-def _group_lines(words: list[dict]) -> list[_Line]:
-    lines: list[_Line] = []
-    for w in sorted(words, key=lambda w: (round(w["top"]), w["x0"])):
-        tolerance = max(2.0, 0.4 * float(w["size"]))
-        for line in reversed(lines[-3:]):
-            if abs(line.top - w["top"]) <= tolerance:
-                line.words.append(w)
-                break
-        else:
-            lines.append(_Line(w["top"], w["bottom"], w["x0"], w["x1"], "", w["size"], False, [w]))
-    for line in lines:
-        line.words.sort(key=lambda w: w["x0"])
-        line.x0 = min(w["x0"] for w in line.words)
-        line.x1 = max(w["x1"] for w in line.words)
-        line.bottom = max(w["bottom"] for w in line.words)
-        line.text = " ".join(w["text"] for w in line.words)
-        line.size = statistics.median(float(w["size"]) for w in line.words)
-        line.bold = all("bold" in str(w.get("fontname", "")).lower() for w in line.words)
-    return lines
+def _split_at_rules(page, words: list[dict]) -> list[list[dict]]:
+    """Words cut into bands at horizontal rules drawn across most of the page (a masthead's rule)."""
+    width = float(page.width)
+    try:
+        edges = page.horizontal_edges
+    except Exception:  # odd drawing operators: read the page as one band
+        edges = []
+    cuts = sorted({round(float(e["top"])) for e in edges if float(e["x1"]) - float(e["x0"]) >= 0.6 * width})
+    if not cuts:
+        return [words]
+    bands: list[list[dict]] = [[] for _ in range(len(cuts) + 1)]
+    for word in words:
+        middle = (word["top"] + word["bottom"]) / 2
+        bands[sum(1 for cut in cuts if cut < middle)].append(word)
+    return [band for band in bands if band]
 
 
-def _ordered_lines(words: list[dict], width: float) -> list[_Line]:
-    """Lines in reading order; two-column regions are read left column first."""
-    if not words:
+def _split_at_column_rules(page, band: list[dict]) -> list[list[dict]]:
+    """A band cut into columns at vertical rules drawn over most of its height that no word crosses
+    (a form's or a ruled page's columns; a ruled table's words were taken out before)."""
+    if not band:
         return []
-    gutter = _find_gutter(words, width)
-    if gutter is None:
-        return _group_lines(words)
-    left = [w for w in words if w["x1"] <= gutter]
-    right = [w for w in words if w["x0"] >= gutter]
-    spanning = [w for w in words if w["x0"] < gutter < w["x1"]]
-    # Full-width lines (titles) split the page into regions; each region is read by column.
-    span_lines = _group_lines(spanning)
-    cuts = [ln.top for ln in span_lines] + [float("inf")]
-    ordered: list[_Line] = []
-    previous = float("-inf")
-    for index, cut in enumerate(cuts):
-        ordered += _group_lines([w for w in left if previous <= w["top"] < cut])
-        ordered += _group_lines([w for w in right if previous <= w["top"] < cut])
-        if index < len(span_lines):
-            ordered.append(span_lines[index])
-        previous = cut
-    return ordered
+    top = min(w["top"] for w in band)
+    bottom = max(w["bottom"] for w in band)
+    height = bottom - top
+    try:
+        edges = page.vertical_edges
+    except Exception:  # odd drawing operators: no column rules
+        return [band]
+    xs: set[int] = set()
+    for edge in edges:
+        covered = min(float(edge["bottom"]), bottom) - max(float(edge["top"]), top)
+        x = float(edge["x0"])
+        if height > 0 and covered >= 0.5 * height and not any(w["x0"] < x < w["x1"] for w in band):
+            xs.add(round(x))
+    cuts = sorted(x for x in xs if min(w["x0"] for w in band) < x < max(w["x1"] for w in band))
+    if not cuts:
+        return [band]
+    columns: list[list[dict]] = [[] for _ in range(len(cuts) + 1)]
+    for word in band:
+        middle = (word["x0"] + word["x1"]) / 2
+        columns[sum(1 for cut in cuts if cut < middle)].append(word)
+    return [column for column in columns if column]
 
 
-def _find_gutter(words: list[dict], width: float) -> float | None:
-    lines = _group_lines(words)
-    if len(lines) < 3:
-        return None
-    best, best_score = None, None
-    for step in range(30, 71, 2):
-        x = width * step / 100
-        crossing = sum(1 for w in words if w["x0"] < x < w["x1"])
-        both = [ln for ln in lines if any(w["x1"] <= x for w in ln.words) and any(w["x0"] >= x for w in ln.words)]
-        if crossing or len(both) < 3:
-            continue
-        # Text columns are wide prose on both sides; table columns are short cells.
-        left_width = statistics.median(max(w["x1"] for w in ln.words if w["x1"] <= x) -
-                                       min(w["x0"] for w in ln.words) for ln in both)
-        if left_width < 0.25 * width:
-            continue
-        score = len(both)
-        if best_score is None or score > best_score:
-            best, best_score = x, score
-    return best
+def _strip_unmapped(line: Line) -> int:
+    """Remove `(cid:N)` glyphs from a line (a leading one before text is a bullet); return how many were lost."""
+    if not CID.search(line.text):
+        return 0
+    bullet = bool(CID.fullmatch(line.words[0]["text"])) and len(line.words) > 1
+    lost = len(CID.findall(line.text)) - (1 if bullet else 0)
+    kept = line.words[:1] if bullet else []
+    for word in line.words[len(kept):]:
+        cleaned = CID.sub("", word["text"])
+        if cleaned:
+            kept.append({**word, "text": cleaned})
+    line.words = kept
+    line.text = " ".join(w["text"] for w in kept) if kept and (not bullet or len(kept) > 1) else ""
+    return lost
 
 
-def _bare_number_item(line: _Line) -> bool:
-    """'1  text' drawn as a list label: a small number followed by a wider-than-space gap."""
-    words = line.words
-    if len(words) < 2 or not re.fullmatch(r"\d{1,2}[.)]?", words[0]["text"]):
-        return False
-    return words[1]["x0"] - words[0]["x1"] > 0.6 * max(float(words[0]["size"]), 1.0)
-
-
-def _cells(line: _Line) -> list[str]:
-    """Split a line at wide gaps: an unruled table row has several cells."""
-    cells: list[list[str]] = [[line.words[0]["text"]]]
-    for before, word in zip(line.words, line.words[1:], strict=False):
-        if word["x0"] - before["x1"] > 2.5 * max(float(word["size"]), 1.0):
-            cells.append([])
-        cells[-1].append(word["text"])
-    return [" ".join(c) for c in cells]
-
-
-def _markdown_table(rows: list[list[str]]) -> str:
-    width = max(len(r) for r in rows)
-    rows = [[c.replace("|", "\\|") for c in r] + [""] * (width - len(r)) for r in rows]
-    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
-    return "\n".join(table + ["| " + " | ".join(r) + " |" for r in rows[1:]])
-
-
-def _render(items: list[tuple[str, object]], body: float, levels: dict[float, int]) -> str:
-    blocks: list[str] = []
-    paragraph: list[_Line] = []
-    rows: list[list[str]] = []
-    previous_heading: _Line | None = None
-    item_line: _Line | None = None
-    item_indent = 0.0
-
-    def flush_rows() -> None:
-        if len(rows) >= 2:
-            blocks.append(_markdown_table(rows))
-        elif rows:
-            blocks.append(" ".join(rows[0]))
-        rows.clear()
-
-    def flush() -> None:
-        if paragraph:
-            text = paragraph[0].text
-            for line in paragraph[1:]:
-                if re.search(r"[A-Za-z]-$", text) and line.text[:1].islower():
-                    text = text[:-1] + line.text
-                else:
-                    text += " " + line.text
-            blocks.append(text)
-            paragraph.clear()
-
-    for kind, item in items:
-        if kind == "table":
-            flush()
-            flush_rows()
-            blocks.append(_markdown_table(item))  # type: ignore[arg-type]
-            continue
-        line: _Line = item  # type: ignore[assignment]
-        cells = _cells(line)
-        if len(cells) >= 2:
-            flush()
-            if rows and len(rows[0]) != len(cells):
-                flush_rows()
-            rows.append(cells)
-            continue
-        flush_rows()
-        level = levels.get(round(line.size, 1))
-        if level is None and line.bold and len(line.text) < 100 and not line.text.endswith((".", ",", ";")):
-            level = len(levels) + 1 if line.size >= body * 0.98 else None
-        if level is not None and len(line.text) < 150:
-            flush()
-            flush_rows()
-            marker = "#" * min(level, 6) + " "
-            if (previous_heading is not None and blocks and blocks[-1].startswith(marker)
-                    and -0.5 * line.size <= line.top - previous_heading.bottom < 0.5 * line.size):
-                blocks[-1] += " " + line.text  # a heading wrapped over two lines
+def _tables(page, words: list[dict]) -> list[tuple[tuple[float, float, float, float], list[list[str]]]]:
+    """Ruled tables whose cells hold rows of text, with the cell text from our words (correct spacing)."""
+    found = []
+    for table in page.find_tables():
+        rows: list[list[str]] = []
+        usable = True
+        x0, top, x1, bottom = table.bbox
+        centres = [((w["x0"] + w["x1"]) / 2, (w["top"] + w["bottom"]) / 2, w) for w in words]
+        in_table = [c for c in centres if x0 <= c[0] <= x1 and top <= c[1] <= bottom]
+        for row in table.rows:
+            cells = []
+            in_row = [c for c in in_table if row.bbox[1] <= c[1] <= row.bbox[3]]
+            for cell in row.cells:
+                if cell is None:
+                    cells.append([])
+                    continue
+                inside = [w for cx, cy, w in in_row if cell[0] <= cx <= cell[2] and cell[1] <= cy <= cell[3]]
+                cells.append([ln.text for ln in group_lines(inside)])
+            counts = {len(c) for c in cells if c}
+            filled = len([c for c in cells if c])
+            same_depth = len(counts) == 1 and filled > 1
+            if max(counts, default=0) > 6 and not same_depth:
+                usable = False  # a cell holding many rows of text: a table ruled around its header only
+                break
+            if same_depth and max(counts) > 1:
+                # Every cell has the same k lines: k table rows drawn without rules between them.
+                depth = max(counts)
+                rows += [[c[i] if c else "" for c in cells] for i in range(depth)]
             else:
-                blocks.append(marker + line.text)
-            previous_heading = line
-            continue
-        previous_heading = None
-        if (item_line is not None and not paragraph and len(line.words) and abs(line.x0 - item_indent) < 3
-                and -0.5 * line.size <= line.top - item_line.bottom < 0.5 * line.size):
-            blocks[-1] += " " + line.text  # the item's wrapped continuation line
-            item_line = line
-            continue
-        item_line = None
-        if _BULLET.match(line.text):
-            flush()
-            blocks.append("- " + _BULLET.sub("", line.text))
-            item_line, item_indent = line, (line.words[1]["x0"] if len(line.words) > 1 else line.x0)
-            continue
-        if _NUMBERED.match(line.text) or _bare_number_item(line):
-            flush()
-            first = line.words[0]["text"]
-            blocks.append(line.text if _NUMBERED.match(line.text) else f"{first.rstrip('.)')}. " + line.text[len(first):].strip())
-            item_line, item_indent = line, line.words[1]["x0"]
-            continue
-        if paragraph:
-            gap = line.top - paragraph[-1].bottom
-            if gap > 0.5 * max(line.size, 1.0) or line.top < paragraph[-1].top:
-                flush()
-        paragraph.append(line)
-    flush()
-    flush_rows()
-    # Consecutive list items stay in one block (one blank line between other blocks).
-    out: list[str] = []
-    for block in blocks:
-        item = block.startswith("- ") or bool(_NUMBERED.match(block))
-        if out and item and (out[-1].split("\n")[-1].startswith("- ") or _NUMBERED.match(out[-1].split("\n")[-1])):
-            out[-1] += "\n" + block
-        else:
-            out.append(block)
-    return "\n\n".join(out)
+                rows.append([" ".join(c) for c in cells])
+        rows = [[c.replace("|", "\\|").strip() for c in r] for r in rows if any(c.strip() for c in r)]
+        # Merged cells leave columns empty in every row; they are not columns of the table.
+        keep = [i for i in range(max((len(r) for r in rows), default=0)) if any(i < len(r) and r[i] for r in rows)]
+        rows = [[r[i] if i < len(r) else "" for i in keep] for r in rows]
+        if usable and len(rows) >= 2:
+            found.append((table.bbox, rows))
+    return found
+
+
