@@ -315,7 +315,8 @@ class QAGenerator:
         return summary
 
     def _dry_run_summary(self, report: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"status": "dry_run", "total_chunks": len(rows), "estimate": report.estimate,
+        return {"status": report.status, "status_reason": report.status_reason,
+                "failures": list(report.failures), "total_chunks": len(rows), "estimate": report.estimate,
                 "samples": report.samples, "requests": dict(report.requests), "qa_directory": str(self.qa_dir)}
 
     def _chunk_states(self, rows: list[dict[str, Any]], report: Any) -> dict[str, dict[str, Any]]:
@@ -347,6 +348,8 @@ class QAGenerator:
 
     def _write_outputs(self, report: Any, rows: list[dict[str, Any]], chunk_docs: dict[str, ChunkDocument],
                        input_errors: list[tuple[str, str]], wall: float) -> dict[str, Any]:
+        from ktools.generate.outcome import document_status
+
         gen_rows: list[dict[str, Any]] = []
         for g in self.generators:
             path = self.qa_dir / g / "gen.jsonl"
@@ -384,7 +387,8 @@ class QAGenerator:
         for source, qa_name, doc in qa_docs:
             doc_rows = [r for r in rows if (r.get("source") or UNKNOWN_SOURCE) == source]
             pending = [r for r in doc_rows if states[r["chunk_id"]]["status"] == "pending"]
-            doc["status"] = run_status or ("in_progress" if pending else "completed")
+            doc["status"] = document_status(len(doc["training_pairs"]),
+                                            [states[r["chunk_id"]]["status"] for r in doc_rows], run_status)
             for pair in doc["training_pairs"]:
                 pair["chunk_id"] = original_ids.get(pair["chunk_id"], pair["chunk_id"])
             for failure in doc.get("failures", []):
@@ -438,6 +442,7 @@ class QAGenerator:
             "qa_directory": str(self.qa_dir),
             "processed_at": now_iso(),
             "status": report.status,
+            "status_reason": getattr(report, "status_reason", ""),
             "provider": self.config.settings.teacher_provider,
             "model": report.model,
             "generators": list(self.generators),

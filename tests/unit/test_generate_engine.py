@@ -106,7 +106,10 @@ def test_failed_chunk_is_isolated_recorded_and_retried_on_request(tmp_path):
         return "HTTP 500 from teacher" if user.startswith("List the key facts") and "Chunk 1:" in user else None
 
     report = run_generation(seeds(), opts(), ScriptedClient(fail=fail), tmp_path)
-    assert report.status == "complete" and not report.ok
+    assert report.status == "partial" and not report.ok
+    assert report.status_reason.startswith("1 of 12 chunk runs failed (first: HTTP 500 from teacher)")
+    assert report.generators["key_facts_to_qa"]["status"] == "partial"
+    assert report.generators["document_based_qa"]["status"] == "complete"
     assert report.failures == [{"generator": "key_facts_to_qa", "chunk_id": "doc.md#1", "source": "doc.md",
                                 "error": "HTTP 500 from teacher"}]
     assert report.generators["key_facts_to_qa"]["chunks"]["failed"] == 1

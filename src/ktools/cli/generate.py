@@ -16,8 +16,10 @@ otherwise (ktools' meaning of "local").
 Outputs go to --qa-dir (alias --out; env GENERATOR_OUTPUT_DIR; default output/step_03):
 `{document}_qa.json` per document, `qa_generation_summary.json`, `qa_failures.jsonl`, and
 the engine's `<generator>/gen.jsonl`, `report.json`, `responses.sqlite` (exact resume).
-Exit status: 0 all done, 1 some chunks or input files failed (listed), 2 bad settings or
-input, 130 interrupted (re-run the same command to resume).
+Exit status: 0 all done; 1 the run is not complete - some chunks or input files failed,
+a generator kept no rows, a budget or cost cap stopped it, or every dry-run request
+failed (one line on stderr says why); 2 bad settings or input; 130 interrupted (re-run
+the same command to resume).
 """
 
 from __future__ import annotations
@@ -216,10 +218,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"ktools generate: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
+        if summary["status"] != "dry_run":  # every dry-run chunk failed: there is nothing to estimate from
+            print(f"ktools generate: dry run {summary['status']}: {summary.get('status_reason')}", file=sys.stderr)
+            return 1
         _print_dry_run(summary)
+        if summary.get("failures"):
+            print(f"warning: {len(summary['failures'])} dry-run chunk(s) failed: {summary.get('status_reason')}",
+                  file=sys.stderr)
         return 0
     _print_summary(summary)
-    return 1 if summary["chunks_failed"] or summary["bad_input_files"] else 0
+    if summary["status"] != "complete" or summary["chunks_failed"] or summary["bad_input_files"]:
+        reason = summary.get("status_reason") or f"{len(summary['bad_input_files'])} input file(s) unusable"
+        print(f"ktools generate: {summary['status']}: {reason}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _env_chunks_dir() -> str | None:

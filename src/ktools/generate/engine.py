@@ -143,7 +143,8 @@ class Engine:
         self.model = model
         self.counters = RunCounters()
         self.gate = PriorityGate(concurrency)
-        self.stopping = False  # set by the token budget: no new requests
+        self.stopping = False  # set by the token budget or the cost cap: no new requests
+        self.stop_status = "budget_reached"  # the report's status after such a stop
         self._inflight: dict[str, asyncio.Future] = {}
         self._params_cache: dict[int, tuple[SamplingParams, str]] = {}
         self.prompts = self._load_prompts()

@@ -57,7 +57,10 @@ class UnitResult:
 class GenerationReport:
     """What a run did. `to_dict()` is what `report.json` holds; `table()` is for notebooks."""
 
-    status: str = "complete"  # complete | incomplete | interrupted | budget_reached | dry_run
+    # complete | partial | failed | empty (see ktools.generate.outcome) | interrupted | budget_reached |
+    # cost_limit_reached | dry_run
+    status: str = "complete"
+    status_reason: str = ""  # one line: why the status is not complete ("" when it is)
     model: str = ""
     out_dir: str = ""
     wall_seconds: float = 0.0
@@ -85,7 +88,7 @@ class GenerationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status, "model": self.model, "out_dir": self.out_dir,
+            "status": self.status, "status_reason": self.status_reason, "model": self.model, "out_dir": self.out_dir,
             "wall_seconds": round(self.wall_seconds, 3), "chunks": self.chunks, "rows": self.rows,
             "requests": self.requests, "generators": self.generators, "documents": self.documents,
             "failures": self.failures, "judges": self.judges, "files": self.files,
@@ -171,6 +174,8 @@ class GenerationReport:
             from ktools.llm.endpoints import format_endpoint_row
 
             text += ". Endpoints: " + "; ".join(format_endpoint_row(row) for row in self.endpoints)
+        if self.status_reason:
+            text += f". {self.status_reason}"
         if self.resume_hint:
             text += f". {self.resume_hint}"
         return text

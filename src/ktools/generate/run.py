@@ -24,6 +24,8 @@ from ktools.generate.cache import ResponseStore
 from ktools.generate.engine import Engine, Unit, make_units, run_units
 from ktools.generate.flows import FLOWS
 from ktools.generate.options import JUDGES, GenerationOptions
+from ktools.generate.outcome import COMPLETE, generator_status, run_status, status_reason
+from ktools.generate.outcome import FAILED as FAILED_RUN
 from ktools.generate.report import GenerationReport, build_report
 from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL
 from ktools.io import JsonlError, iter_jsonl
@@ -263,22 +265,23 @@ def _finish(out: Path, units: list[Unit], seeds: list[dict], options: Generation
             embedded: bool, model: str, wall: float, interrupted: bool) -> GenerationReport:
     results = [u.result for u in units]
     gens, docs, failures = build_report(results, generators=options.generators)
-    pending = sum(1 for r in results if r.status == PENDING)
+    for g in gens.values():
+        g["status"] = generator_status(g["chunks"], g["rows"])
+    outcome = run_status(gens)
     if options.dry_run:
-        status = "dry_run"
+        # A dry run whose every chunk failed estimated nothing: it fails, with the teacher's error.
+        status = outcome if outcome == FAILED_RUN and failures else "dry_run"
     elif interrupted:
         status = "interrupted"
     elif engine.stopping:
-        status = "budget_reached"
-    elif pending:
-        status = "incomplete"
+        status = engine.stop_status
     else:
-        status = "complete"
+        status = outcome
     judges = {name: {"enabled": any(j.name == name for j in engine.judges),
                      "threshold": options.threshold(name),
                      "auto_off_for_embedded_teacher": getattr(options, f"judge_{name}") is None and embedded}
               for name in JUDGES}
-    report = GenerationReport(status=status, model=model, out_dir=str(out), wall_seconds=wall,
+    report = GenerationReport(status=status, status_reason=status_reason(status, gens, failures), model=model, out_dir=str(out), wall_seconds=wall,
                               chunks=len(seeds), requests=engine.counters.as_dict(), generators=gens,
                               documents=docs, failures=failures, judges=judges, options=options.as_dict(),
                               endpoints=list(getattr(engine.client, "endpoint_stats", list)()))
@@ -293,13 +296,13 @@ def _finish(out: Path, units: list[Unit], seeds: list[dict], options: Generation
         report.samples = {g: [r for u in units if u.generator == g for r in u.result.rows][:3]
                           for g in options.generators}
         return report
-    if status != "complete" or failures:
+    if status != COMPLETE or failures:
         hint = (f"{engine.store.count_responses()} responses are stored in {engine.store.path}; "
                 "re-run the same command (or cell) to resume - only unanswered requests are sent.")
         if failures:
             hint += f" {len(failures)} chunk(s) failed; add --retry-failed (retry_failed=True) to retry them."
         report.resume_hint = hint
-        log.warning("generation %s: %s", status, hint)
+        log.warning("generation %s: %s. %s", status, report.status_reason, hint)
     report.files = _write_outputs(out, units, options.generators)
     report.files["report.json"] = str(_write_derived(out / "report.json",
                                                      json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n"))
