@@ -44,6 +44,7 @@ CELLS = [
         "JUDGES = \"auto\"                # \"auto\" (off for the embedded teacher), \"on\" or \"off\"\n"
         "TOKEN_BUDGET = None            # stop cleanly after this many tokens sent\n"
         "RETRY_FAILED = False           # re-run chunks that failed in an earlier run\n"
+        "ALLOW_PARTIAL = False          # True: end normally even when the run is not complete\n"
         "DRY_RUN = True                 # first run 1-2 chunks through every stage and estimate the cost\n"
         "RUN_FULL = True                # then run all chunks",
         metadata={"tags": ["parameters"]},
@@ -126,6 +127,19 @@ CELLS = [
         "in each generator's `rejected.jsonl`.\n\n## Files written"
     ),
     new_code_cell("client.close()\nreport.files_table() if report else None"),
+    new_markdown_cell(
+        "## Status\n\n"
+        "A run is `complete` only when every chunk of every generator ran and every generator kept rows. "
+        "Otherwise (`partial`, `failed`, `empty`, `budget_reached`, ...) this cell raises with the reason, "
+        "after the report above, so a batch run (`ktools run`, papermill) stops here instead of mixing "
+        "what is missing; `ktools run` runs this step again next time. Re-run the Generate cell to resume, "
+        "or set `ALLOW_PARTIAL = True` to go on with what there is."
+    ),
+    new_code_cell(
+        "if report is not None and report.status != \"complete\" and not ALLOW_PARTIAL:\n"
+        "    raise RuntimeError(f\"generation {report.status}: {report.status_reason}\")\n"
+        "report.status if report else None"
+    ),
     new_markdown_cell("Next: [04_Knowledge_Mixing](../04_Knowledge_Mixing/README.md) builds training mixes "
                       "from these four datasets."),
 ]
