@@ -143,6 +143,7 @@ class QAGenerator:
         client: Any = None,
         judges: bool | None = None,
         stage_max_tokens: Mapping[str, int] | None = None,
+        settings_overrides: Mapping[str, Any] | None = None,
         show_progress: bool = True,
         environ: Mapping[str, str] | None = None,
         repo_root: str | Path | None = None,
@@ -168,6 +169,13 @@ class QAGenerator:
             "chunks_dir": str(chunks_dir) if chunks_dir else None, "qa_dir": str(qa_dir) if qa_dir else None,
             "extra_instructions": qa_extra_instructions or qa_additional_instructions, **local,
         }, environ=environ, repo_root=repo_root)
+        # Command-line values for plain ktools settings (TOKEN_BUDGET, MAX_COST, prices, TEACHER_RPM, ...):
+        # given ones win over the environment, like every other flag.
+        given = {k: v for k, v in (settings_overrides or {}).items() if v is not None}
+        if given:
+            import dataclasses
+
+            self.config = dataclasses.replace(self.config, settings=self.config.settings.replace(**given))
         self.seed = Path(seed) if seed else None
         if self.seed is None and self.config.chunks_dir is None:
             raise TDGError("no input: pass chunks_dir (a folder of chunk files; env GENERATOR_PROCESS_DIR) "
@@ -228,7 +236,7 @@ class QAGenerator:
             prompt_overrides_dir=self.prompts_dir, prompt_overrides=self._prompt_overrides(),
             retry_failed=retry_failed, dry_run=dry_run, show_progress=self.show_progress,
             judge_question=self.judges, judge_faithfulness=self.judges, judge_relevancy=self.judges,
-            stage_max_tokens=self.stage_max_tokens,
+            stage_max_tokens={**s.stage_max_tokens, **self.stage_max_tokens} or None,
         )
 
     def _make_client(self) -> Any:

@@ -22,6 +22,7 @@ class StageCounts:
     truncated: int = 0    # completions cut off by max_tokens (finish_reason == "length")
     ungrounded: int = 0   # parsed items sharing no content word with their source (dropped)
     copied: int = 0       # parsed items repeating the few-shot example (dropped)
+    retried: int = 0      # truncated completions with nothing usable, asked again with a larger cap
 
     def add(self, other: StageCounts) -> None:
         self.calls += other.calls
@@ -31,6 +32,7 @@ class StageCounts:
         self.truncated += other.truncated
         self.ungrounded += other.ungrounded
         self.copied += other.copied
+        self.retried += other.retried
 
 
 @dataclass
@@ -108,7 +110,7 @@ class GenerationReport:
                 rec[f"{stage}_parsed"] = counts.get("parsed", 0)
                 if counts.get("unparsable"):
                     rec[f"{stage}_unparsable"] = counts["unparsable"]
-                for extra in ("truncated", "ungrounded", "copied"):
+                for extra in ("truncated", "retried", "ungrounded", "copied"):
                     if counts.get(extra):
                         rec[f"{stage}_{extra}"] = counts[extra]
             rec["rejected_by_judges"] = sum(g.get("judge_rejections", {}).values())
@@ -169,6 +171,7 @@ class GenerationReport:
         text = (f"{self.status}: {self.rows} rows ({per_gen}); requests sent {req.get('sent', 0)}, "
                 f"cached {req.get('cached', 0)}, failed {req.get('failed', 0)}; "
                 f"tokens {req.get('prompt_tokens', 0) + req.get('completion_tokens', 0)}; "
+                + (f"cost {req['cost']:.4f}; " if "cost" in req else "") +
                 f"{len(self.failures)} failed chunks; {self.wall_seconds:.1f}s")
         if self.endpoints:
             from ktools.llm.endpoints import format_endpoint_row

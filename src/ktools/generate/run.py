@@ -117,8 +117,9 @@ class _Progress:
         if self.bar is None:
             return
         c = self.engine.counters
+        money = {"cost": f"{c.cost(self.engine.options):.4f}"} if self.engine.options.priced else {}
         self.bar.set_postfix(sent=c.requests_sent, cached=c.calls_cached, failed=c.failed, tokens=c.tokens,
-                             refresh=False)
+                             **money, refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:
@@ -165,22 +166,29 @@ def _write_outputs(out_dir: Path, units: list[Unit], generators: tuple[str, ...]
     return files
 
 
-def _estimate(units: list[Unit], total_chunks: int, generators: tuple[str, ...]) -> dict[str, Any]:
+def _estimate(units: list[Unit], total_chunks: int, options: GenerationOptions) -> dict[str, Any]:
     est: dict[str, Any] = {"chunks": total_chunks, "generators": {}}
-    calls = tokens = 0.0
-    for g in generators:
-        done = [u for u in units if u.generator == g and u.result.status != PENDING]
+    calls = tokens = cost = 0.0
+    for g in options.generators:
+        # Failed units asked (nearly) nothing: they would make the estimate too low.
+        done = [u for u in units if u.generator == g and u.result.status not in (PENDING, FAILED)]
         if not done:
             continue
         per_calls = sum(u.calls for u in done) / len(done)
         per_tokens = sum(u.tokens for u in done) / len(done)
+        per_cost = options.cost(sum(u.prompt_tokens for u in done), sum(u.completion_tokens for u in done)) / len(done)
         est["generators"][g] = {"requests_per_chunk": round(per_calls, 1), "tokens_per_chunk": round(per_tokens),
                                 "requests": round(per_calls * total_chunks),
                                 "tokens": round(per_tokens * total_chunks)}
+        if options.priced:
+            est["generators"][g]["cost"] = round(per_cost * total_chunks, 4)
         calls += per_calls * total_chunks
         tokens += per_tokens * total_chunks
+        cost += per_cost * total_chunks
     est["requests"] = round(calls)
     est["tokens"] = round(tokens)
+    if options.priced:
+        est["cost"] = round(cost, 4)
     return est
 
 
@@ -285,14 +293,20 @@ def _finish(out: Path, units: list[Unit], seeds: list[dict], options: Generation
                               chunks=len(seeds), requests=engine.counters.as_dict(), generators=gens,
                               documents=docs, failures=failures, judges=judges, options=options.as_dict(),
                               endpoints=list(getattr(engine.client, "endpoint_stats", list)()))
+    if engine.stopping and not options.dry_run:
+        limit = (f"the token budget of {options.token_budget} tokens" if status == "budget_reached"
+                 else f"the cost limit of {options.max_cost:g} ({engine.counters.cost(options):.4f} spent)")
+        report.status_reason = f"stopped at {limit}; {report.status_reason}"
     report.options["few_shot_in_effect"] = engine.few_shot
     report.options["max_tokens_in_effect"] = engine.params.max_tokens
     report.options["stage_max_tokens_in_effect"] = {name: p.max_tokens for name, p in engine.stage_params.items()}
+    if options.priced:
+        report.requests["cost"] = round(engine.counters.cost(options), 6)
     report.requests["stored_writes"] = engine.store.rows_written
     report.requests["store_commits"] = engine.store.commits
     report.requests["store_writer_ms"] = round(engine.store.writer_seconds * 1000, 1)
     if options.dry_run:
-        report.estimate = _estimate(units, len(seeds), options.generators)
+        report.estimate = _estimate(units, len(seeds), options)
         report.samples = {g: [r for u in units if u.generator == g for r in u.result.rows][:3]
                           for g in options.generators}
         return report

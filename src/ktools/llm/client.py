@@ -73,6 +73,7 @@ from ktools.config import ConfigError, mask_secret, parse_base_urls, register_se
 from ktools.llm.endpoints import BUSY, FAILED, OK, REJECTED, EndpointPool
 from ktools.llm.eventloop import new_event_loop
 from ktools.llm.providers import get_preset
+from ktools.llm.reasoning import split_reasoning
 from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient, request_factory
 from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
 
@@ -86,7 +87,6 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 MAX_RETRY_AFTER = 600.0  # seconds; a server asking for longer still gets retried after this
 _DEFAULT_PARAMS = SamplingParams()
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
@@ -287,17 +287,6 @@ def parse_retry_after(headers: Any) -> float | None:
     return max(0.0, seconds)
 
 
-def split_reasoning(text: str) -> tuple[str, str | None]:
-    """Strip a leading `<think>…</think>` block: (answer, reasoning or None)."""
-    stripped = text.lstrip()
-    if not stripped.startswith(_THINK_OPEN):
-        return text, None
-    end = stripped.find(_THINK_CLOSE)
-    if end < 0:  # cut off while still thinking (finish_reason "length")
-        return "", stripped[len(_THINK_OPEN):].strip()
-    return stripped[end + len(_THINK_CLOSE):].lstrip(), stripped[len(_THINK_OPEN):end].strip()
-
-
 def _message_text(content: Any) -> str:
     if content is None:
         return ""
@@ -308,7 +297,9 @@ def _message_text(content: Any) -> str:
     return str(content)
 
 
-def _parse_choices(data: dict[str, Any]) -> list[Choice]:
+def _parse_choices(data: dict[str, Any], stripped_harmony: bool = False) -> list[Choice]:
+    """Choices of an answer; `stripped_harmony`: the model is gpt-oss, whose channel tokens a
+    server may strip ("analysis…assistantfinal…")."""
     raw = data.get("choices")
     if not isinstance(raw, list):
         return []
@@ -321,10 +312,15 @@ def _parse_choices(data: dict[str, Any]) -> list[Choice]:
         message = item.get("message") or {}
         text = _message_text(message.get("content"))
         reasoning = message.get("reasoning_content") or message.get("reasoning")
-        if not reasoning and text.lstrip().startswith(_THINK_OPEN):
-            text, reasoning = split_reasoning(text)
-        choices.append(Choice(text=text, finish_reason=item.get("finish_reason"),
-                              reasoning=reasoning if isinstance(reasoning, str) else None))
+        if not isinstance(reasoning, str):  # e.g. a structured reasoning object: not text we can keep
+            reasoning = None
+        # Reasoning inside the text (<think>, a template-opened </think>, gpt-oss channels) is split off
+        # here, so every caller sees the answer alone; a separate field and inline text are both kept.
+        if "think>" in text or "<|channel|>" in text or (stripped_harmony and text.lstrip().startswith("analysis")):
+            text, inline = split_reasoning(text, stripped_harmony=stripped_harmony)
+            if inline:
+                reasoning = f"{reasoning}\n{inline}" if reasoning else inline
+        choices.append(Choice(text=text, finish_reason=item.get("finish_reason"), reasoning=reasoning))
     return choices
 
 
@@ -361,6 +357,7 @@ class TeacherClient:
         self.base_url = base_url.rstrip("/")
         self.base_urls = [ep.url for ep in self._pool.endpoints] if self._pool else [self.base_url]
         self.model = model
+        self._gpt_oss = "gpt-oss" in model.lower()
         self.max_concurrency = max_concurrency
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
@@ -741,7 +738,7 @@ class TeacherClient:
             data, attempts = await self._request({**body, "n": n}, need_choice=False)
             sent += attempts
             model = self._account(data, usage) or model
-            choices = _parse_choices(data)[:n]
+            choices = _parse_choices(data, self._gpt_oss)[:n]
             if len(choices) < n:
                 log.debug("asked for n=%d, got %d choices: sending the rest as single requests", n, len(choices))
         missing = n - len(choices)
@@ -749,7 +746,7 @@ class TeacherClient:
             data, attempts = await self._request(body, need_choice=True)
             sent += attempts
             model = self._account(data, usage) or model
-            choices = _parse_choices(data)[:1]
+            choices = _parse_choices(data, self._gpt_oss)[:1]
         elif missing > 0:
             self._count(fanout_requests=missing)
             seed = body.get("seed")
@@ -764,7 +761,7 @@ class TeacherClient:
             for data, attempts in results:  # type: ignore[misc]
                 sent += attempts
                 model = self._account(data, usage) or model
-                choices.extend(_parse_choices(data)[:1])
+                choices.extend(_parse_choices(data, self._gpt_oss)[:1])
         return ChatResult(choices=choices, model=model, usage=usage, requests_sent=sent)
 
     def _account(self, data: dict[str, Any], usage: Usage) -> str | None:

@@ -21,7 +21,10 @@ for the subprocess mode).
 
 `responder(body, index) -> str | dict` makes the text of choice `index` (0..n-1) of
 a request; a dict may carry "text", "finish_reason" and "reasoning" (sent as
-`message.reasoning_content`). It can return anything, e.g. malformed JSON text.
+`message.reasoning_content`, or the field named by "reasoning_field", e.g. "reasoning").
+Reasoning counts against `max_tokens` before the answer, as on a real server. It can
+return anything, e.g. malformed JSON text. `ktools.testing.provider_fakes` has responders
+that behave like particular providers (thinking models, JSON schema, no `n`).
 
 Faults are consumed one per chat request, in order (then "ok" forever):
     "ok"          normal answer
@@ -365,25 +368,34 @@ class _ServerCore:
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         for i in range(n):
             out = self.responder(body, i)
+            reasoning_field = "reasoning_content"
             if isinstance(out, dict):
                 text = str(out.get("text", ""))
                 finish = out.get("finish_reason", "stop")
                 reasoning = out.get("reasoning")
+                reasoning_field = out.get("reasoning_field", reasoning_field)
             else:
                 text, finish, reasoning = str(out), "stop", None
             words = text.split()
+            # Like a real server, reasoning is generated first and counts against max_tokens:
+            # a long thought leaves little or nothing of the cap for the answer.
+            thought = reasoning.split() if reasoning else []
+            if isinstance(max_tokens, int) and thought and len(thought) >= max_tokens:
+                reasoning, text, words, finish = " ".join(thought[:max_tokens]), "", [], "length"
+                thought = thought[:max_tokens]
+            room = max_tokens - len(thought) if isinstance(max_tokens, int) else None
             if kind == "truncate":
                 text = " ".join(words[: max(1, len(words) // 2)])
                 finish = "length"
                 words = text.split()
-            elif isinstance(max_tokens, int) and len(words) > max_tokens:
-                text = " ".join(words[:max_tokens])
+            elif room is not None and len(words) > room:
+                text = " ".join(words[:room])
                 finish = "length"
-                words = words[:max_tokens]
-            completion_tokens += len(words)
+                words = words[:room]
+            completion_tokens += len(words) + len(thought)
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if reasoning is not None:
-                message["reasoning_content"] = reasoning
+                message[reasoning_field] = reasoning
             choices.append({"index": i, "message": message, "finish_reason": finish, "logprobs": None})
         self.counter += 1
         prompt_tokens = _count_words(body.get("messages"))

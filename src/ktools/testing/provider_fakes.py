@@ -1,0 +1,68 @@
+"""Responders for `FakeOpenAIServer` that behave like real providers' models.
+
+    thinking(scripted_responder, style="reasoning_content", tokens=(300, 800))
+
+wraps any responder so every answer comes after 300-800 words of reasoning, sent the
+way a given server sends it (`THINK_STYLES`):
+
+    reasoning_content  vLLM / SGLang / DeepSeek: `message.reasoning_content`
+    reasoning          OpenRouter, Ollama, newer vLLM: `message.reasoning`
+    think_tags         `<think>…</think>` at the start of the content (Ollama, llama.cpp, raw vLLM)
+    template_opened    Qwen3 / R1 templates open `<think>` in the prompt: content has only `</think>`
+    harmony            gpt-oss channels passed through: `<|channel|>analysis<|message|>…` then `final`
+
+Reasoning counts against `max_tokens` (the server's doing), so a small cap cuts the
+answer off - or leaves none. The thought text deliberately looks like the answer
+formats (numbered items, "Question:", "Score:"), so reasoning that leaked into the
+parsers would show up as wrong rows. Lengths are a pure function of the request, so
+a re-sent request gets the same answer (exact resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ktools.testing.fake_openai import Responder
+
+THINK_STYLES = ("reasoning_content", "reasoning", "think_tags", "template_opened", "harmony")
+
+_THOUGHT = ("Okay, let me think about what is asked. 1. Maybe start with the main rule? "
+            "Question: is this the right fact? Answer: not sure yet. Score: 0 would be wrong here. "
+            "Let me check the text again and count the points carefully before writing. ")
+
+
+def _words_for(body: dict[str, Any], index: int, lo: int, hi: int) -> int:
+    key = json.dumps(body.get("messages"), sort_keys=True) + f"#{index}"
+    h = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16)
+    return lo + h % (hi - lo + 1)
+
+
+def _thought(words: int) -> str:
+    base = _THOUGHT.split()
+    return " ".join(base[i % len(base)] for i in range(words))
+
+
+def thinking(responder: Responder, style: str = "reasoning_content", tokens: tuple[int, int] = (300, 800)) -> Responder:
+    """`responder`'s answers preceded by `tokens` (min, max) words of reasoning in `style`."""
+    if style not in THINK_STYLES:
+        raise ValueError(f"unknown thinking style {style!r}; choose from {', '.join(THINK_STYLES)}")
+    lo, hi = tokens
+
+    def respond(body: dict[str, Any], index: int) -> dict[str, Any]:
+        out = responder(body, index)
+        answer = str(out.get("text", "")) if isinstance(out, dict) else str(out)
+        thought = _thought(_words_for(body, index, lo, hi))
+        if style in ("reasoning_content", "reasoning"):
+            return {"text": answer, "reasoning": thought, "reasoning_field": style}
+        if style == "think_tags":
+            text = f"<think>\n{thought}\n</think>\n\n{answer}"
+        elif style == "template_opened":
+            text = f"{thought}\n</think>\n\n{answer}"
+        else:
+            text = (f"<|channel|>analysis<|message|>{thought}<|end|>"
+                    f"<|start|>assistant<|channel|>final<|message|>{answer}<|return|>")
+        return {"text": text}
+
+    return respond
