@@ -73,6 +73,7 @@ from ktools.config import ConfigError, mask_secret, parse_base_urls, register_se
 from ktools.llm.endpoints import BUSY, FAILED, OK, REJECTED, EndpointPool
 from ktools.llm.eventloop import new_event_loop
 from ktools.llm.providers import get_preset
+from ktools.llm.ratelimit import RateLimiter
 from ktools.llm.reasoning import split_reasoning
 from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient, request_factory
 from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
@@ -117,6 +118,13 @@ def _plain_openai_client(client: openai.AsyncOpenAI) -> bool:
             and all(getattr(client, name, None) is None
                     for name in ("_provider_runtime", "_api_key_provider", "workload_identity",
                                  "_workload_identity_auth")))
+
+
+def _used_tokens(data: dict[str, Any]) -> int:
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        return int(usage.get("total_tokens") or (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
+    return 0
 
 
 class _BadResponse(Exception):
@@ -334,7 +342,8 @@ class TeacherClient:
                  max_concurrency: int = 16, timeout: float = 600.0, max_retries: int = 6, *,
                  supports_n: bool | None = None, backoff_base: float = 0.5, backoff_max: float = 60.0,
                  fast_transport: bool | None = None, endpoint_failures: int = 3, endpoint_cooldown: float = 5.0,
-                 endpoint_max_cooldown: float = 300.0):
+                 endpoint_max_cooldown: float = 300.0, rpm: int | None = None, tpm: int | None = None,
+                 rate_window: float = 60.0):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if not base_url:
@@ -371,6 +380,8 @@ class TeacherClient:
         self.fast_transport = fast_transport
         self._url = self.base_url + "/chat/completions"
         self._limiter = _Limiter(max_concurrency)
+        # RPM/TPM (None: none of ours) and the server's x-ratelimit-* headers, which are always followed.
+        self._rate = RateLimiter(rpm or None, tpm or None, window=rate_window)
         self._pause_until = 0.0  # monotonic time before which no request starts (after a 429)
         self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
         self._options_template: weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any] = weakref.WeakKeyDictionary()
@@ -417,7 +428,9 @@ class TeacherClient:
                                    "timeout": settings.request_timeout, "max_retries": settings.max_retries,
                                    "endpoint_failures": settings.endpoint_failures,
                                    "endpoint_cooldown": settings.endpoint_cooldown,
-                                   "endpoint_max_cooldown": settings.endpoint_max_cooldown}
+                                   "endpoint_max_cooldown": settings.endpoint_max_cooldown,
+                                   "rpm": getattr(settings, "teacher_rpm", None),
+                                   "tpm": getattr(settings, "teacher_tpm", None)}
         options.update(kwargs)
         return cls(base_url, model, api_key or None, preset.name, supports_n=supports_n, **options)
 
@@ -435,6 +448,8 @@ class TeacherClient:
         with self._stats_lock:
             out = dict(self._stats)
         out["peak_concurrency"] = self._limiter.peak
+        out["rate_waits"] = self._rate.waits
+        out["rate_header_pauses"] = self._rate.header_pauses
         return out
 
     def endpoint_stats(self) -> list[dict[str, Any]]:
@@ -545,6 +560,16 @@ class TeacherClient:
                 body.pop("max_tokens", None)
         return body
 
+    def _estimate_tokens(self, body: dict[str, Any]) -> int:
+        """What a request may use, for a tokens-per-minute limit: ~4 characters per prompt token plus
+        the completion cap times n (providers reserve max_tokens against TPM too)."""
+        if self._rate.tokens is None:
+            return 0
+        chars = sum(len(m.get("content") or "") if isinstance(m.get("content"), str) else 200
+                    for m in body.get("messages") or () if isinstance(m, dict))
+        cap = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+        return chars // 4 + int(cap) * int(body.get("n") or 1)
+
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
         return random.uniform(0.0, min(self.backoff_max, self.backoff_base * (2.0 ** attempt)))
@@ -561,10 +586,14 @@ class TeacherClient:
             retry_after: float | None = None
             status: int | None = None
             try:
+                # Rate last, while holding a concurrency slot: the time a request is admitted is the
+                # time it is sent, so the window the limiter counts is the one the server sees.
+                entry = await self._rate.acquire(self._estimate_tokens(body)) if self._rate.active else None
                 self._count(requests=1)
                 client = self._openai()
                 # The per-request timeout is the http client's (connect/read/write/pool, set at creation).
                 response = await self._post(client, body)
+                self._rate.observe(response.headers)
                 try:
                     data = _loads(response.content)
                 except ValueError:
@@ -576,10 +605,13 @@ class TeacherClient:
                 if need_choice and not data.get("choices"):
                     detail = data.get("error") or "empty choice list"
                     raise _BadResponse(f"the answer has no choices ({str(detail)[:200]})")
+                if entry is not None and self._rate.tokens is not None:
+                    self._rate.settle(entry, _used_tokens(data))
                 return data, attempt + 1
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 retryable = status in RETRYABLE_STATUS or status >= 500
+                self._rate.observe(exc.response.headers)
                 retry_after = parse_retry_after(exc.response.headers)
                 reason = f"HTTP {status}: {self._short(exc)}"
             except (openai.APITimeoutError, TimeoutError):
@@ -638,16 +670,22 @@ class TeacherClient:
             started = 0.0
             try:
                 endpoint = await pool.acquire(tried)
+                # One limit for all replicas: RPM/TPM belong to the key or the deployment.
+                entry = await self._rate.acquire(self._estimate_tokens(body)) if self._rate.active else None
                 sent += 1
                 self._count(requests=1)
                 started = time.perf_counter()
                 response = await self._post(self._openai(), body, endpoint.chat_url)
+                self._rate.observe(response.headers)
                 data = _decode_answer(response, need_choice)
+                if entry is not None and self._rate.tokens is not None:
+                    self._rate.settle(entry, _used_tokens(data))
                 outcome = OK
                 return data, sent
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 retryable = status in RETRYABLE_STATUS or status >= 500
+                self._rate.observe(exc.response.headers)
                 retry_after = parse_retry_after(exc.response.headers)
                 reason = f"HTTP {status}: {self._short(exc)}"
                 if status in (429, 409, 425):
