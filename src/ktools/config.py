@@ -265,8 +265,9 @@ _FIELDS: tuple[_Field, ...] = (
            "stop generation cleanly (resumable) once this much money is spent (needs the prices)"),
     _Field("teacher_rpm", "TEACHER_RPM", _parse_optional_int, None, "requests per minute at most (empty: no limit)"),
     _Field("teacher_tpm", "TEACHER_TPM", _parse_optional_int, None, "tokens per minute at most (empty: no limit)"),
-    _Field("dedup_threshold", "DEDUP_THRESHOLD", _parse_float(0.0, 1.0), 0.85,
-           "questions this similar (word-shingle Jaccard) to an earlier one are dropped before mixing; 1 = off"),
+    _Field("dedup_threshold", "DEDUP_THRESHOLD", _parse_float(0.0, 1.0), 0.9,
+           "a question this similar (word-bigram Jaccard) to an earlier one is dropped in step 03; "
+           "1 = equal text only, 0 = off"),
     _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
     _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_str, "",
            "converted models cache (default: ~/.cache/ktools)"),
@@ -310,7 +311,7 @@ class Settings:
     max_cost: float | None = None
     teacher_rpm: int | None = None
     teacher_tpm: int | None = None
-    dedup_threshold: float = 0.85
+    dedup_threshold: float = 0.9
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:

@@ -97,6 +97,10 @@ class GenerationOptions:
                           vLLM/SGLang and the embedded server understand; for another provider put
                           its own knob in extra_sampling) and keep the reasoning in the row's
                           `reasoning` field (from reasoning_content or a <think> block).
+    dedup_threshold:      a question whose normalised text equals, or whose word-bigram Jaccard
+                          similarity reaches this, an earlier kept question (any chunk, any generator)
+                          is dropped to <generator>/duplicates.jsonl (DEDUP_THRESHOLD; None = off,
+                          1.0 = equal normalised text only). See ktools.generate.dedup.
     show_progress:        draw tqdm.auto progress bars.
     """
 
@@ -140,6 +144,7 @@ class GenerationOptions:
     stage_max_tokens: Mapping[str, int] = field(default_factory=dict)
     embedded_stage_max_tokens: Mapping[str, int] = field(default_factory=lambda: {"summaries": 192})
     enable_reasoning: bool = False
+    dedup_threshold: float | None = 0.9
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -171,6 +176,9 @@ class GenerationOptions:
         for name in ("price_input", "price_output"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"GenerationOptions.{name}={getattr(self, name)!r}: expected a price >= 0")
+        if self.dedup_threshold is not None and not 0.0 < float(self.dedup_threshold) <= 1.0:
+            raise ValueError(f"GenerationOptions.dedup_threshold={self.dedup_threshold!r}: expected a number in "
+                             "(0, 1] or None (off)")
         if self.max_cost is not None and float(self.max_cost) <= 0:
             raise ValueError(f"GenerationOptions.max_cost={self.max_cost!r}: expected an amount > 0 or None")
         if self.max_cost is not None and not (self.price_input or self.price_output):
@@ -248,6 +256,8 @@ class GenerationOptions:
             "max_cost": getattr(settings, "max_cost", None),
         }
         values = {k: v for k, v in values.items() if v is not None}
+        if hasattr(settings, "dedup_threshold"):
+            values["dedup_threshold"] = settings.dedup_threshold or None  # DEDUP_THRESHOLD=0: off
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -59,6 +59,7 @@ def _losses(g: Mapping[str, Any]) -> dict[str, int]:
     }
     for judge, count in (g.get("judge_rejections") or {}).items():
         losses[f"rejected by the {judge} judge"] = count
+    losses["duplicate questions"] = g.get("duplicates", 0)
     return {k: v for k, v in losses.items() if v}
 
 

@@ -46,6 +46,8 @@ class UnitResult:
     error: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Rows whose question repeats one kept earlier (this or another chunk or generator): not in gen.jsonl.
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
     stages: dict[str, StageCounts] = field(default_factory=dict)
     judge_rejections: Counter = field(default_factory=Counter)
 
@@ -79,6 +81,8 @@ class GenerationReport:
     resume_hint: str = ""
     # Several teacher endpoints: per endpoint requests, errors, cool-downs, latency (client.endpoint_stats()).
     endpoints: list[dict[str, Any]] = field(default_factory=list)
+    # Near-duplicate questions dropped across chunks and generators: threshold, dropped, kept.
+    dedup: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -95,7 +99,7 @@ class GenerationReport:
             "requests": self.requests, "generators": self.generators, "documents": self.documents,
             "failures": self.failures, "judges": self.judges, "files": self.files,
             "estimate": self.estimate, "options": self.options, "resume_hint": self.resume_hint,
-            "endpoints": self.endpoints,
+            "endpoints": self.endpoints, "dedup": self.dedup,
         }
 
     def table(self):
@@ -114,6 +118,7 @@ class GenerationReport:
                     if counts.get(extra):
                         rec[f"{stage}_{extra}"] = counts[extra]
             rec["rejected_by_judges"] = sum(g.get("judge_rejections", {}).values())
+            rec["duplicates"] = g.get("duplicates", 0)
             rec["rows"] = g.get("rows", 0)
             records.append(rec)
         frame = pd.DataFrame.from_records(records).fillna(0)
@@ -192,7 +197,7 @@ def build_report(units: list[UnitResult], *, generators: tuple[str, ...]) -> tup
     for g in generators:
         gens[g] = {"chunks": Counter(), "stages": {}, "rows": 0, "rejected_rows": 0,
                    "judge_rejections": Counter(), "unparsable": 0, "truncated_rows": 0,
-                   "distinct_items": 0}
+                   "distinct_items": 0, "duplicates": 0}
     for unit in units:
         g = gens[unit.generator]
         g["chunks"][unit.status] += 1
@@ -200,6 +205,7 @@ def build_report(units: list[UnitResult], *, generators: tuple[str, ...]) -> tup
             g["stages"].setdefault(name, StageCounts()).add(counts)
         g["rows"] += len(unit.rows)
         g["rejected_rows"] += len(unit.rejected)
+        g["duplicates"] += len(unit.duplicates)
         g["judge_rejections"].update(unit.judge_rejections)
         g["truncated_rows"] += sum(1 for r in unit.rows if r.get("truncated"))
         g["distinct_items"] += len({r["item_id"] for r in unit.rows})

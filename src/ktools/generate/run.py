@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ktools.generate.cache import ResponseStore
+from ktools.generate.dedup import find_duplicates
 from ktools.generate.engine import Engine, Unit, make_units, run_units
 from ktools.generate.flows import FLOWS
 from ktools.generate.options import JUDGES, GenerationOptions
@@ -158,12 +159,41 @@ def _write_outputs(out_dir: Path, units: list[Unit], generators: tuple[str, ...]
         mine = sorted((u for u in units if u.generator == g), key=lambda u: u.order)
         rows = [r for u in mine for r in u.result.rows]
         rejected = [r for u in mine for r in u.result.rejected]
+        duplicates = [r for u in mine for r in u.result.duplicates]
         gen_path, rej_path = out_dir / g / "gen.jsonl", out_dir / g / "rejected.jsonl"
+        dup_path = out_dir / g / "duplicates.jsonl"
         _write_derived_jsonl(gen_path, rows)
         _write_derived_jsonl(rej_path, rejected)
+        _write_derived_jsonl(dup_path, duplicates)
         files[f"{g}/gen.jsonl"] = str(gen_path)
         files[f"{g}/rejected.jsonl"] = str(rej_path)
+        files[f"{g}/duplicates.jsonl"] = str(dup_path)
     return files
+
+
+def _drop_duplicates(units: list[Unit], threshold: float | None) -> dict[str, Any]:
+    """Move rows whose question repeats an earlier kept one (any chunk, any generator) from each
+    unit's rows to its duplicates; earlier = seed order, then generator order (deterministic, so a
+    resumed run writes the same files). See ktools.generate.dedup."""
+    if not threshold:
+        return {"threshold": None, "dropped": 0}
+    ordered = sorted(units, key=lambda u: u.order)
+    located = [(u, k) for u in ordered for k in range(len(u.result.rows))]
+    found = find_duplicates([u.result.rows[k]["question"] for u, k in located], threshold)
+    drop: dict[int, set[int]] = {}
+    for dup in found:
+        unit, k = located[dup.index]
+        original_unit, original_k = located[dup.kept]
+        row = dict(unit.result.rows[k])
+        row.update({"duplicate_of": original_unit.result.rows[original_k]["item_id"],
+                    "duplicate_of_generator": original_unit.generator, "similarity": dup.similarity})
+        unit.result.duplicates.append(row)
+        drop.setdefault(id(unit), set()).add(k)
+    for unit in ordered:
+        gone = drop.get(id(unit))
+        if gone:
+            unit.result.rows = [r for k, r in enumerate(unit.result.rows) if k not in gone]
+    return {"threshold": threshold, "dropped": len(found), "kept": len(located) - len(found)}
 
 
 def _estimate(units: list[Unit], total_chunks: int, options: GenerationOptions) -> dict[str, Any]:
@@ -271,6 +301,7 @@ async def _aclose(client: Any) -> None:
 
 def _finish(out: Path, units: list[Unit], seeds: list[dict], options: GenerationOptions, engine: Engine,
             embedded: bool, model: str, wall: float, interrupted: bool) -> GenerationReport:
+    dedup = _drop_duplicates(units, options.dedup_threshold)
     results = [u.result for u in units]
     gens, docs, failures = build_report(results, generators=options.generators)
     for g in gens.values():
@@ -297,6 +328,7 @@ def _finish(out: Path, units: list[Unit], seeds: list[dict], options: Generation
         limit = (f"the token budget of {options.token_budget} tokens" if status == "budget_reached"
                  else f"the cost limit of {options.max_cost:g} ({engine.counters.cost(options):.4f} spent)")
         report.status_reason = f"stopped at {limit}; {report.status_reason}"
+    report.dedup = dedup
     report.options["few_shot_in_effect"] = engine.few_shot
     report.options["max_tokens_in_effect"] = engine.params.max_tokens
     report.options["stage_max_tokens_in_effect"] = {name: p.max_tokens for name, p in engine.stage_params.items()}
