@@ -87,6 +87,16 @@ def _parse_optional_int(raw: str) -> int | None:
     return _parse_int(1)(raw)
 
 
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
 def _parse_optional_float(raw: str) -> float | None:
     """Empty / none / 0: unset; else a number > 0."""
     if raw.strip() in {"", "none", "None"}:
@@ -265,6 +275,8 @@ _FIELDS: tuple[_Field, ...] = (
            "stop generation cleanly (resumable) once this much money is spent (needs the prices)"),
     _Field("teacher_rpm", "TEACHER_RPM", _parse_optional_int, None, "requests per minute at most (empty: no limit)"),
     _Field("teacher_tpm", "TEACHER_TPM", _parse_optional_int, None, "tokens per minute at most (empty: no limit)"),
+    _Field("structured_output", "STRUCTURED_OUTPUT", _parse_choice("auto", "on", "off"), "off",
+           "JSON schema for questions, facts, Q&A pairs and judge scores: auto (where the provider has it), on, off"),
     _Field("dedup_threshold", "DEDUP_THRESHOLD", _parse_float(0.0, 1.0), 0.9,
            "a question this similar (word-bigram Jaccard) to an earlier one is dropped in step 03; "
            "1 = equal text only, 0 = off"),
@@ -312,6 +324,7 @@ class Settings:
     teacher_rpm: int | None = None
     teacher_tpm: int | None = None
     dedup_threshold: float = 0.9
+    structured_output: str = "off"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:

@@ -127,6 +127,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                       "needs the prices (env MAX_COST)")
     cost.add_argument("--rpm", type=_positive_int, help="at most this many requests per minute (env TEACHER_RPM)")
     cost.add_argument("--tpm", type=_positive_int, help="at most this many tokens per minute (env TEACHER_TPM)")
+    gen.add_argument("--structured-output", choices=("auto", "on", "off"),
+                     help="JSON schema for questions, facts, Q&A pairs and judge scores: auto = where the provider "
+                          "honours one; the tag parsers stay the fallback (env STRUCTURED_OUTPUT, default off)")
+    gen.add_argument("--dedup-threshold", type=_fraction,
+                     help="drop a question this similar (word-bigram Jaccard, 0-1) to an earlier one across chunks "
+                          "and generators; 1 = equal text only, 0 = off (env DEDUP_THRESHOLD, default 0.9)")
 
 
 def _stage_cap(text: str) -> tuple[str, int]:
@@ -150,6 +156,16 @@ def _stage_thinking(text: str) -> tuple[str, str]:
     return stage, mode
 
 
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
 def _price(raw: str) -> float:
     try:
         value = float(raw)
@@ -165,7 +181,8 @@ def _settings_overrides(args: argparse.Namespace) -> dict:
     thinking = dict(args.stage_thinking) if args.stage_thinking else None
     return {"token_budget": args.token_budget, "teacher_price_input": args.price_input,
             "teacher_price_output": args.price_output, "max_cost": args.max_cost, "teacher_rpm": args.rpm,
-            "teacher_tpm": args.tpm, "stage_thinking": thinking}
+            "teacher_tpm": args.tpm, "stage_thinking": thinking, "structured_output": args.structured_output,
+            "dedup_threshold": args.dedup_threshold}
 
 
 def _cli_values(args: argparse.Namespace) -> dict:

@@ -44,6 +44,8 @@ from ktools.generate.options import JUDGE_STAGE, JUDGES, GenerationOptions
 from ktools.generate.parsing import PARSERS, content_words, is_grounded, parse_judge, strip_reasoning
 from ktools.generate.report import UnitResult
 from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL, fingerprint
+from ktools.generate.structured import SCHEMAS, judge_schema, parse_structured, response_format
+from ktools.generate.structured import enabled as structured_enabled
 from ktools.generate.thinking import control_for, thinking_extra
 from ktools.llm.types import Choice, SamplingParams, TeacherError
 from ktools.prompts import Prompt, load_prompt, load_prompt_file
@@ -180,6 +182,17 @@ class Engine:
         self.judge_params = self._with_thinking(
             SamplingParams(temperature=0.0, max_tokens=options.judge_max_tokens_for(embedded_teacher),
                            top_p=None, stop=None, seed=options.seed), JUDGE_STAGE)
+        # Structured output (ktools.generate.structured): a JSON schema per list-shaped stage and
+        # per judge (its scale), where the provider honours one; the usual parsers stay the fallback.
+        self.structured = structured_enabled(options.structured_output, getattr(client, "provider", None))
+        self.judge_params_by = {spec.name: self._with_schema(self.judge_params, *judge_schema(spec.scale))
+                                if self.structured else self.judge_params for spec in self.judges}
+        if self.structured:
+            for g in options.generators:
+                for step in FLOWS[g].steps:
+                    if step.parser in SCHEMAS:
+                        base = self.stage_params.get(step.name, self.params)
+                        self.stage_params[step.name] = self._with_schema(base, *SCHEMAS[step.parser])
         self._bigger_cache: dict[int, SamplingParams | None] = {}
         self._keep_alive: list[SamplingParams] = []
         self._template_thinks = False  # see _split
@@ -215,6 +228,10 @@ class Engine:
         elif self._template_thinks and choice.truncated and text.strip():
             return "", text
         return text, choice.reasoning or think
+
+    @staticmethod
+    def _with_schema(params: SamplingParams, name: str, schema: dict[str, Any]) -> SamplingParams:
+        return replace(params, extra=tuple(sorted({**dict(params.extra), **response_format(name, schema)}.items())))
 
     def _with_thinking(self, params: SamplingParams, stage: str) -> SamplingParams:
         extra = thinking_extra(self.options.stage_thinking.get(stage), self.thinking_control)
@@ -254,6 +271,7 @@ class Engine:
                if o.stage_thinking else {}),
             **({"judge_max_tokens": self.judge_params.max_tokens}
                if self.judges and self.judge_params.max_tokens != 256 else {}),
+            **({"structured_output": True} if self.structured else {}),
         })
 
     # ------------------------------------------------------------ teacher calls
@@ -436,9 +454,19 @@ class Engine:
         counts.samples += len(choices)
         parser = PARSERS[step.parser]
         parsed_all = []
+        structured = self.structured and step.parser in SCHEMAS
+
+        def parse(text: str, truncated: bool) -> list[Any]:
+            if structured:
+                items = parse_structured(step.parser, text)
+                if items is not None:
+                    counts.structured += 1
+                    return items
+            return parser(text, truncated=truncated)
+
         for choice in choices:
             text, reasoning = self._split(choice)
-            parsed_all.append((parser(text, truncated=choice.truncated), reasoning))
+            parsed_all.append((parse(text, choice.truncated), reasoning))
         # Cut off with nothing usable (a thinking teacher spends its cap on reasoning): ask those
         # samples once more with a larger cap - a request of its own, stored and resumable like any.
         cut = [i for i, choice in enumerate(choices) if choice.truncated and not parsed_all[i][0]]
@@ -450,7 +478,7 @@ class Engine:
             for i, choice in zip(cut, retried, strict=True):
                 text, reasoning = self._split(choice)
                 choices[i] = choice
-                parsed_all[i] = (parser(text, truncated=choice.truncated), reasoning)
+                parsed_all[i] = (parse(text, choice.truncated), reasoning)
         outputs: list[tuple[Any, Choice, str | None]] = []
         for choice, (parsed, reasoning) in zip(choices, parsed_all, strict=True):
             if choice.truncated:
@@ -552,17 +580,18 @@ class Engine:
             stage.calls += 1
             stage.samples += 1
 
-        keys = {name: self._key(messages, self.judge_params) for name, messages in prompts.items()}
+        keys = {name: self._key(messages, self.judge_params_by[name]) for name, messages in prompts.items()}
 
         cut_off: set[str] = set()
 
         async def call(spec: JudgeSpec) -> str:
-            choice = (await self._complete(unit, prompts[spec.name], self.judge_params, 1, keys[spec.name]))[0]
+            params = self.judge_params_by[spec.name]
+            choice = (await self._complete(unit, prompts[spec.name], params, 1, keys[spec.name]))[0]
             reply = self._split(choice)[0]
             # A judge's reply is a score and a line of reason: cut off means the cap went elsewhere
             # (thinking), and a "score" read from cut-off text may be the model's musing: once more, larger.
             if choice.truncated:
-                bigger = self._bigger(self.judge_params)
+                bigger = self._bigger(params)
                 if bigger is not None:
                     unit.result.stage(f"judge_{spec.name}").retried += 1
                     choice = (await self._complete(unit, prompts[spec.name], bigger, 1))[0]

@@ -101,6 +101,9 @@ class GenerationOptions:
                           similarity reaches this, an earlier kept question (any chunk, any generator)
                           is dropped to <generator>/duplicates.jsonl (DEDUP_THRESHOLD; None = off,
                           1.0 = equal normalised text only). See ktools.generate.dedup.
+    structured_output:    "auto" (a JSON schema for questions, facts, Q&A pairs and judge scores where the
+                          provider honours one), "on" (send it anyway) or "off" (STRUCTURED_OUTPUT); the
+                          tag/list parsers stay the fallback. See ktools.generate.structured.
     show_progress:        draw tqdm.auto progress bars.
     """
 
@@ -145,6 +148,7 @@ class GenerationOptions:
     embedded_stage_max_tokens: Mapping[str, int] = field(default_factory=lambda: {"summaries": 192})
     enable_reasoning: bool = False
     dedup_threshold: float | None = 0.9
+    structured_output: str = "off"
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -176,6 +180,8 @@ class GenerationOptions:
         for name in ("price_input", "price_output"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"GenerationOptions.{name}={getattr(self, name)!r}: expected a price >= 0")
+        if self.structured_output not in ("auto", "on", "off"):
+            raise ValueError(f"GenerationOptions.structured_output={self.structured_output!r}: expected auto, on or off")
         if self.dedup_threshold is not None and not 0.0 < float(self.dedup_threshold) <= 1.0:
             raise ValueError(f"GenerationOptions.dedup_threshold={self.dedup_threshold!r}: expected a number in "
                              "(0, 1] or None (off)")
@@ -254,6 +260,7 @@ class GenerationOptions:
             "price_input": getattr(settings, "teacher_price_input", 0.0),
             "price_output": getattr(settings, "teacher_price_output", 0.0),
             "max_cost": getattr(settings, "max_cost", None),
+            "structured_output": getattr(settings, "structured_output", None) or None,
         }
         values = {k: v for k, v in values.items() if v is not None}
         if hasattr(settings, "dedup_threshold"):

@@ -23,6 +23,7 @@ class StageCounts:
     ungrounded: int = 0   # parsed items sharing no content word with their source (dropped)
     copied: int = 0       # parsed items repeating the few-shot example (dropped)
     retried: int = 0      # truncated completions with nothing usable, asked again with a larger cap
+    structured: int = 0   # completions read as schema-shaped JSON (structured output); others by the parsers
 
     def add(self, other: StageCounts) -> None:
         self.calls += other.calls
@@ -33,6 +34,7 @@ class StageCounts:
         self.ungrounded += other.ungrounded
         self.copied += other.copied
         self.retried += other.retried
+        self.structured += other.structured
 
 
 @dataclass

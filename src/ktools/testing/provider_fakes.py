@@ -66,3 +66,34 @@ def thinking(responder: Responder, style: str = "reasoning_content", tokens: tup
         return {"text": text}
 
     return respond
+
+
+def json_schema_honoured(responder: Responder) -> Responder:
+    """A server that holds the model to `response_format` json_schema (vLLM guided decoding,
+    OpenAI structured outputs): `responder`'s tagged answer comes back as JSON of the named
+    schema. Requests without a schema get the plain answer. (The same responder without this
+    wrapper is a server that ignores the schema.)"""
+    from ktools.generate.parsing import parse_judge, parse_list, parse_qa_pairs, parse_questions
+
+    def respond(body: dict[str, Any], index: int) -> Any:
+        out = responder(body, index)
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") != "json_schema":
+            return out
+        text = str(out.get("text", "")) if isinstance(out, dict) else str(out)
+        name = fmt["json_schema"]["name"]
+        if name == "questions":
+            data: dict[str, Any] = {"questions": parse_questions(text)}
+        elif name == "facts":
+            data = {"facts": parse_list(text)}
+        elif name == "qa_pairs":
+            data = {"pairs": [{"question": p["question"], "answer": p["response"]} for p in parse_qa_pairs(text)]}
+        elif name == "judge_score":
+            scale = max(fmt["json_schema"]["schema"]["properties"]["score"]["enum"])
+            score, reason = parse_judge(text, scale)
+            data = {"score": round((score or 0.0) * scale), "reason": reason}
+        else:
+            return out
+        return json.dumps(data)
+
+    return respond
