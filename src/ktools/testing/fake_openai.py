@@ -326,7 +326,8 @@ class _ServerCore:
         limit, window = self.rate_limit
         now = time.monotonic()
         live = [t for t in self.rate_window if t > now - window]
-        reset = (live[0] + window - now) if live else 0.0
+        # As OpenAI documents it: the time until the limit is back to its initial state (all slots free).
+        reset = (live[-1] + window - now) if live else 0.0
         return [("x-ratelimit-limit-requests", str(limit)),
                 ("x-ratelimit-remaining-requests", str(max(0, limit - len(live)))),
                 ("x-ratelimit-reset-requests", f"{max(reset, 0.0):.3f}s")]

@@ -97,3 +97,29 @@ def json_schema_honoured(responder: Responder) -> Responder:
         return json.dumps(data)
 
     return respond
+
+
+# How each provider's endpoint behaves, as far as ktools can tell: server options for
+# FakeOpenAIServer, how its thinking models send reasoning (None: not a thinking model),
+# and whether it holds answers to a JSON schema. Rate limits are per account, so they are
+# an option of the test, not of the profile.
+PROVIDER_PROFILES: dict[str, dict[str, Any]] = {
+    "vllm-qwen3": {"provider": "vllm", "server": {}, "thinking": "reasoning_content", "schema": True},
+    "vllm-r1-raw": {"provider": "vllm", "server": {}, "thinking": "template_opened", "schema": True},
+    "openai-gpt-oss": {"provider": "openai", "server": {}, "thinking": "harmony", "schema": True,
+                       "model": "openai/gpt-oss-20b"},
+    "ollama-qwen3": {"provider": "ollama", "server": {"supports_n": False}, "thinking": "reasoning",
+                     "schema": True},
+    "anthropic": {"provider": "anthropic", "server": {"supports_n": False}, "thinking": None, "schema": False},
+    "gemini": {"provider": "gemini", "server": {}, "thinking": "think_tags", "schema": False},
+}
+
+
+def provider_responder(profile: str, responder: Responder) -> Responder:
+    """`responder` as the profile's model would answer through that provider."""
+    spec = PROVIDER_PROFILES[profile]
+    if spec["schema"]:  # the schema binds the answer; the reasoning before it stays free text
+        responder = json_schema_honoured(responder)
+    if spec["thinking"]:
+        responder = thinking(responder, spec["thinking"])
+    return responder
