@@ -89,11 +89,15 @@ CELLS = [
     new_markdown_cell(
         "## Dry run\n\n"
         "One or two chunks through every stage of every generator: a few sample rows, and the requests and "
-        "tokens the full run will need. Its answers are stored, so the full run re-uses them."
+        "tokens (and, with `TEACHER_PRICE_INPUT` / `_OUTPUT` set, the money) the full run will need. Its "
+        "answers are stored, so the full run re-uses them. If every request fails (teacher down, wrong key), "
+        "the cell raises with the teacher's error."
     ),
     new_code_cell(
         "if DRY_RUN:\n"
         "    dry = run_generation(seed, options.replace(dry_run=True), client, paths.step(3))\n"
+        "    if dry.status == \"failed\":  # every dry-run request failed: nothing to estimate, nothing to run\n"
+        "        raise RuntimeError(f\"dry run failed: {dry.status_reason}\")\n"
         "    display(dry.estimate_table())\n"
         "    display(dry.samples_table())"
     ),
