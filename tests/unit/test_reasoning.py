@@ -44,3 +44,21 @@ def test_the_client_returns_the_answer_alone(model, out, answer, reasoning):
         choice = client.chat([{"role": "user", "content": "levy?"}]).choices[0]
         client.close()
     assert (choice.text, choice.reasoning) == (answer, reasoning)
+
+
+def test_a_template_opened_thinker_cut_off_mid_thought_gives_no_answer():
+    # R1-style: the template opened <think>, so replies carry only </think>. Once the client saw
+    # that, a reply cut off before any closing tag is all reasoning - not an answer to parse.
+    def responder(body, index):
+        user = body["messages"][-1]["content"]
+        if user == "first":
+            return "pondering the levy\n</think>\n\nTen euros."
+        return {"text": "1. Maybe the levy? Question: is it ten", "finish_reason": "length"}
+
+    with FakeOpenAIServer(responder=responder) as server:
+        client = TeacherClient(server.base_url, "deepseek-r1-distill", max_retries=0)
+        first = client.chat([{"role": "user", "content": "first"}]).choices[0]
+        cut = client.chat([{"role": "user", "content": "second"}]).choices[0]
+        client.close()
+    assert (first.text, first.reasoning) == ("Ten euros.", "pondering the levy")
+    assert cut.text == "" and cut.reasoning.startswith("1. Maybe the levy?") and cut.truncated

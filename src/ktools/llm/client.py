@@ -305,9 +305,25 @@ def _message_text(content: Any) -> str:
     return str(content)
 
 
-def _parse_choices(data: dict[str, Any], stripped_harmony: bool = False) -> list[Choice]:
-    """Choices of an answer; `stripped_harmony`: the model is gpt-oss, whose channel tokens a
-    server may strip ("analysis…assistantfinal…")."""
+class _ReasoningForm:
+    """What the client learnt about how this model sends reasoning."""
+
+    __slots__ = ("stripped_harmony", "template_opens")
+
+    def __init__(self, stripped_harmony: bool):
+        # gpt-oss, whose channel tokens a server may strip ("analysis…assistantfinal…")
+        self.stripped_harmony = stripped_harmony
+        # The chat template opens <think> in the prompt (DeepSeek-R1 distills, QwQ): only </think> comes back.
+        self.template_opens = False
+
+
+def _parse_choices(data: dict[str, Any], form: _ReasoningForm | bool = False) -> list[Choice]:
+    """Choices of an answer, reasoning split off (see ktools.llm.reasoning). Once a reply showed a
+    template-opened <think> (only the closing tag), a reply cut off before any closing tag is all
+    reasoning: returned as such, with an empty answer, not as an answer to parse."""
+    if not isinstance(form, _ReasoningForm):
+        form = _ReasoningForm(bool(form))
+    stripped_harmony = form.stripped_harmony
     raw = data.get("choices")
     if not isinstance(raw, list):
         return []
@@ -324,11 +340,16 @@ def _parse_choices(data: dict[str, Any], stripped_harmony: bool = False) -> list
             reasoning = None
         # Reasoning inside the text (<think>, a template-opened </think>, gpt-oss channels) is split off
         # here, so every caller sees the answer alone; a separate field and inline text are both kept.
+        finish = item.get("finish_reason")
         if "think>" in text or "<|channel|>" in text or (stripped_harmony and text.lstrip().startswith("analysis")):
+            if not form.template_opens and "</think" in text and "<think" not in text:
+                form.template_opens = True
             text, inline = split_reasoning(text, stripped_harmony=stripped_harmony)
             if inline:
                 reasoning = f"{reasoning}\n{inline}" if reasoning else inline
-        choices.append(Choice(text=text, finish_reason=item.get("finish_reason"), reasoning=reasoning))
+        elif form.template_opens and finish == "length" and text.strip() and not reasoning:
+            text, reasoning = "", text.strip()
+        choices.append(Choice(text=text, finish_reason=finish, reasoning=reasoning))
     return choices
 
 
@@ -366,7 +387,7 @@ class TeacherClient:
         self.base_url = base_url.rstrip("/")
         self.base_urls = [ep.url for ep in self._pool.endpoints] if self._pool else [self.base_url]
         self.model = model
-        self._gpt_oss = "gpt-oss" in model.lower()
+        self._reasoning_form = _ReasoningForm("gpt-oss" in model.lower())
         self.max_concurrency = max_concurrency
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
@@ -776,7 +797,7 @@ class TeacherClient:
             data, attempts = await self._request({**body, "n": n}, need_choice=False)
             sent += attempts
             model = self._account(data, usage) or model
-            choices = _parse_choices(data, self._gpt_oss)[:n]
+            choices = _parse_choices(data, self._reasoning_form)[:n]
             if len(choices) < n:
                 log.debug("asked for n=%d, got %d choices: sending the rest as single requests", n, len(choices))
         missing = n - len(choices)
@@ -784,7 +805,7 @@ class TeacherClient:
             data, attempts = await self._request(body, need_choice=True)
             sent += attempts
             model = self._account(data, usage) or model
-            choices = _parse_choices(data, self._gpt_oss)[:1]
+            choices = _parse_choices(data, self._reasoning_form)[:1]
         elif missing > 0:
             self._count(fanout_requests=missing)
             seed = body.get("seed")
@@ -799,7 +820,7 @@ class TeacherClient:
             for data, attempts in results:  # type: ignore[misc]
                 sent += attempts
                 model = self._account(data, usage) or model
-                choices.extend(_parse_choices(data, self._gpt_oss)[:1])
+                choices.extend(_parse_choices(data, self._reasoning_form)[:1])
         return ChatResult(choices=choices, model=model, usage=usage, requests_sent=sent)
 
     def _account(self, data: dict[str, Any], usage: Usage) -> str | None:
