@@ -209,3 +209,17 @@ def test_a_failing_teacher_is_not_cached_and_the_next_run_asks_again(chunked, tm
         client.close()
     assert not up.teacher_failures and up.icl["tern.md"].values["domain"] == "island ferry services"
     assert len(server.requests) == 4
+
+
+def test_ktools_seed_with_the_teacher_down_exits_1_with_one_line(chunked, monkeypatch, capsys):
+    fake = pytest.importorskip("ktools.testing.fake_openai")
+    from ktools.cli import main
+
+    with fake.FakeOpenAIServer(responder=_responder, faults=["401"] * 10) as server:
+        monkeypatch.setenv("TEACHER_PROVIDER", "vllm")
+        monkeypatch.setenv("TEACHER_MODEL_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_MODEL_NAME", "fake-teacher")
+        monkeypatch.setenv("TEACHER_MAX_RETRIES", "0")
+        assert main(["seed", "--icl-mode", "teacher"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ktools seed:")]
+    assert len(err) == 1 and "teacher failed" in err[0] and "tern.md" in err[0]
