@@ -116,7 +116,7 @@ class GenerationReport:
                 rec[f"{stage}_parsed"] = counts.get("parsed", 0)
                 if counts.get("unparsable"):
                     rec[f"{stage}_unparsable"] = counts["unparsable"]
-                for extra in ("truncated", "retried", "ungrounded", "copied"):
+                for extra in ("truncated", "retried", "structured", "ungrounded", "copied"):
                     if counts.get(extra):
                         rec[f"{stage}_{extra}"] = counts[extra]
             rec["rejected_by_judges"] = sum(g.get("judge_rejections", {}).values())
