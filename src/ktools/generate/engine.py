@@ -159,6 +159,9 @@ class Engine:
         self.gate = PriorityGate(concurrency)
         self.stopping = False  # set by the token budget or the cost cap: no new requests
         self.stop_status = "budget_reached"  # the report's status after such a stop
+        self._reserved_cost = 0.0  # worst-case cost of the requests in flight (MAX_COST)
+        # A provider ignoring n gets n requests, each with the prompt: the worst case counts them all.
+        self.client_supports_n = bool(getattr(client, "supports_n", True))
         self._inflight: dict[str, asyncio.Future] = {}
         self._params_cache: dict[int, tuple[SamplingParams, str]] = {}
         self.prompts = self._load_prompts()
@@ -333,6 +336,20 @@ class Engine:
             cached = self._params_cache[key] = (params, params_json(params))
         return cached[1]
 
+    def _reserve_cost(self, messages_json: str, params: SamplingParams, n: int) -> float:
+        """With MAX_COST: the most this request may cost (prompt at ~4 characters a token, every sample
+        at its cap), held against the limit while it is in flight, so requests running side by side
+        cannot together pass it. A request that might not fit in what is left is not sent."""
+        o = self.options
+        if not o.max_cost:
+            return 0.0
+        worst = o.cost(len(messages_json) // 4 * (1 if self.client_supports_n else n), params.max_tokens * n)
+        if self.counters.cost(o) + self._reserved_cost + worst > o.max_cost:
+            self.stopping, self.stop_status = True, "cost_limit_reached"
+            raise BudgetReached
+        self._reserved_cost += worst
+        return worst
+
     def _check_budget(self) -> None:
         o = self.options
         if self.stopping:
@@ -354,13 +371,16 @@ class Engine:
                 return
             self._check_budget()
             await self.gate.acquire(unit.order)
+            reserved = 0.0
             try:
                 self._check_budget()  # others may have spent it while we waited for a slot
+                reserved = self._reserve_cost(messages_json, params, len(missing))
                 result = await self.client.achat(messages, params, n=len(missing))
             except TeacherError:
                 self.counters.failed += 1
                 raise
             finally:
+                self._reserved_cost -= reserved
                 self.gate.release()
             got = result.choices[: len(missing)]
             usage = result.usage

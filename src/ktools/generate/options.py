@@ -63,8 +63,10 @@ class GenerationOptions:
     price_input, price_output: the teacher's price per million prompt / completion tokens
                           (TEACHER_PRICE_INPUT / _OUTPUT); turn tokens into money in the dry-run
                           estimate, the progress bar and the report. 0 = unknown (no money shown).
-    max_cost:             stop cleanly, like token_budget, once the requests sent in this run cost
-                          this much (needs the prices); status "cost_limit_reached", resumable.
+    max_cost:             stop cleanly, like token_budget, before the requests sent in this run could
+                          cost more than this (needs the prices): each request's worst case (prompt +
+                          its cap) is held against it while in flight; status "cost_limit_reached",
+                          resumable.
     few_shot:             show the seed's ICL example (icl_document, icl_query_1..3) in the
                           question prompt. None = auto: on for a real teacher, off for the
                           embedded 135M model, which copies the example questions instead
