@@ -137,3 +137,13 @@ def test_a_429_burst_is_absorbed():
         client.close()
         assert server.rate_limited > 0  # 12 at once against 6 per second: a burst of 429s...
     assert client.stats["failures"] == 0  # ...every request still answered
+
+
+def test_settings_reach_the_client():
+    from ktools.config import load_settings
+
+    settings = load_settings(environ={"TEACHER_PROVIDER": "vllm", "TEACHER_MODEL_BASE_URL": "http://127.0.0.1:9/v1",
+                                      "TEACHER_MODEL_NAME": "m", "TEACHER_RPM": "120", "TEACHER_TPM": "90000"})
+    client = TeacherClient.from_settings(settings)
+    assert (client._rate.requests, client._rate.tokens, client._rate.window) == (120, 90000, 60.0)
+    client.close()
