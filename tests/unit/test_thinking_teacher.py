@@ -96,3 +96,15 @@ def test_reasoning_effort_for_openai_style_providers(tmp_path):
         client.close()
     efforts = {("Score" in b["messages"][-1]["content"], b.get("reasoning_effort")) for b in server.requests}
     assert efforts == {(True, "minimal"), (False, None)}
+
+
+def test_without_the_retry_cut_off_judges_make_an_empty_run_that_says_why(tmp_path):
+    # Issue 13's first case: judges cut off at 256 tokens by a thinking teacher rejected every pair
+    # and the run still said "complete". Now (with the retry turned off to reproduce it) it says empty.
+    report, _ = run(tmp_path, thinking(scripted_responder, "reasoning_content"), generators=("document_based_qa",),
+                    truncation_retry_factor=1)
+    assert report.status == "empty" and report.rows == 0
+    assert "rejected by the question judge" in report.status_reason
+    assert report.generators["document_based_qa"]["stages"]["judge_question"]["truncated"] > 0
+    rejected = read_jsonl(tmp_path / "document_based_qa" / "rejected.jsonl")
+    assert rejected and all(r["reason"] == "judge reply truncated" for r in rejected)
