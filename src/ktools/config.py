@@ -87,6 +87,47 @@ def _parse_optional_int(raw: str) -> int | None:
     return _parse_int(1)(raw)
 
 
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _parse_optional_float(raw: str) -> float | None:
+    """Empty / none / 0: unset; else a number > 0."""
+    if raw.strip() in {"", "none", "None"}:
+        return None
+    value = _parse_float(0.0)(raw)
+    return value or None
+
+
+def parse_stage_map(raw: str) -> dict[str, str]:
+    """`STAGE=VALUE,STAGE=VALUE` (e.g. `judges=off,answers=on`) as a dict; stage names are
+    checked where they are used (GenerationOptions)."""
+    result: dict[str, str] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        stage, sep, value = part.partition("=")
+        if not sep or not stage.strip() or not value.strip():
+            raise ValueError(f"STAGE=VALUE pairs separated by commas, e.g. judges=1024 (got {part!r})")
+        result[stage.strip()] = value.strip()
+    return result
+
+
+def _parse_stage_caps(raw: str) -> dict[str, int]:
+    caps = {}
+    for stage, value in parse_stage_map(raw).items():
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"STAGE=N pairs with N >= 1, e.g. judges=1024 (got {stage}={value})")
+        caps[stage] = int(value)
+    return caps
+
+
 def _parse_float(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
@@ -219,6 +260,28 @@ _FIELDS: tuple[_Field, ...] = (
            "several base URLs: longest cool-down in seconds"),
     _Field("temperature", "TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7, "teacher sampling temperature"),
     _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
+    _Field("stage_max_tokens", "STAGE_MAX_TOKENS", _parse_stage_caps, {},
+           "per-stage caps, e.g. judges=1024,answers=2048 (stages: summaries, questions, answers, facts, "
+           "qa_pairs, judges)"),
+    _Field("stage_thinking", "STAGE_THINKING", parse_stage_map, {},
+           "thinking per stage: on, off or an effort (minimal/low/medium/high), e.g. judges=off"),
+    _Field("thinking_control", "THINKING_CONTROL", _parse_str, "",
+           "how thinking is switched: chat_template_kwargs, reasoning_effort or none (default: by provider)"),
+    _Field("token_budget", "TOKEN_BUDGET", _parse_optional_int, None,
+           "stop generation cleanly after this many tokens sent (empty: no limit)"),
+    _Field("teacher_price_input", "TEACHER_PRICE_INPUT", _parse_float(0.0), 0.0,
+           "price per million input (prompt) tokens, for cost estimates and MAX_COST"),
+    _Field("teacher_price_output", "TEACHER_PRICE_OUTPUT", _parse_float(0.0), 0.0,
+           "price per million output (completion) tokens"),
+    _Field("max_cost", "MAX_COST", _parse_optional_float, None,
+           "stop generation cleanly (resumable) once this much money is spent (needs the prices)"),
+    _Field("teacher_rpm", "TEACHER_RPM", _parse_optional_int, None, "requests per minute at most (empty: no limit)"),
+    _Field("teacher_tpm", "TEACHER_TPM", _parse_optional_int, None, "tokens per minute at most (empty: no limit)"),
+    _Field("structured_output", "STRUCTURED_OUTPUT", _parse_choice("auto", "on", "off"), "off",
+           "JSON schema for questions, facts, Q&A pairs and judge scores: auto (where the provider has it), on, off"),
+    _Field("dedup_threshold", "DEDUP_THRESHOLD", _parse_float(0.0, 1.0), 0.9,
+           "a question this similar (word-bigram Jaccard) to an earlier one is dropped in step 03; "
+           "1 = equal text only, 0 = off"),
     _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
     _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_str, "",
            "converted models cache (default: ~/.cache/ktools)"),
@@ -255,6 +318,17 @@ class Settings:
     endpoint_cooldown: float = 5.0
     endpoint_max_cooldown: float = 300.0
     pdf_password: Secret = field(default=Secret(""), repr=False)
+    stage_max_tokens: dict[str, int] = field(default_factory=dict)
+    stage_thinking: dict[str, str] = field(default_factory=dict)
+    thinking_control: str = ""
+    token_budget: int | None = None
+    teacher_price_input: float = 0.0
+    teacher_price_output: float = 0.0
+    max_cost: float | None = None
+    teacher_rpm: int | None = None
+    teacher_tpm: int | None = None
+    dedup_threshold: float = 0.9
+    structured_output: str = "off"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:

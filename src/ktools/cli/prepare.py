@@ -123,6 +123,12 @@ def run_command(name: str, args: argparse.Namespace) -> int:
                 print(f"  {source}: {origins}")
                 for note in icl.notes:
                     print(f"    note: {note}")
+            if seeded.teacher_failures:
+                print(f"ktools {name}: the teacher failed while drafting ICL fields for "
+                      f"{len(seeded.teacher_failures)} document(s) ({', '.join(seeded.teacher_failures)}); "
+                      "fallback values were used and not cached - fix the teacher and run again",
+                      file=sys.stderr)
+                status = 1
     except (DocumentError, SeedValidationError, ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"ktools {name}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) and not isinstance(exc, SeedValidationError) else 1

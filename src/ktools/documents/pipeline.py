@@ -112,6 +112,11 @@ class SeedStepResult:
     path: Path
     drafts_path: Path | None = None
 
+    @property
+    def teacher_failures(self) -> list[str]:
+        """Sources whose ICL drafts fell back because the teacher failed (not cached; re-asked next run)."""
+        return [source for source, icl in self.icl.items() if icl.teacher_failed]
+
 
 def seed_step(settings: Settings | None = None, *, mode: str = "auto", given: Mapping[str, Any] | None = None,
               icl_file: str | Path | None = None, client: Any = None, refresh: bool = False,
@@ -160,7 +165,11 @@ def seed_step(settings: Settings | None = None, *, mode: str = "auto", given: Ma
                 tokenizer = load_tokenizer(settings.effective_tokenizer)
             markdown = (paths.converted_dir / entry.output).read_text(encoding="utf-8")
             fields = draft_icl(markdown, entry.output, entry.sha256, client, tokenizer, given=values)
-            cache.put(fields)
+            if fields.teacher_failed:  # fallbacks standing in for an unreachable teacher: ask again next run
+                log.warning("%s: the teacher failed; its ICL fields are fallbacks, not cached as drafts",
+                            entry.output)
+            else:
+                cache.put(fields)
             icl[entry.output] = fields
     finally:
         if own_client and client is not None:

@@ -262,9 +262,11 @@ def run_knowledge_generation(
         finally:
             client.close()
         log.info("%s", report.summary())
-        if report.failures or report.status not in ("complete", "budget_reached"):
-            reasons = "; ".join(f"{f.get('generator', '?')} chunk {f.get('chunk_id', '?')}: {f.get('reason', '?')}"
-                                for f in report.failures[:5])
+        # A budget or cost cap is a stop the user asked for; anything else short of complete fails the step.
+        if report.failures or report.status not in ("complete", "budget_reached", "cost_limit_reached"):
+            reasons = "; ".join(f"{f.get('generator', '?')} chunk {f.get('chunk_id', '?')}: "
+                                f"{f.get('error') or f.get('reason') or '?'}" for f in report.failures[:5])
+            reasons = reasons or report.status_reason
             resume = (f" The {report.requests.get('sent', 0)} answers received are kept in {store}: the next run "
                       "with the same response_store_dir resends only the rest." if store is not None else
                       " Set response_store_dir to a mounted volume to keep the answers of a failed run.")

@@ -55,6 +55,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "QUESTIONS_PER_CHUNK": 1,
         "MAX_TOKENS": 96,
         "DRY_RUN": False,
+        # The embedded 135M teacher over three chunks may leave a generator empty; smoke runs
+        # check the cells, not the yield (report.json still says partial/empty).
+        "ALLOW_PARTIAL": True,
         # 04: the knowledge views come from every chunk of the document (rule-built, cheap); a few
         # replay answers only, as the base student writes them at step 04.
         "CUT_SIZES": "1",
