@@ -172,6 +172,25 @@ def _parse_str(raw: str) -> str:
     return raw.strip()
 
 
+def _looks_like_path(value: str) -> bool:
+    """A model reference meant as a folder (`/x`, `~/x`, `./x`, `../x`), not a hub name (`org/name`)."""
+    return value.startswith(("/", "~", "./", "../")) or value in (".", "..")
+
+
+def _parse_model_ref(raw: str) -> str:
+    value = raw.strip()
+    if value and _looks_like_path(value) and not Path(value).expanduser().exists():
+        raise ValueError(f"an existing model folder or a Hugging Face model name ({value} does not exist)")
+    return value
+
+
+def _parse_folder(raw: str) -> str:
+    value = raw.strip()
+    if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+        raise ValueError(f"a folder ({value} is a file); point it at a folder, or unset it for the default")
+    return value
+
+
 def _parse_secret(raw: str) -> Secret:
     return Secret(raw.strip())
 
@@ -192,9 +211,9 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_base_url", "TEACHER_MODEL_BASE_URL", _parse_base_url_list, "",
            "OpenAI-compatible base URL (…/v1); several (replicas): comma-separated, URL#N = its concurrency share"),
     _Field("teacher_api_key", "TEACHER_MODEL_API_KEY", _parse_secret, Secret(""), "API key (never shown)"),
-    _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_str, EMBEDDED_MODEL_NAME,
+    _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_model_ref, EMBEDDED_MODEL_NAME,
            "student to fine-tune: the embedded SmolLM2, a transformers name or a local path"),
-    _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_str, "",
+    _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_model_ref, "",
            "tokenizer for chunking and token counts; default: the student's"),
     _Field("cut_sizes", "CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes"),
     _Field("qa_per_doc", "QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix"),
@@ -217,8 +236,8 @@ _FIELDS: tuple[_Field, ...] = (
            "several base URLs: longest cool-down in seconds"),
     _Field("temperature", "TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7, "teacher sampling temperature"),
     _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
-    _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
-    _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_str, "",
+    _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_folder, "", "where outputs go (default: <repo>/output)"),
+    _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_folder, "",
            "converted models cache (default: ~/.cache/ktools)"),
 )
 

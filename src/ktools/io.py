@@ -153,17 +153,23 @@ def iter_jsonl(path: str | Path, *, drop_torn_tail: bool = True) -> Iterator[dic
     ends_with_newline = data.endswith(b"\n")
     if ends_with_newline:
         lines = lines[:-1]
-    last = len(lines) - 1
+    # Only a last line without its newline can be a torn write; a complete bad line is an error.
+    torn = -1 if ends_with_newline else len(lines) - 1
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue
         try:
             record = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            if i == last and drop_torn_tail:
+            if i == torn and drop_torn_tail:
                 log.warning("%s: dropping torn last line %d (%d bytes) left by an interrupted write",
                             path, i + 1, len(raw))
                 return
+            if isinstance(exc, UnicodeDecodeError):
+                raise JsonlError(
+                    f"{path}, line {i + 1}: not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at column "
+                    f"{exc.start + 1}). Re-save the file as UTF-8."
+                ) from None
             raise JsonlError(
                 f"{path}, line {i + 1}: not valid JSON ({exc}). Fix or delete that line; "
                 "the other lines are intact."
