@@ -19,6 +19,7 @@ from ktools.config import Settings, load_settings
 from ktools.documents.chunking import chunk_markdown
 from ktools.documents.convert import ConversionResult, convert_sources
 from ktools.documents.errors import DocumentError, SeedValidationError
+from ktools.documents.limits import ConversionLimits
 from ktools.documents.manifest import Manifest
 from ktools.documents.seed import (
     DraftCache,
@@ -30,6 +31,7 @@ from ktools.documents.seed import (
     seed_rows,
     validate_seed,
 )
+from ktools.documents.urls import redact_url
 from ktools.io import iter_jsonl, write_jsonl
 from ktools.paths import OutputPaths
 
@@ -50,9 +52,10 @@ def drafts_path(paths: OutputPaths) -> Path:
 
 
 def convert_step(sources: str | Path | Iterable[str | Path], settings: Settings | None = None, *,
-                 backend: str = "auto", progress: bool = True, timeout: float = 30.0) -> ConversionResult:
+                 backend: str = "auto", progress: bool = True, timeout: float = 30.0,
+                 limits: ConversionLimits | None = None) -> ConversionResult:
     return convert_sources(sources, _paths(settings).converted_dir, backend=backend, progress=progress,
-                           timeout=timeout)
+                           timeout=timeout, limits=limits)
 
 
 @dataclass
@@ -276,7 +279,7 @@ def sources_table(sources: Iterable[str], repo_root: Path):
     rows = []
     for source in sources:
         if "://" in source:
-            rows.append({"source": source, "kind": "URL", "found": None})
+            rows.append({"source": redact_url(source), "kind": "URL", "found": None})
             continue
         path = Path(source)
         try:
