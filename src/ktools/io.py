@@ -50,14 +50,20 @@ def process_umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
+def write_atomic(path: str | Path, data: str | bytes | Iterable[str]) -> Path:
+    """Replace `path` with `data` (text, bytes, or text pieces written one by one so a
+    large file is never held whole in memory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp's 0600 would hide outputs from the group
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if isinstance(data, str | bytes):
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            else:
+                for piece in data:
+                    fh.write(piece.encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -139,7 +145,7 @@ def read_json(path: str | Path) -> Any:
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
     """Atomically replace `path` with one JSON object per line."""
-    return write_atomic(path, "".join(_dumps(r) + "\n" for r in records))
+    return write_atomic(path, (_dumps(r) + "\n" for r in records))
 
 
 def iter_jsonl(path: str | Path, *, drop_torn_tail: bool = True) -> Iterator[dict[str, Any]]:

@@ -77,9 +77,9 @@ def chunk_step(settings: Settings | None = None, *, max_tokens: int = DEFAULT_MA
         raise DocumentError(str(paths.conversion_manifest), "no converted documents",
                             "every source failed to convert; fix the errors listed by the conversion")
     if tokenizer is None:
-        from ktools.models import load_tokenizer
+        from ktools.models import load_offsets_tokenizer
 
-        tokenizer = load_tokenizer(settings.effective_tokenizer)
+        tokenizer = load_offsets_tokenizer(settings.effective_tokenizer)
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     per_source: dict[str, int] = {}
