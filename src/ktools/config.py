@@ -237,11 +237,15 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("temperature", "TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7, "teacher sampling temperature"),
     _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
     _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_folder, "", "where outputs go (default: <repo>/output)"),
+    _Field("local_teacher_api_key", "LOCAL_TEACHER_API_KEY", _parse_secret, Secret(""),
+           "embedded teacher: the key its server requires on /v1 and the client sends (never shown; "
+           "empty: no key, fine on 127.0.0.1)"),
     _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_folder, "",
            "converted models cache (default: ~/.cache/ktools)"),
 )
 
 ENV_NAMES = {f.attr: f.env for f in _FIELDS}
+SECRET_ATTRS = frozenset({"teacher_api_key", "local_teacher_api_key"})
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,7 @@ class Settings:
     endpoint_failures: int = 3
     endpoint_cooldown: float = 5.0
     endpoint_max_cooldown: float = 300.0
+    local_teacher_api_key: Secret = field(default=Secret(""), repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -278,7 +283,7 @@ class Settings:
             if f.name == "sources":
                 continue
             value = getattr(self, f.name)
-            if f.name == "teacher_api_key":
+            if f.name in SECRET_ATTRS:
                 value = mask_secret(value)
             items.append(f"{f.name}={value!r}")
         return "Settings(" + ", ".join(items) + ")"
@@ -298,7 +303,7 @@ class Settings:
         rows = []
         for f in _FIELDS:
             value = getattr(self, f.attr)
-            shown = mask_secret(value) if f.attr == "teacher_api_key" else value
+            shown = mask_secret(value) if f.attr in SECRET_ATTRS else value
             rows.append({"variable": f.env, "value": str(shown),
                          "from": self.sources.get(f.env, "default"), "meaning": f.help})
         return rows
@@ -362,12 +367,12 @@ def invalid_setting(name: str, raw: str, origin: str | None, exc: ValueError, *,
 def _field_value(f: _Field, layers: Layers) -> tuple[Any, str | None]:
     """A field's parsed value from the highest layer that sets it (and that layer), or its default."""
     raw, origin = layered_value(layers, f.env)
-    if raw is None or (raw.strip() == "" and f.attr != "teacher_api_key"):
+    if raw is None or (raw.strip() == "" and f.attr not in SECRET_ATTRS):
         return f.default, None
     try:
         return f.parse(raw), origin or "default"
     except ValueError as exc:
-        raise invalid_setting(f.env, raw, origin, exc, secret=f.attr == "teacher_api_key",
+        raise invalid_setting(f.env, raw, origin, exc, secret=f.attr in SECRET_ATTRS,
                               fallback=f" to use the default ({f.default!r})") from None
 
 
@@ -401,19 +406,20 @@ def load_settings(
             raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(ENV_NAMES))}")
         if value is None:
             continue
-        if isinstance(value, str) and name != "teacher_api_key":
+        if isinstance(value, str) and name not in SECRET_ATTRS:
             field_def = next(f for f in _FIELDS if f.attr == name)
             try:
                 value = field_def.parse(value)
             except ValueError as exc:
                 raise ConfigError(f"parameter {name}={value!r} is invalid: expected {exc}") from None
-        values[name] = Secret(value) if name == "teacher_api_key" else value
+        values[name] = Secret(value) if name in SECRET_ATTRS else value
         sources[ENV_NAMES[name]] = "parameter"
 
     if not values["teacher_provider"]:
         values["teacher_provider"] = "local" if not values["teacher_base_url"] else "openai"
     settings = Settings(**values, sources=sources)
     register_secret(settings.teacher_api_key)
+    register_secret(settings.local_teacher_api_key)
     log.debug("settings loaded: %r", settings)
     return settings
 

@@ -404,6 +404,8 @@ class TeacherClient:
                 f"TEACHER_MODEL_NAME is empty: set it to the model your {preset.name} endpoint serves "
                 f"(e.g. in the root .env)")
         api_key = settings.teacher_api_key.reveal() if settings.teacher_api_key else ""
+        if preset.name == "local" and not api_key:  # the key our own teacher's server requires, if any
+            api_key = settings.local_teacher_api_key.reveal()
         api_key = api_key or preset.api_key_from_env()
         if preset.requires_key and not api_key:
             fallbacks = " or ".join(preset.key_env_fallbacks)
