@@ -50,7 +50,21 @@ SERVICE_NAME = "ktools-local-teacher"
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_CONNECTIONS = 256  # far above MAX_CONCURRENCY's default 16; each idle one is a task and a socket
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure_warning(host: str, has_key: bool) -> str | None:
+    """The warning to log when `host` is reachable from other machines (None on loopback)."""
+    import ipaddress
+
+    try:
+        if host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may resolve to anything
+    message = f"the embedded teacher is bound to {host}, reachable from other machines"
+    if not has_key:
+        message += "; anyone there can use it: set LOCAL_TEACHER_API_KEY (or --api-key), or bind 127.0.0.1"
+    return message
 DISCONNECT_POLL_SECONDS = 0.25
 IDLE_KEEPALIVE_SECONDS = 300.0
 
@@ -175,10 +189,9 @@ class TeacherServer:
                                                   limit=MAX_HEADER_BYTES, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("embedded teacher listening on http://%s:%d/v1 (loading model)", self.host, self.port)
-        if self.host not in LOOPBACK_HOSTS:
-            log.warning("the embedded teacher is bound to %s, reachable from other machines%s", self.host,
-                        "" if self._api_key else "; anyone there can use it: set LOCAL_TEACHER_API_KEY "
-                        "(or --api-key), or bind 127.0.0.1")
+        warning = exposure_warning(self.host, self._api_key is not None)
+        if warning:
+            log.warning("%s", warning)
         asyncio.get_running_loop().run_in_executor(None, self._load_backend)
 
     def _load_backend(self) -> None:
