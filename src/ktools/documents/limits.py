@@ -42,14 +42,14 @@ def check_archive(data: bytes, source: str, limits: ConversionLimits) -> None:
         return  # not a ZIP: the converter says so in its own words
     expanded = sum(m.file_size for m in members)
     compressed = max(1, sum(m.compress_size for m in members))
-    if expanded > limits.archive_max_bytes:
-        raise DocumentError(source, f"the package expands to {expanded / 1e6:.0f} MB, over the "
-                            f"{limits.archive_max_bytes / 1e6:.0f} MB limit",
-                            "split the document, or raise the limit (--max-expanded-mb / archive_max_bytes=)")
     if expanded / compressed > limits.archive_max_ratio:
         raise DocumentError(source, f"the package expands {expanded / compressed:.0f}× (limit "
                             f"{limits.archive_max_ratio:.0f}×): a ZIP bomb or a padded file",
                             "re-save the document in Word/LibreOffice, or raise the limit (archive_max_ratio=)")
+    if expanded > limits.archive_max_bytes:
+        raise DocumentError(source, f"the package expands to {expanded / 2**20:.0f} MB, over the "
+                            f"{limits.archive_max_bytes / 2**20:.0f} MB limit",
+                            "split the document, or raise the limit (--max-expanded-mb / archive_max_bytes=)")
 
 
 class _ConversionTimeout(Exception):

@@ -104,7 +104,7 @@ def fetch_url(url: str, timeout: float = DEFAULT_DOWNLOAD_TIMEOUT, *,
                              "pass it as a file")
 
     def too_big(size: str) -> DocumentError:
-        return DocumentError(shown, f"the download is larger than the {max_bytes / 1e6:.0f} MB limit ({size})",
+        return DocumentError(shown, f"the download is larger than the {max_bytes / 2**20:.0f} MB limit ({size})",
                              "raise the limit (--max-download-mb / max_bytes=) or download the file and "
                              "pass it as a file")
 
@@ -118,11 +118,11 @@ def fetch_url(url: str, timeout: float = DEFAULT_DOWNLOAD_TIMEOUT, *,
                                     "check the URL (a login-only page must be saved and passed as a file)")
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
-                raise too_big(f"Content-Length {int(declared) / 1e6:.1f} MB")
+                raise too_big(f"Content-Length {int(declared) / 2**20:.1f} MB")
             for piece in response.iter_bytes():
                 received += len(piece)
                 if received > max_bytes:
-                    raise too_big(f"more than {received / 1e6:.1f} MB sent")
+                    raise too_big(f"more than {received / 2**20:.1f} MB sent")
                 chunks.append(piece)
                 if time.monotonic() - started > deadline:
                     raise over_time()
