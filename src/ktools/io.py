@@ -50,7 +50,7 @@ def process_umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, data: str | bytes | Iterable[str]) -> Path:
+def write_atomic(path: str | Path, data: str | bytes | bytearray | memoryview | Iterable[str]) -> Path:
     """Replace `path` with `data` (text, bytes, or text pieces written one by one so a
     large file is never held whole in memory)."""
     path = Path(path)
@@ -59,7 +59,7 @@ def write_atomic(path: str | Path, data: str | bytes | Iterable[str]) -> Path:
     try:
         os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp's 0600 would hide outputs from the group
         with os.fdopen(fd, "wb") as fh:
-            if isinstance(data, str | bytes):
+            if isinstance(data, str | bytes | bytearray | memoryview):
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             else:
                 for piece in data:

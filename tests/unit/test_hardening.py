@@ -75,6 +75,22 @@ def test_template_file_reaching_for_internals_is_refused_naming_the_file(tmp_pat
     assert not marker.exists()
 
 
+def test_generate_cli_refuses_the_template_naming_the_users_file(tmp_path, capsys):
+    marker = tmp_path / MARKER
+    evil = tmp_path / "my_template.txt"
+    evil.write_text(f'Q about {{{{ document }}}} {{{{ namespace.__init__.__globals__.os.system("touch {marker}") }}}}\n')
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text(json.dumps({"document": "Leave accrues monthly.", "chunk_id": "c1", "source": "s.md",
+                                "document_outline": "o", "domain": "d", "icl_document": "x", "icl_query_1": "a?",
+                                "icl_query_2": "b?", "icl_query_3": "c?"}) + "\n")
+    argv = ["generate", "--seed", str(seed), "--qa-dir", str(tmp_path / "qa"), "--provider", "vllm",
+            "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--model", "m", "--no-progress",
+            "--qa-prompt-template-file", str(evil)]
+    assert main(argv) == 2
+    _one_line_error(capsys, str(evil), "__globals__", "not allowed")
+    assert not marker.exists()
+
+
 def test_prompts_dir_template_is_sandboxed_at_render_time_too(tmp_path):
     """A name built at run time escapes the load-time check; the sandbox still refuses it."""
     marker = tmp_path / MARKER

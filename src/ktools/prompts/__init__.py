@@ -99,6 +99,18 @@ def _reach_for_internals(source: str) -> tuple[str, int] | None:
     return None
 
 
+def check_template(text: str, where: str, part: str = "user") -> None:
+    """Raise PromptError naming `where` if the Jinja2 `text` reaches for Python internals
+    (for callers that copy a user's template elsewhere before loading it)."""
+    try:
+        found = _reach_for_internals(text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise PromptError(f"{where}: Jinja2 syntax error at line {exc.lineno}: {exc.message}") from None
+    if found:
+        raise PromptError(f"{where}: the {part} template reaches for {found[0]!r} at line {found[1]}, "
+                          f"which is not allowed; {_SANDBOX_HINT}")
+
+
 @dataclass(frozen=True)
 class Prompt:
     name: str
@@ -113,10 +125,8 @@ class Prompt:
         where = self.path or self.name
         try:
             for part, text in (("system", self.system), ("user", self.user)):
-                found = _reach_for_internals(text) if text.strip() else None
-                if found:
-                    raise PromptError(f"{where}: the {part} template reaches for {found[0]!r} at line "
-                                      f"{found[1]}, which is not allowed; {_SANDBOX_HINT}")
+                if text.strip():
+                    check_template(text, where, part)
             system = _ENV.from_string(self.system) if self.system.strip() else None
             user = _ENV.from_string(self.user)
         except jinja2.TemplateSyntaxError as exc:
