@@ -16,6 +16,7 @@ import contextlib
 import io
 import signal
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,23 +64,38 @@ def time_limit(seconds: float, source: str) -> Iterator[None]:
     Uses SIGALRM, so it applies in the main thread (CLI, notebook kernels, papermill);
     elsewhere, or with seconds <= 0, the block runs unbounded. Python-level converter loops
     are interrupted promptly; a single long C call (one lxml parse) ends before the alarm
-    is seen."""
+    is seen. An alarm someone else armed (pytest-timeout, a scheduler) still fires on
+    time and is re-armed afterwards with what remains of it."""
     if seconds <= 0 or threading.current_thread() is not threading.main_thread() \
             or not hasattr(signal, "setitimer"):
         yield
         return
+    started = time.monotonic()
+    ours = started + seconds
+    previous = signal.getsignal(signal.SIGALRM)
+    outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    outer = started + outer_delay if outer_delay > 0 else None
+    outer_fired = False
 
     def on_alarm(signum, frame):
-        raise _ConversionTimeout
+        nonlocal outer_fired
+        if time.monotonic() >= ours - 0.01:
+            raise _ConversionTimeout
+        outer_fired = True  # the outer alarm came first: it is theirs
+        signal.signal(signal.SIGALRM, previous)
+        if callable(previous):
+            previous(signum, frame)
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_delay) if outer else seconds)
     try:
         yield
     except _ConversionTimeout:
-        raise DocumentError(source, f"conversion took longer than the {seconds:.0f} s limit per file",
+        raise DocumentError(source, f"conversion took longer than the {seconds:g} s limit per file",
                             "split the document, convert it to PDF/markdown first, or raise the limit "
                             "(--file-time-limit / file_seconds=)") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer is not None and not outer_fired:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - time.monotonic(), 0.001), outer_interval)
