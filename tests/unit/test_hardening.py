@@ -341,6 +341,20 @@ def test_chunk_memory_stays_proportional_to_a_single_line_text(tmp_path):
     assert rows[0]["start"] == 0 and rows[-1]["end"] == size + 1 and all(r["n_tokens"] <= 768 for r in rows)
 
 
+def test_chunking_tokenizer_without_transformers_counts_the_same(repo_root):
+    """`chunk` loads tokenizer.json with `tokenizers` alone (AutoTokenizer imports torch,
+    ~280 MB); its token offsets must be those of the student's AutoTokenizer."""
+    import numpy as np
+
+    from ktools.documents.chunking import token_starts
+    from ktools.models import OffsetsTokenizer, load_offsets_tokenizer, load_tokenizer
+
+    light = load_offsets_tokenizer(None)
+    assert isinstance(light, OffsetsTokenizer)
+    text = (repo_root / "assets" / "sample" / "sample_document.md").read_text() + " café 日本語 🙂  x\n\n" * 20
+    assert np.array_equal(token_starts(text, light), token_starts(text, load_tokenizer(None)))
+
+
 def test_teacher_reply_over_the_cap_is_rejected_and_stored_once(tmp_path):
     from ktools.generate import GenerationOptions, run_generation
     from ktools.generate.scripted import ScriptedClient, reply_for
