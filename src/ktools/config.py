@@ -245,7 +245,7 @@ _FIELDS: tuple[_Field, ...] = (
 )
 
 ENV_NAMES = {f.attr: f.env for f in _FIELDS}
-SECRET_ATTRS = frozenset({"teacher_api_key", "local_teacher_api_key"})
+SECRET_FIELDS = frozenset({"teacher_api_key", "local_teacher_api_key"})
 
 
 @dataclass(frozen=True)
@@ -283,7 +283,7 @@ class Settings:
             if f.name == "sources":
                 continue
             value = getattr(self, f.name)
-            if f.name in SECRET_ATTRS:
+            if f.name in SECRET_FIELDS:
                 value = mask_secret(value)
             items.append(f"{f.name}={value!r}")
         return "Settings(" + ", ".join(items) + ")"
@@ -303,7 +303,7 @@ class Settings:
         rows = []
         for f in _FIELDS:
             value = getattr(self, f.attr)
-            shown = mask_secret(value) if f.attr in SECRET_ATTRS else value
+            shown = mask_secret(value) if f.attr in SECRET_FIELDS else value
             rows.append({"variable": f.env, "value": str(shown),
                          "from": self.sources.get(f.env, "default"), "meaning": f.help})
         return rows
@@ -367,12 +367,12 @@ def invalid_setting(name: str, raw: str, origin: str | None, exc: ValueError, *,
 def _field_value(f: _Field, layers: Layers) -> tuple[Any, str | None]:
     """A field's parsed value from the highest layer that sets it (and that layer), or its default."""
     raw, origin = layered_value(layers, f.env)
-    if raw is None or (raw.strip() == "" and f.attr not in SECRET_ATTRS):
+    if raw is None or (raw.strip() == "" and f.attr not in SECRET_FIELDS):
         return f.default, None
     try:
         return f.parse(raw), origin or "default"
     except ValueError as exc:
-        raise invalid_setting(f.env, raw, origin, exc, secret=f.attr in SECRET_ATTRS,
+        raise invalid_setting(f.env, raw, origin, exc, secret=f.attr in SECRET_FIELDS,
                               fallback=f" to use the default ({f.default!r})") from None
 
 
@@ -406,13 +406,13 @@ def load_settings(
             raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(ENV_NAMES))}")
         if value is None:
             continue
-        if isinstance(value, str) and name not in SECRET_ATTRS:
+        if isinstance(value, str) and name not in SECRET_FIELDS:
             field_def = next(f for f in _FIELDS if f.attr == name)
             try:
                 value = field_def.parse(value)
             except ValueError as exc:
                 raise ConfigError(f"parameter {name}={value!r} is invalid: expected {exc}") from None
-        values[name] = Secret(value) if name in SECRET_ATTRS else value
+        values[name] = Secret(value) if name in SECRET_FIELDS else value
         sources[ENV_NAMES[name]] = "parameter"
 
     if not values["teacher_provider"]:
