@@ -44,7 +44,16 @@ def run(args: argparse.Namespace) -> int:
         return _status(args)
     if args.stop:
         pid = local_teacher.stop(args.host, args.port)
-        print(f"stopped the embedded teacher (pid {pid})" if pid else f"no embedded teacher runs on port {args.port}")
+        if pid:
+            print(f"stopped the embedded teacher (pid {pid})")
+            return 0
+        if local_teacher.probe(f"http://{args.host}:{args.port}/v1").reachable:
+            # Whatever its /health says, ktools only stops a process it started (pid file + command line).
+            print(f"error: something answers on {args.host}:{args.port}, but no teacher that ktools started "
+                  f"on this machine (no pid file naming a `ktools serve-teacher --port {args.port}` process); "
+                  "nothing was stopped: stop it where it was started", file=sys.stderr)
+            return 1
+        print(f"no embedded teacher runs on port {args.port}")
         return 0
     if args.background:
         extra = ["--threads", str(args.threads)] if args.threads else []

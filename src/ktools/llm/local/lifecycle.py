@@ -279,11 +279,6 @@ def stop(host: str = LOCAL_TEACHER_HOST, port: int = LOCAL_TEACHER_PORT, timeout
     pid = read_pid(port)
     if pid is None:
         pid_file(port).unlink(missing_ok=True)
-        health = probe(f"http://{host}:{port}/v1")
-        if health.ours:
-            log.warning("a teacher answers on %s:%d but ktools has no pid file for it on this machine "
-                        "(started elsewhere, or with another KTOOLS_CACHE_DIR); stop it where it was started",
-                        host, port)
         return None
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
