@@ -213,6 +213,25 @@ def _parse_str(raw: str) -> str:
     return raw.strip()
 
 
+def _looks_like_path(value: str) -> bool:
+    """A model reference meant as a folder (`/x`, `~/x`, `./x`, `../x`), not a hub name (`org/name`)."""
+    return value.startswith(("/", "~", "./", "../")) or value in (".", "..")
+
+
+def _parse_model_ref(raw: str) -> str:
+    value = raw.strip()
+    if value and _looks_like_path(value) and not Path(value).expanduser().exists():
+        raise ValueError(f"an existing model folder or a Hugging Face model name ({value} does not exist)")
+    return value
+
+
+def _parse_folder(raw: str) -> str:
+    value = raw.strip()
+    if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+        raise ValueError(f"a folder ({value} is a file); point it at a folder, or unset it for the default")
+    return value
+
+
 def _parse_secret(raw: str) -> Secret:
     return Secret(raw.strip())
 
@@ -235,9 +254,9 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_api_key", "TEACHER_MODEL_API_KEY", _parse_secret, Secret(""), "API key (never shown)"),
     _Field("pdf_password", "PDF_PASSWORD", _parse_secret, Secret(""),
            "password that opens encrypted PDFs in step 02 (never shown)"),
-    _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_str, EMBEDDED_MODEL_NAME,
+    _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_model_ref, EMBEDDED_MODEL_NAME,
            "student to fine-tune: the embedded SmolLM2, a transformers name or a local path"),
-    _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_str, "",
+    _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_model_ref, "",
            "tokenizer for chunking and token counts; default: the student's"),
     _Field("cut_sizes", "CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes"),
     _Field("qa_per_doc", "QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix"),
@@ -249,8 +268,8 @@ _FIELDS: tuple[_Field, ...] = (
            "use only the first N seed chunks (empty: all)"),
     _Field("customisation_prompt", "CUSTOMISATION_PROMPT", _parse_str, "", "extra instructions for every prompt"),
     _Field("max_seq_len", "MAX_SEQ_LEN", _parse_optional_int, None, "drop mix rows longer than this"),
-    _Field("request_timeout", "TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 600.0,
-           "seconds per teacher request"),
+    _Field("request_timeout", "TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 300.0,
+           "seconds per teacher request (a timed-out request is retried once: at most ~2x this per call)"),
     _Field("max_retries", "TEACHER_MAX_RETRIES", _parse_int(0), 6, "retries per teacher request"),
     _Field("endpoint_failures", "TEACHER_ENDPOINT_FAILURES", _parse_int(1), 3,
            "several base URLs: consecutive failures that take an endpoint out for a cool-down"),
@@ -282,13 +301,16 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("dedup_threshold", "DEDUP_THRESHOLD", _parse_float(0.0, 1.0), 0.9,
            "a question this similar (word-bigram Jaccard) to an earlier one is dropped in step 03; "
            "1 = equal text only, 0 = off"),
-    _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
-    _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_str, "",
+    _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_folder, "", "where outputs go (default: <repo>/output)"),
+    _Field("local_teacher_api_key", "LOCAL_TEACHER_API_KEY", _parse_secret, Secret(""),
+           "embedded teacher: the key its server requires on /v1 and the client sends (never shown; "
+           "empty: no key, fine on 127.0.0.1)"),
+    _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_folder, "",
            "converted models cache (default: ~/.cache/ktools)"),
 )
 
 ENV_NAMES = {f.attr: f.env for f in _FIELDS}
-SECRET_FIELDS = frozenset({"teacher_api_key", "pdf_password"})
+SECRET_FIELDS = frozenset({"teacher_api_key", "pdf_password", "local_teacher_api_key"})
 
 
 @dataclass(frozen=True)
@@ -329,6 +351,7 @@ class Settings:
     teacher_tpm: int | None = None
     dedup_threshold: float = 0.9
     structured_output: str = "off"
+    local_teacher_api_key: Secret = field(default=Secret(""), repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -474,6 +497,7 @@ def load_settings(
     settings = Settings(**values, sources=sources)
     register_secret(settings.teacher_api_key)
     register_secret(settings.pdf_password)
+    register_secret(settings.local_teacher_api_key)
     log.debug("settings loaded: %r", settings)
     return settings
 

@@ -39,6 +39,7 @@ from ktools.export.inputs import generation_info_from_report
 from ktools.export.qa_files import QA_FILE_SUFFIX, file_metadata, now_iso, write_qa_file
 from ktools.export.step03 import UNKNOWN_SOURCE, DocumentInfo, qa_documents_by_source
 from ktools.io import read_jsonl, write_json, write_jsonl
+from ktools.prompts import check_template
 from ktools.tdg_chunks import ChunkDocument, read_chunks_dir
 from ktools.tdg_settings import GenerateConfig, resolve_generate_config
 
@@ -217,6 +218,7 @@ class QAGenerator:
         if self.template_file is not None and self.template_file.suffix.lower() in (".yaml", ".yml"):
             return {"document_qa": self.template_file}
         converted = convert_tdg_template(text, origin)
+        check_template(converted, origin)  # name the user's file, not the copy loaded below
         if "json" in text.lower() and not engine_parses_json_pairs():
             log.warning("%s asks the teacher for JSON, but this ktools version parses Q&A replies as "
                         "'Question: … / Answer: …' lines; pairs may be lost or garbled. Ask for that format "

@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         tdg = load_tdg_settings()
         qa_dir = Path(args.qa_dir or tdg.output_dir or OutputPaths.from_settings(load_settings()).step(3))
+        if qa_dir.is_file() and not (args.output_file or tdg.output_file):
+            raise QAInputError(f"--qa-dir {qa_dir} is a file, so there is no folder to write "
+                               f"{COMBINED_FILE_NAME} into; pass a folder, or --output-file")
         output = Path(args.output_file or tdg.output_file or qa_dir / COMBINED_FILE_NAME)
         result = combine_qa_dir(qa_dir, output, include_incomplete=args.allow_partial)
     except (QAInputError, ConfigError) as exc:

@@ -19,6 +19,7 @@ from ktools.config import Settings, load_settings
 from ktools.documents.chunking import chunk_markdown
 from ktools.documents.convert import ConversionResult, convert_sources
 from ktools.documents.errors import DocumentError, SeedValidationError
+from ktools.documents.limits import ConversionLimits
 from ktools.documents.manifest import Manifest
 from ktools.documents.seed import (
     ICL_FIELDS,
@@ -31,6 +32,7 @@ from ktools.documents.seed import (
     seed_rows,
     validate_seed,
 )
+from ktools.documents.urls import redact_url
 from ktools.io import iter_jsonl, write_jsonl
 from ktools.paths import OutputPaths
 
@@ -54,13 +56,13 @@ def drafts_path(paths: OutputPaths) -> Path:
 
 def convert_step(sources: str | Path | Iterable[str | Path], settings: Settings | None = None, *,
                  backend: str = "auto", progress: bool = True, timeout: float = 30.0,
-                 pdf_password: str | None = None) -> ConversionResult:
+                 pdf_password: str | None = None, limits: ConversionLimits | None = None) -> ConversionResult:
     """Convert the sources into output/step_02/converted/. Encrypted PDFs open with `pdf_password`
     (default: the PDF_PASSWORD setting); pages that lost text are listed in the manifest."""
     settings = settings or load_settings()
     password = pdf_password if pdf_password is not None else settings.pdf_password.reveal() or None
     return convert_sources(sources, _paths(settings).converted_dir, backend=backend, progress=progress,
-                           timeout=timeout, pdf_password=password)
+                           timeout=timeout, pdf_password=password, limits=limits)
 
 
 @dataclass
@@ -82,9 +84,9 @@ def chunk_step(settings: Settings | None = None, *, max_tokens: int = DEFAULT_MA
         raise DocumentError(str(paths.conversion_manifest), "no converted documents",
                             "every source failed to convert; fix the errors listed by the conversion")
     if tokenizer is None:
-        from ktools.models import load_tokenizer
+        from ktools.models import load_offsets_tokenizer
 
-        tokenizer = load_tokenizer(settings.effective_tokenizer)
+        tokenizer = load_offsets_tokenizer(settings.effective_tokenizer)
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     per_source: dict[str, int] = {}
@@ -304,7 +306,7 @@ def sources_table(sources: Iterable[str], repo_root: Path):
     rows = []
     for source in sources:
         if "://" in source:
-            rows.append({"source": source, "kind": "URL", "found": None})
+            rows.append({"source": redact_url(source), "kind": "URL", "found": None})
             continue
         path = Path(source)
         try:

@@ -18,6 +18,11 @@ uninterrupted one (results are pure functions of the stored responses).
 
 A request that fails after the client's retries fails its unit only; the unit's
 status (done / rejected_all / failed + reason) is recorded in the store.
+
+Teacher replies are untrusted: a sample longer than `reply_char_cap(max_tokens)` (far
+more than max_tokens can produce, so the server ignored it) is stored as an empty
+sample marked REPLY_TOO_LARGE and rejected, and a rejected row keeps only a preview of
+the reply (the full text is in the response store): a reply is never stored twice.
 """
 
 from __future__ import annotations
@@ -55,6 +60,22 @@ log = logging.getLogger(__name__)
 # Seed fields every template may use; missing optional ones default to "".
 SEED_TEXT_FIELDS = ("document_outline", "domain", "icl_document", "icl_query_1", "icl_query_2", "icl_query_3")
 MAX_PARTIAL_REFILLS = 3
+REPLY_TOO_LARGE = "ktools_reply_too_large"  # finish_reason of a sample dropped for its size
+RAW_PREVIEW_CHARS = 2000  # of a rejected reply kept in rejected.jsonl
+
+
+def reply_char_cap(max_tokens: int) -> int:
+    """Characters a sample may have: a token is rarely over 16 characters (64 KB at least)."""
+    return max(65536, 16 * max_tokens)
+
+
+def _within_cap(choice: Choice, cap: int) -> Choice:
+    size = len(choice.text) + len(choice.reasoning or "")
+    if size <= cap:
+        return choice
+    log.warning("a teacher reply of %d characters is over the %d-character cap (max_tokens ignored?); "
+                "rejected and stored empty", size, cap)
+    return Choice(text="", finish_reason=REPLY_TOO_LARGE)
 
 
 class BudgetReached(Exception):
@@ -388,6 +409,8 @@ class Engine:
             self.counters.prompt_tokens += usage.prompt_tokens
             self.counters.completion_tokens += usage.completion_tokens
             unit.add_tokens(usage.prompt_tokens, usage.completion_tokens)
+            cap = reply_char_cap(params.max_tokens)
+            got = [_within_cap(choice, cap) for choice in got]
             if got:
                 await self.store.put(req_hash, self.model, messages_json, self._params_json(params),
                                      {missing[j]: c for j, c in enumerate(got)},
@@ -503,6 +526,11 @@ class Engine:
         for choice, (parsed, reasoning) in zip(choices, parsed_all, strict=True):
             if choice.truncated:
                 counts.truncated += 1
+            if choice.finish_reason == REPLY_TOO_LARGE:
+                counts.unparsable += 1
+                res.rejected.append(self._rejected(unit, item, stage=step.name, reason="reply over the size cap",
+                                                   raw="", finish_reason=choice.finish_reason))
+                continue
             if not parsed:
                 if choice.truncated:  # recorded as what it is, not as a parse failure
                     reason = f"truncated at the {len(choice.text.split())}-word mark with nothing usable"
@@ -648,16 +676,19 @@ class Engine:
         first = failed[0]
         unit.result.judge_rejections[first.judge] += 1
         rejected = dict(row)
-        rejected.update({"stage": f"judge_{first.judge}", "reason": first.reason, "raw": first.raw,
+        rejected.update({"stage": f"judge_{first.judge}", "reason": first.reason, "raw": first.raw[:RAW_PREVIEW_CHARS],
                          "failed_judges": [v.judge for v in failed]})
         return False, rejected
 
     def _rejected(self, unit: Unit, item: dict[str, Any], *, stage: str, reason: str, raw: str,
                   finish_reason: str | None) -> dict[str, Any]:
-        return {"generator": unit.generator, "chunk_id": unit.seed["chunk_id"],
-                "source": unit.seed.get("source", ""), "item_id": item["_item_id"], "stage": stage,
-                "reason": reason, "raw": raw, "finish_reason": finish_reason,
-                "truncated": finish_reason == "length"}
+        row = {"generator": unit.generator, "chunk_id": unit.seed["chunk_id"],
+               "source": unit.seed.get("source", ""), "item_id": item["_item_id"], "stage": stage,
+               "reason": reason, "raw": raw[:RAW_PREVIEW_CHARS], "finish_reason": finish_reason,
+               "truncated": finish_reason == "length"}
+        if len(raw) > RAW_PREVIEW_CHARS:
+            row["raw_chars"] = len(raw)  # the whole reply is in the response store, once
+        return row
 
 
 def make_units(seeds: list[dict[str, Any]], generators: Iterable[str]) -> list[Unit]:

@@ -87,6 +87,11 @@ T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 MAX_RETRY_AFTER = 600.0  # seconds; a server asking for longer still gets retried after this
+# A request that timed out is retried this many times, not max_retries times (one endpoint;
+# with several, a timed-out endpoint is failed over as before): other
+# failures answer fast, but timeouts x retries made one call wait up to 70 minutes.
+MAX_TIMEOUT_RETRIES = 1
+_TIMEOUT_HINT = "; a timed-out request is retried once: raise TEACHER_REQUEST_TIMEOUT for a slow teacher"
 _DEFAULT_PARAMS = SamplingParams()
 
 
@@ -428,6 +433,8 @@ class TeacherClient:
                 f"TEACHER_MODEL_NAME is empty: set it to the model your {preset.name} endpoint serves "
                 f"(e.g. in the root .env)")
         api_key = settings.teacher_api_key.reveal() if settings.teacher_api_key else ""
+        if preset.name == "local" and not api_key:  # the key our own teacher's server requires, if any
+            api_key = settings.local_teacher_api_key.reveal()
         api_key = api_key or preset.api_key_from_env()
         if preset.requires_key and not api_key:
             fallbacks = " or ".join(preset.key_env_fallbacks)
@@ -599,7 +606,7 @@ class TeacherClient:
         """POST one chat completion with retries; returns (parsed JSON, HTTP attempts)."""
         if self._pool is not None:
             return await self._request_fanout(body, need_choice)
-        attempt = 0
+        attempt = timeouts = 0
         while True:
             if self._pause_until and self._pause_until > time.monotonic():
                 await asyncio.sleep(self._pause_until - time.monotonic())
@@ -636,7 +643,9 @@ class TeacherClient:
                 retry_after = parse_retry_after(exc.response.headers)
                 reason = f"HTTP {status}: {self._short(exc)}"
             except (openai.APITimeoutError, TimeoutError):
-                retryable, reason = True, f"no answer within {self.timeout:g} s"
+                timeouts += 1
+                retryable, reason = timeouts <= MAX_TIMEOUT_RETRIES, f"no answer within {self.timeout:g} s"
+                reason += "" if retryable else _TIMEOUT_HINT
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__ or exc
                 retryable, reason = True, f"connection error: {type(cause).__name__}: {cause}"
