@@ -100,8 +100,11 @@ def test_views_rows_and_held_out_sentences(facts):
     assert "the HBQ (Harbour Board of Quillmouth) office on the east quay" in restated
     assert "a berth on pontoon C reserved for visiting yachts" in next(
         r.answer for r in rows["restatement"] if "maximum stay" in r.answer)
-    cloze = next(r for r in rows["cloze"] if r.answer == "Tarrow Marine Services")
-    assert "____" in cloze.prompt and "Tarrow Marine Services" not in cloze.prompt and cloze.key_fact == cloze.answer
+    cloze = next(r for r in rows["cloze"] if r.key_fact == "Tarrow Marine Services")
+    assert "____" in cloze.prompt and "Tarrow Marine Services" not in cloze.prompt
+    assert cloze.answer == "Fuel is sold at the north quay by Tarrow Marine Services."  # the whole sentence
+    fact_qa = next(r for r in rows["fact_qa"] if r.key_fact == "Tarrow Marine Services")
+    assert fact_qa.prompt.endswith("by which name?") and fact_qa.answer == cloze.answer
     about = next(r for r in rows["about"] if r.prompt.endswith("about Brevik Recycling?"))
     assert "berth C9" in about.answer
     record = cloze.record("harbours")
