@@ -397,14 +397,17 @@ def run_generation(
 
     thread = threading.Thread(target=worker, name="ktools-generation", daemon=True)
     thread.start()
-    ready.wait()
     try:
+        # Inside the try: on a loaded machine the main thread may still be waking from this wait
+        # when a Ctrl+C arrives (the run may already be sending), and it must stop cleanly too.
+        ready.wait()
         while True:
             try:
                 return result.result(timeout=0.25)
             except concurrent.futures.TimeoutError:
                 continue
     except KeyboardInterrupt:
+        ready.wait()  # the loop and its task exist once the worker has said so
         loop, task = holder["loop"], holder["task"]
         log.warning("interrupt: stopping generation cleanly (finishing in-flight writes)...")
         loop.call_soon_threadsafe(task.cancel)
