@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ktools.knowledge.facts import KIND_RANK, DocumentFacts, Sentence, document_facts, fact_spans
+from ktools.knowledge.facts import DocumentFacts, Sentence, best_span, document_facts, fact_spans
 from ktools.knowledge.questions import rule_question, short_title
 
 TEXT_VIEWS = ("raw_text", "restatement", "shuffled")
@@ -52,10 +52,6 @@ VIEWS = TEXT_VIEWS + QUESTION_VIEWS
 # How many sentences one text-view row holds: long enough that the chat template's
 # fixed tokens (system prompt, turn markers) are a small share of the row.
 SENTENCES_PER_ROW = 6
-# Question rows per sentence: one, about its most specific fact (facts.best_span). The answer is
-# the whole sentence, so the sentence's other facts are trained on in the same row; two rows per
-# sentence doubled the cost for little (bench/knowledge.py).
-QUESTIONS_PER_SENTENCE = 1
 MAX_ABOUT_SENTENCES = 3
 # ~400 tokens of English: a raw-text row stays well inside step 05's default 512-token rows.
 RAW_TEXT_CHARS = 1600
@@ -182,10 +178,12 @@ def build_view_rows(facts: DocumentFacts, chunks: Sequence[Mapping[str, Any]], *
     quizzable = [s for s in facts.sentences if sentence_key(facts.source, s.text) not in held_out]
     if "cloze" in out or "fact_qa" in out:
         for sentence in quizzable:
-            spans = [s for s in fact_spans(sentence.text) if len(s.text) <= 0.6 * len(sentence.text)]
-            spans = sorted(spans, key=lambda s: (KIND_RANK[s.kind], s.start))[:QUESTIONS_PER_SENTENCE]
+            # One question per sentence, about its most specific fact: the answer is the whole
+            # sentence, so its other facts are trained on in the same row (two rows per sentence
+            # doubled the cost).
+            span = best_span(sentence.text)
             chunk_id = _chunk_of(sentence, sentence_chunks)
-            for span in spans:
+            if span is not None:
                 if "cloze" in out:
                     section = f", section {sentence.section}" if sentence.section != facts.title else ""
                     prompt = (f"Fill in the blank with the exact words of the {where}{section}: "
