@@ -243,3 +243,35 @@ def test_components_option_parsing():
     with pytest.raises(ValueError, match="unknown mix component"):
         MixOptions(components=("clozes",)).validate()
     assert MixOptions().replace(components="raw_text,about").components == ("raw_text", "about")
+
+
+def test_exam_rephrased_by_a_real_teacher_over_http(facts, tmp_path):
+    """A non-embedded teacher (here the scripted OpenAI-compatible server) rewrites the rule
+    questions through the real client; a rewrite that gives the answer away is not kept."""
+    from ktools.config import load_settings
+    from ktools.knowledge.rephrase import teacher_rephraser
+    from ktools.testing.fake_openai import FakeOpenAIServer
+
+    def responder(body, index):
+        prompt = body["messages"][-1]["content"]
+        answer = prompt.split("The answer must be exactly: ", 1)[1].split(". Do not include", 1)[0]
+        if "Tarrow" in answer:
+            return f"Which company, {answer}, sells fuel?"  # gives it away: refused
+        return "What does the Harbour Board of Quillmouth's rule say on this point?"
+
+    with FakeOpenAIServer(responder=responder) as server:
+        settings = load_settings(environ={"TEACHER_PROVIDER": "vllm", "TEACHER_MODEL_BASE_URL": server.base_url,
+                                          "TEACHER_MODEL_NAME": "fake-model"}, repo_root=tmp_path)
+        rephrase = teacher_rephraser(settings)
+        exam = build_exam({"rules.md": facts}, share=0.45, min_per_source=5, rephrase=rephrase)
+        rephrase.close()
+        assert len(server.requests) == len(exam.items)
+    by_answer = {i.answer: i for i in exam.items}
+    for item in exam.items:
+        if item.answer == "Tarrow Marine Services":
+            assert item.written_by == "rule"
+        else:
+            assert item.written_by == "teacher" and item.question.startswith("What does the Harbour Board")
+    assert "Tarrow Marine Services" in by_answer  # the refused rewrite was really asked
+    # The embedded teacher is never asked to rephrase.
+    assert teacher_rephraser(load_settings(environ={}, repo_root=tmp_path)) is None
