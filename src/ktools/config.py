@@ -33,6 +33,9 @@ EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 LOCAL_TEACHER_HOST = "127.0.0.1"
 LOCAL_TEACHER_PORT = 8765
 LOCAL_TEACHER_BASE_URL = f"http://{LOCAL_TEACHER_HOST}:{LOCAL_TEACHER_PORT}/v1"
+# How the embedded teacher runs the model: llama.cpp on the GGUF when its library is
+# installed (auto), or the transformers engine.
+TEACHER_BACKENDS = ("auto", "llama", "transformers")
 
 
 class ConfigError(ValueError):
@@ -98,6 +101,13 @@ def _parse_float(minimum: float | None = None, maximum: float | None = None) -> 
         return value
 
     return parse
+
+
+def _parse_teacher_backend(raw: str) -> str:
+    value = raw.strip().lower() or "auto"
+    if value not in TEACHER_BACKENDS:
+        raise ValueError(f"one of {', '.join(TEACHER_BACKENDS)}")
+    return value
 
 
 def _parse_cut_sizes(raw: str) -> list[int]:
@@ -219,6 +229,10 @@ _FIELDS: tuple[_Field, ...] = (
            "several base URLs: longest cool-down in seconds"),
     _Field("temperature", "TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7, "teacher sampling temperature"),
     _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
+    _Field("teacher_idle_timeout", "LOCAL_TEACHER_IDLE_TIMEOUT", _parse_float(0.0, 7 * 86400), 600.0,
+           "seconds without requests after which a background embedded teacher exits (0: never)"),
+    _Field("teacher_backend", "LOCAL_TEACHER_BACKEND", _parse_teacher_backend, "auto",
+           "embedded teacher engine: auto (llama.cpp when installed), llama or transformers"),
     _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
     _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_str, "",
            "converted models cache (default: ~/.cache/ktools)"),
@@ -255,6 +269,8 @@ class Settings:
     endpoint_cooldown: float = 5.0
     endpoint_max_cooldown: float = 300.0
     pdf_password: Secret = field(default=Secret(""), repr=False)
+    teacher_idle_timeout: float = 600.0
+    teacher_backend: str = "auto"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
