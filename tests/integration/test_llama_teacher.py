@@ -53,9 +53,11 @@ def test_health_names_the_backend_and_its_adaptive_threads(teacher):
 
 
 def test_real_answer_n_seed_and_stop(client):
-    reply = client.chat.completions.create(model=EMBEDDED_MODEL_NAME, temperature=0, max_tokens=16,
-                                           messages=[{"role": "user", "content": "What is the capital of France?"}])
-    assert "Paris" in reply.choices[0].message.content
+    # (Not the capital of France: its first token is a near-tie here, "L" 0.152 vs "The" 0.139,
+    # against 0.140 / 0.152 in the transformers engine, so greedy answers differ.)
+    reply = client.chat.completions.create(model=EMBEDDED_MODEL_NAME, temperature=0, max_tokens=24,
+                                           messages=[{"role": "user", "content": "Count from 1 to 5."}])
+    assert all(digit in reply.choices[0].message.content for digit in "12345")
     kwargs = dict(model=EMBEDDED_MODEL_NAME, messages=[{"role": "user", "content": "Name a fruit."}],
                   n=3, temperature=1.0, max_tokens=8, seed=7)
     first, second = client.chat.completions.create(**kwargs), client.chat.completions.create(**kwargs)
@@ -78,9 +80,10 @@ def test_json_schema_is_followed(client):
         person = json.loads(choice.message.content)
         assert set(person) == {"name", "age", "city"}
         assert isinstance(person["age"], int) and person["city"] in {"Paris", "Rome", "Oslo"}
-    free = client.chat.completions.create(model=EMBEDDED_MODEL_NAME, temperature=0, max_tokens=60,
+    free = client.chat.completions.create(model=EMBEDDED_MODEL_NAME, temperature=0, max_tokens=300,
                                           response_format={"type": "json_object"},
-                                          messages=[{"role": "user", "content": "Describe a cat in JSON."}])
+                                          messages=[{"role": "user", "content": "A JSON object naming one animal."}])
+    assert free.choices[0].finish_reason == "stop", free.choices[0].message.content  # not cut at max_tokens
     assert isinstance(json.loads(free.choices[0].message.content), dict)
 
 

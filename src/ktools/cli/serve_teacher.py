@@ -24,9 +24,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: half the cores, at least 1)")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="weights dtype; auto = bfloat16 on CPUs with native bf16, else float32")
-    parser.add_argument("--backend", choices=("auto", "llama", "transformers"), default=None,
-                        help="model engine: llama.cpp on the GGUF, or transformers; default: LOCAL_TEACHER_BACKEND "
-                             "(auto = llama.cpp when installed)")
+    parser.add_argument("--backend", choices=("transformers", "llama"), default=None,
+                        help="model engine: transformers, or llama.cpp on the GGUF (needs `make llama`; honours "
+                             "response_format); default: LOCAL_TEACHER_BACKEND (transformers)")
     parser.add_argument("--idle-timeout", type=float, default=None,
                         help="exit after this many seconds without requests (0: never); default: never in the "
                              "foreground, LOCAL_TEACHER_IDLE_TIMEOUT with --background")

@@ -1,15 +1,18 @@
 """The embedded teacher on llama.cpp: the GGUF as shipped, decoded with batching across requests.
 
-Why: `bench/teacher_serving.py` measures llama.cpp on the same Q4_1 GGUF well above
-the transformers engine (which dequantises the weights to bf16/fp32 and pays Python
-and torch overhead per layer), with a fraction of its memory.
+Why it exists: it honours `response_format` (grammar-constrained sampling) and serves the
+GGUF as shipped, in a fraction of the transformers engine's memory. Why it is not the
+default: on this machine (Xeon with AVX512-BF16/AMX, which torch uses for bf16 matmuls)
+`bench/teacher_serving.py` measured it at a fraction of the transformers engine's
+tokens/s at concurrency 16 with ~460-token prompts (prefill of Q4_1 weights without
+ggml's AMX kernels, which crash here: see `use_extra_bufts` below).
 
 Bindings: the low-level ctypes API of `llama-cpp-python` (the `model` extra). The
 prebuilt alternatives on the package index do not load on this Debian 12 machine
 (`llama-cpp-py-sync`'s libllama.so needs GLIBC 2.38, the system has 2.36; the
 `llama-cpp-cffi` wheel needs a newer libstdc++), so `make install` builds
 llama-cpp-python from source with the system gcc (00_Setup/README.md gives the measured
-time). Without it the server falls back to the transformers engine.
+time): `make llama`.
 
 How: one worker thread runs a continuous-batching loop over llama.cpp's C API. Every
 sequence (one per sample of a request) has its own llama.cpp sequence id in one
@@ -93,8 +96,9 @@ class LlamaEngine:
         lib.llama_backend_init()
         model_params = lib.llama_model_default_params()
         model_params.n_gpu_layers = 0
-        # No extra weight buffer types (AMX, repacked layouts): ggml picks AMX from the CPU flags, but a
-        # VM can advertise AMX without granting its register state (here: SIGILL at the first tileloadd).
+        # No extra weight buffer types: on this Sapphire Rapids VM ggml chose its AMX kernels from the
+        # CPU flags and the first tileloadd killed the process (SIGILL), also after this process had
+        # been granted the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM succeeds here).
         model_params.use_extra_bufts = False
         self.model = lib.llama_model_load_from_file(str(model_path).encode(), model_params)
         if not self.model:

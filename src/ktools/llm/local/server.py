@@ -10,9 +10,9 @@ retries after a client-side timeout do not pile up work.
 The server binds its port before loading the model, so a port conflict shows at
 once and `/health` answers `{"status": "loading"}` (503) until the model is ready.
 
-Two model sides (`--backend`): llama.cpp on the shipped GGUF (`llama_backend.py`, the
-default when its library is installed; faster, see `bench/teacher_serving.py`) and the
-transformers engine (`engine.py`). With `idle_timeout` the server exits by itself after
+Two model sides (`--backend`): the transformers engine (`engine.py`, the default: the
+faster of the two on this machine, see `bench/teacher_serving.py`) and llama.cpp on the
+shipped GGUF (`llama_backend.py`: less memory, and it honours `response_format`). With `idle_timeout` the server exits by itself after
 that many seconds without a request in flight, so a teacher that a run started in the
 background does not hold its memory for hours after the run.
 """
@@ -96,19 +96,18 @@ class ModelBackend:
         self.engine.shutdown()
 
 
-def make_backend(kind: str = "auto", **options: Any) -> Any:
-    """The model side: "llama" (llama.cpp on the GGUF), "transformers", or "auto" = llama when installed."""
-    from ktools.llm.local import llama_backend
-
-    if kind == "auto":
-        kind = "llama" if llama_backend.available() else "transformers"
-        if kind == "transformers":
-            log.info("llama.cpp is not installed (pip install 'ktools[model]'); using the transformers engine")
+def make_backend(kind: str = "transformers", **options: Any) -> Any:
+    """The model side: "transformers" (the batching engine) or "llama" (llama.cpp on the GGUF)."""
     if kind == "llama":
+        from ktools.llm.local import llama_backend
+
+        if not llama_backend.available():
+            raise RuntimeError("--backend llama needs llama-cpp-python: run `make llama` "
+                               "(compiles it with the system gcc, ~15 min on 2 busy cores)")
         return llama_backend.LlamaBackend(max_batch=options.get("max_batch", 32), threads=options.get("threads"))
     if kind == "transformers":
         return ModelBackend(**options)
-    raise ValueError(f"backend must be auto, llama or transformers (got {kind!r})")
+    raise ValueError(f"backend must be transformers or llama (got {kind!r})")
 
 
 def default_threads() -> int:
@@ -352,7 +351,7 @@ def _grammar(backend: Any, response_format: dict[str, Any] | None) -> str | None
         return None
     if not hasattr(backend, "grammar"):
         raise RequestError("response_format needs the llama.cpp backend of the embedded teacher "
-                           "(pip install 'ktools[model]', then restart it with --backend llama)",
+                           "(`make llama`, then LOCAL_TEACHER_BACKEND=llama or serve-teacher --backend llama)",
                            param="response_format", code="unsupported_parameter")
     try:
         return backend.grammar(response_format)
@@ -435,11 +434,9 @@ async def _send(writer: asyncio.StreamWriter, status: int, payload: dict[str, An
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, *, max_batch: int = 32, continuous: bool = True,
-          threads: int | None = None, dtype: str = "auto", on_ready: Any = None, backend: str = "auto",
+          threads: int | None = None, dtype: str = "auto", on_ready: Any = None, backend: str = "transformers",
           idle_timeout: float = 0.0) -> None:
     """Run the teacher in the foreground until SIGINT/SIGTERM (or `idle_timeout` seconds without requests)."""
-    if not continuous and backend == "auto":
-        backend = "transformers"  # static batching is a transformers-engine benchmark mode
 
     async def main() -> None:
         server = TeacherServer(host, port, idle_timeout=idle_timeout, backend_factory=lambda: make_backend(
