@@ -5,7 +5,7 @@
     python bench/teacher_serving.py --backends transformers,transformers-static
 
 Starts one `ktools serve-teacher` per serving option, each on a free port, all at once,
-then runs waves of chat requests (~300 prompt tokens, 128 new tokens, temperature 0.7,
+then runs waves of chat requests (~460 prompt tokens, 128 new tokens, temperature 0.7,
 n=1 unless --n says otherwise) at concurrency 16 against them in turn. The order
 alternates each round, so whatever else the machine does hits every option alike; the
 ratios printed are against the first option (the baseline: today's transformers
