@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if teachers:
         print("\nEmbedded teachers running (stop with: ktools serve-teacher --stop --port PORT):")
         print(_table([{**t, "idle_timeout": _seconds(t["idle_timeout"]), "idle_seconds": _seconds(t["idle_seconds"], zero="0 s"),
-                       "rss_mb": t["rss_mb"] or "?"} for t in teachers],
+                       "rss_mb": t["rss_mb"] or "?", "threads": t["threads"] or "?"} for t in teachers],
                      ["port", "pid", "status", "backend", "threads", "rss_mb", "idle_seconds", "idle_timeout",
                       "log_file"]))
     else:
