@@ -91,6 +91,47 @@ def _parse_optional_int(raw: str) -> int | None:
     return _parse_int(1)(raw)
 
 
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _parse_optional_float(raw: str) -> float | None:
+    """Empty / none / 0: unset; else a number > 0."""
+    if raw.strip() in {"", "none", "None"}:
+        return None
+    value = _parse_float(0.0)(raw)
+    return value or None
+
+
+def parse_stage_map(raw: str) -> dict[str, str]:
+    """`STAGE=VALUE,STAGE=VALUE` (e.g. `judges=off,answers=on`) as a dict; stage names are
+    checked where they are used (GenerationOptions)."""
+    result: dict[str, str] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        stage, sep, value = part.partition("=")
+        if not sep or not stage.strip() or not value.strip():
+            raise ValueError(f"STAGE=VALUE pairs separated by commas, e.g. judges=1024 (got {part!r})")
+        result[stage.strip()] = value.strip()
+    return result
+
+
+def _parse_stage_caps(raw: str) -> dict[str, int]:
+    caps = {}
+    for stage, value in parse_stage_map(raw).items():
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"STAGE=N pairs with N >= 1, e.g. judges=1024 (got {stage}={value})")
+        caps[stage] = int(value)
+    return caps
+
+
 def _parse_float(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
@@ -183,6 +224,25 @@ def _parse_str(raw: str) -> str:
     return raw.strip()
 
 
+def _looks_like_path(value: str) -> bool:
+    """A model reference meant as a folder (`/x`, `~/x`, `./x`, `../x`), not a hub name (`org/name`)."""
+    return value.startswith(("/", "~", "./", "../")) or value in (".", "..")
+
+
+def _parse_model_ref(raw: str) -> str:
+    value = raw.strip()
+    if value and _looks_like_path(value) and not Path(value).expanduser().exists():
+        raise ValueError(f"an existing model folder or a Hugging Face model name ({value} does not exist)")
+    return value
+
+
+def _parse_folder(raw: str) -> str:
+    value = raw.strip()
+    if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+        raise ValueError(f"a folder ({value} is a file); point it at a folder, or unset it for the default")
+    return value
+
+
 def _parse_secret(raw: str) -> Secret:
     return Secret(raw.strip())
 
@@ -205,9 +265,9 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_api_key", "TEACHER_MODEL_API_KEY", _parse_secret, Secret(""), "API key (never shown)"),
     _Field("pdf_password", "PDF_PASSWORD", _parse_secret, Secret(""),
            "password that opens encrypted PDFs in step 02 (never shown)"),
-    _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_str, EMBEDDED_MODEL_NAME,
+    _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_model_ref, EMBEDDED_MODEL_NAME,
            "student to fine-tune: the embedded SmolLM2, a transformers name or a local path"),
-    _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_str, "",
+    _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_model_ref, "",
            "tokenizer for chunking and token counts; default: the student's"),
     _Field("cut_sizes", "CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes"),
     _Field("qa_per_doc", "QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix"),
@@ -219,8 +279,8 @@ _FIELDS: tuple[_Field, ...] = (
            "use only the first N seed chunks (empty: all)"),
     _Field("customisation_prompt", "CUSTOMISATION_PROMPT", _parse_str, "", "extra instructions for every prompt"),
     _Field("max_seq_len", "MAX_SEQ_LEN", _parse_optional_int, None, "drop mix rows longer than this"),
-    _Field("request_timeout", "TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 600.0,
-           "seconds per teacher request"),
+    _Field("request_timeout", "TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 300.0,
+           "seconds per teacher request (a timed-out request is retried once: at most ~2x this per call)"),
     _Field("max_retries", "TEACHER_MAX_RETRIES", _parse_int(0), 6, "retries per teacher request"),
     _Field("endpoint_failures", "TEACHER_ENDPOINT_FAILURES", _parse_int(1), 3,
            "several base URLs: consecutive failures that take an endpoint out for a cool-down"),
@@ -234,13 +294,38 @@ _FIELDS: tuple[_Field, ...] = (
            "seconds without requests after which a background embedded teacher exits (0: never)"),
     _Field("teacher_backend", "LOCAL_TEACHER_BACKEND", _parse_teacher_backend, "transformers",
            "embedded teacher engine: transformers, or llama (llama.cpp; needs `make llama`)"),
-    _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_str, "", "where outputs go (default: <repo>/output)"),
-    _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_str, "",
+    _Field("stage_max_tokens", "STAGE_MAX_TOKENS", _parse_stage_caps, {},
+           "per-stage caps, e.g. judges=1024,answers=2048 (stages: summaries, questions, answers, facts, "
+           "qa_pairs, judges)"),
+    _Field("stage_thinking", "STAGE_THINKING", parse_stage_map, {},
+           "thinking per stage: on, off or an effort (minimal/low/medium/high), e.g. judges=off"),
+    _Field("thinking_control", "THINKING_CONTROL", _parse_str, "",
+           "how thinking is switched: chat_template_kwargs, reasoning_effort or none (default: by provider)"),
+    _Field("token_budget", "TOKEN_BUDGET", _parse_optional_int, None,
+           "stop generation cleanly after this many tokens sent (empty: no limit)"),
+    _Field("teacher_price_input", "TEACHER_PRICE_INPUT", _parse_float(0.0), 0.0,
+           "price per million input (prompt) tokens, for cost estimates and MAX_COST"),
+    _Field("teacher_price_output", "TEACHER_PRICE_OUTPUT", _parse_float(0.0), 0.0,
+           "price per million output (completion) tokens"),
+    _Field("max_cost", "MAX_COST", _parse_optional_float, None,
+           "stop generation cleanly (resumable) once this much money is spent (needs the prices)"),
+    _Field("teacher_rpm", "TEACHER_RPM", _parse_optional_int, None, "requests per minute at most (empty: no limit)"),
+    _Field("teacher_tpm", "TEACHER_TPM", _parse_optional_int, None, "tokens per minute at most (empty: no limit)"),
+    _Field("structured_output", "STRUCTURED_OUTPUT", _parse_choice("auto", "on", "off"), "off",
+           "JSON schema for questions, facts, Q&A pairs and judge scores: auto (where the provider has it), on, off"),
+    _Field("dedup_threshold", "DEDUP_THRESHOLD", _parse_float(0.0, 1.0), 0.9,
+           "a question this similar (word-bigram Jaccard) to an earlier one is dropped in step 03; "
+           "1 = equal text only, 0 = off"),
+    _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_folder, "", "where outputs go (default: <repo>/output)"),
+    _Field("local_teacher_api_key", "LOCAL_TEACHER_API_KEY", _parse_secret, Secret(""),
+           "embedded teacher: the key its server requires on /v1 and the client sends (never shown; "
+           "empty: no key, fine on 127.0.0.1)"),
+    _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_folder, "",
            "converted models cache (default: ~/.cache/ktools)"),
 )
 
 ENV_NAMES = {f.attr: f.env for f in _FIELDS}
-SECRET_FIELDS = frozenset({"teacher_api_key", "pdf_password"})
+SECRET_FIELDS = frozenset({"teacher_api_key", "pdf_password", "local_teacher_api_key"})
 
 
 @dataclass(frozen=True)
@@ -272,6 +357,18 @@ class Settings:
     pdf_password: Secret = field(default=Secret(""), repr=False)
     teacher_idle_timeout: float = 600.0
     teacher_backend: str = "transformers"
+    stage_max_tokens: dict[str, int] = field(default_factory=dict)
+    stage_thinking: dict[str, str] = field(default_factory=dict)
+    thinking_control: str = ""
+    token_budget: int | None = None
+    teacher_price_input: float = 0.0
+    teacher_price_output: float = 0.0
+    max_cost: float | None = None
+    teacher_rpm: int | None = None
+    teacher_tpm: int | None = None
+    dedup_threshold: float = 0.9
+    structured_output: str = "off"
+    local_teacher_api_key: Secret = field(default=Secret(""), repr=False)
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -417,6 +514,7 @@ def load_settings(
     settings = Settings(**values, sources=sources)
     register_secret(settings.teacher_api_key)
     register_secret(settings.pdf_password)
+    register_secret(settings.local_teacher_api_key)
     log.debug("settings loaded: %r", settings)
     return settings
 

@@ -18,6 +18,7 @@ import fcntl
 import importlib.util
 import logging
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,27 @@ def load_tokenizer(name: str | None = None) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+@dataclass(frozen=True)
+class OffsetsTokenizer:
+    """Just a `tokenizers.Tokenizer` (what chunking needs: token offsets), loaded from a
+    model folder's tokenizer.json without transformers: AutoTokenizer imports torch,
+    ~280 MB of RSS before a single token, which dominated `ktools chunk`'s memory."""
+
+    backend_tokenizer: Any
+
+
+@lru_cache(maxsize=8)
+def load_offsets_tokenizer(name: str | None = None) -> Any:
+    """The tokenizer for chunking: an `OffsetsTokenizer` when the model is a local folder
+    with a tokenizer.json, else `load_tokenizer(name)` (a hub name, a slow tokenizer)."""
+    folder = Path(resolve_model_path(name))
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        return OffsetsTokenizer(Tokenizer.from_file(str(folder / "tokenizer.json")))
+    return load_tokenizer(name)
 
 
 def load_causal_lm(name: str | None = None, *, device: str | None = None, dtype: Any = None) -> Any:

@@ -39,6 +39,7 @@ from ktools.export.inputs import generation_info_from_report
 from ktools.export.qa_files import QA_FILE_SUFFIX, file_metadata, now_iso, write_qa_file
 from ktools.export.step03 import UNKNOWN_SOURCE, DocumentInfo, qa_documents_by_source
 from ktools.io import read_jsonl, write_json, write_jsonl
+from ktools.prompts import check_template
 from ktools.tdg_chunks import ChunkDocument, read_chunks_dir
 from ktools.tdg_settings import GenerateConfig, resolve_generate_config
 
@@ -143,6 +144,7 @@ class QAGenerator:
         client: Any = None,
         judges: bool | None = None,
         stage_max_tokens: Mapping[str, int] | None = None,
+        settings_overrides: Mapping[str, Any] | None = None,
         show_progress: bool = True,
         environ: Mapping[str, str] | None = None,
         repo_root: str | Path | None = None,
@@ -168,6 +170,13 @@ class QAGenerator:
             "chunks_dir": str(chunks_dir) if chunks_dir else None, "qa_dir": str(qa_dir) if qa_dir else None,
             "extra_instructions": qa_extra_instructions or qa_additional_instructions, **local,
         }, environ=environ, repo_root=repo_root)
+        # Command-line values for plain ktools settings (TOKEN_BUDGET, MAX_COST, prices, TEACHER_RPM, ...):
+        # given ones win over the environment, like every other flag.
+        given = {k: v for k, v in (settings_overrides or {}).items() if v is not None}
+        if given:
+            import dataclasses
+
+            self.config = dataclasses.replace(self.config, settings=self.config.settings.replace(**given))
         self.seed = Path(seed) if seed else None
         if self.seed is None and self.config.chunks_dir is None:
             raise TDGError("no input: pass chunks_dir (a folder of chunk files; env GENERATOR_PROCESS_DIR) "
@@ -209,6 +218,7 @@ class QAGenerator:
         if self.template_file is not None and self.template_file.suffix.lower() in (".yaml", ".yml"):
             return {"document_qa": self.template_file}
         converted = convert_tdg_template(text, origin)
+        check_template(converted, origin)  # name the user's file, not the copy loaded below
         if "json" in text.lower() and not engine_parses_json_pairs():
             log.warning("%s asks the teacher for JSON, but this ktools version parses Q&A replies as "
                         "'Question: … / Answer: …' lines; pairs may be lost or garbled. Ask for that format "
@@ -228,7 +238,7 @@ class QAGenerator:
             prompt_overrides_dir=self.prompts_dir, prompt_overrides=self._prompt_overrides(),
             retry_failed=retry_failed, dry_run=dry_run, show_progress=self.show_progress,
             judge_question=self.judges, judge_faithfulness=self.judges, judge_relevancy=self.judges,
-            stage_max_tokens=self.stage_max_tokens,
+            stage_max_tokens={**s.stage_max_tokens, **self.stage_max_tokens} or None,
         )
 
     def _make_client(self) -> Any:
@@ -315,7 +325,8 @@ class QAGenerator:
         return summary
 
     def _dry_run_summary(self, report: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"status": "dry_run", "total_chunks": len(rows), "estimate": report.estimate,
+        return {"status": report.status, "status_reason": report.status_reason,
+                "failures": list(report.failures), "total_chunks": len(rows), "estimate": report.estimate,
                 "samples": report.samples, "requests": dict(report.requests), "qa_directory": str(self.qa_dir)}
 
     def _chunk_states(self, rows: list[dict[str, Any]], report: Any) -> dict[str, dict[str, Any]]:
@@ -347,6 +358,8 @@ class QAGenerator:
 
     def _write_outputs(self, report: Any, rows: list[dict[str, Any]], chunk_docs: dict[str, ChunkDocument],
                        input_errors: list[tuple[str, str]], wall: float) -> dict[str, Any]:
+        from ktools.generate.outcome import document_status
+
         gen_rows: list[dict[str, Any]] = []
         for g in self.generators:
             path = self.qa_dir / g / "gen.jsonl"
@@ -384,7 +397,8 @@ class QAGenerator:
         for source, qa_name, doc in qa_docs:
             doc_rows = [r for r in rows if (r.get("source") or UNKNOWN_SOURCE) == source]
             pending = [r for r in doc_rows if states[r["chunk_id"]]["status"] == "pending"]
-            doc["status"] = run_status or ("in_progress" if pending else "completed")
+            doc["status"] = document_status(len(doc["training_pairs"]),
+                                            [states[r["chunk_id"]]["status"] for r in doc_rows], run_status)
             for pair in doc["training_pairs"]:
                 pair["chunk_id"] = original_ids.get(pair["chunk_id"], pair["chunk_id"])
             for failure in doc.get("failures", []):
@@ -438,6 +452,7 @@ class QAGenerator:
             "qa_directory": str(self.qa_dir),
             "processed_at": now_iso(),
             "status": report.status,
+            "status_reason": getattr(report, "status_reason", ""),
             "provider": self.config.settings.teacher_provider,
             "model": report.model,
             "generators": list(self.generators),

@@ -59,3 +59,36 @@ def test_notebook_runs_against_fake_teacher(repo_root, tmp_output, tmp_path, mon
     text = json.dumps(outputs)
     assert SECRET not in text and "0123456789abcdef" not in text
     assert "extractive_summary" in text and "requests_per_chunk" in text  # yield table and dry-run estimate
+
+
+@pytest.mark.parametrize("teacher, raised", [("refuses", "generation empty"), ("401", "dry run failed")])
+def test_notebook_raises_after_the_report_when_the_run_is_not_complete(repo_root, tmp_output, tmp_path, monkeypatch,
+                                                                       teacher, raised):
+    papermill = pytest.importorskip("papermill")
+    paths = OutputPaths(tmp_output)
+    _seed(paths)
+
+    def refuses(body, index):
+        return "I cannot help with that."
+
+    faults = ["401"] * 50 if teacher == "401" else None
+    with FakeOpenAIServer(responder=refuses if teacher == "refuses" else scripted_responder, faults=faults) as server:
+        monkeypatch.setenv("TEACHER_PROVIDER", "openai")
+        monkeypatch.setenv("TEACHER_MODEL_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_MODEL_NAME", "fake-model")
+        monkeypatch.setenv("TEACHER_MODEL_API_KEY", SECRET)
+        monkeypatch.setenv("TEACHER_MAX_RETRIES", "0")
+        step = repo_root / "03_Knowledge_Generation"
+        executed = tmp_path / "executed.ipynb"
+        with pytest.raises(papermill.PapermillExecutionError, match=raised):
+            papermill.execute_notebook(
+                str(step / NOTEBOOK), str(executed), cwd=str(step), kernel_name="python3",
+                parameters={"NUMBER_OF_SUMMARIES": 1, "QUESTIONS_PER_CHUNK": 1, "SEED_DATA_SUBSAMPLE": 2,
+                            "GENERATORS": "document_based_qa", "JUDGES": "off", "DRY_RUN": teacher == "401"},
+                progress_bar=False,
+            )
+    nb = nbformat.read(executed, as_version=4)
+    text = json.dumps([o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])])
+    assert SECRET not in text
+    if teacher == "refuses":  # the report was shown before the cell raised
+        assert "document_based_qa" in text and json.loads(paths.generation_report.read_text())["status"] == "empty"

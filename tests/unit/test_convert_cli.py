@@ -40,12 +40,13 @@ def test_prepare_converts_chunks_and_seeds_and_lists_the_bad_file(tmp_path, tmp_
 
 
 def test_seed_without_icl_values_fails_clearly(tmp_path, tmp_output, capsys):
+    """`--icl-mode given` insists on the user's values (the default, auto, drafts what is missing)."""
     src = tmp_path / "a.md"
     src.write_text("# A\n\nSome text about ferries and tides.\n", encoding="utf-8")
     assert main(["convert-docs", str(src)]) == 0
     assert main(["chunk"]) == 0
     capsys.readouterr()
-    assert main(["seed", "--domain", "ferries"]) == 1
+    assert main(["seed", "--icl-mode", "given", "--domain", "ferries"]) == 1
     err = capsys.readouterr().err
     assert "a.md" in err and "no value for document_outline" in err and "ICL mode 'teacher'" in err
     assert not (tmp_output / "step_02" / "seed_data.jsonl").exists()

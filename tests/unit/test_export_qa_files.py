@@ -79,7 +79,7 @@ def test_combine_folder_lists_bad_files_and_keeps_the_others(tmp_path):
     assert "missing field 'training_pairs'" in errors["D_qa.json"] and "ktools generate" in errors["D_qa.json"]
     assert "not valid JSON at line 1" in errors["E_qa.json"]
     assert "training_pairs[1]" in errors["F_qa.json"] and "'answer'" in errors["F_qa.json"]
-    assert "in_progress" in errors["C_qa.json"] and "--include-incomplete" in errors["C_qa.json"]
+    assert "in_progress" in errors["C_qa.json"] and "--allow-partial" in errors["C_qa.json"]
 
     with_incomplete = combine_qa_dir(qa_dir, tmp_path / "all.json", include_incomplete=True)
     assert with_incomplete.combined["metadata"]["num_documents"] == 3

@@ -91,13 +91,16 @@ def test_changing_one_prompt_reasks_exactly_its_requests(tmp_path):
 
 def test_missing_samples_only_are_asked_again(tmp_path):
     client = ScriptedClient(fewer=2)  # a provider that ignores n beyond 2
-    run_generation(seeds(1), opts(generators=("detailed_summary",), number_of_summaries=5), client, tmp_path)
+    # The scripted teacher asks the same questions about every summary: no de-duplication here.
+    run_generation(seeds(1), opts(generators=("detailed_summary",), number_of_summaries=5, dedup_threshold=None),
+                   client, tmp_path)
     summary_calls = [n for m, _, n in client.requests if m[-1]["content"].endswith("Detailed summary:")]
     assert summary_calls == [5, 3, 1]  # 2 + 2 + 1 samples
     rows = read_jsonl(tmp_path / "detailed_summary" / "gen.jsonl")
     assert len({r["item_id"] for r in rows}) == 5
     more = ScriptedClient()
-    run_generation(seeds(1), opts(generators=("detailed_summary",), number_of_summaries=7), more, tmp_path)
+    run_generation(seeds(1), opts(generators=("detailed_summary",), number_of_summaries=7, dedup_threshold=None),
+                   more, tmp_path)
     assert [n for m, _, n in more.requests if m[-1]["content"].endswith("Detailed summary:")] == [2]
 
 
@@ -106,7 +109,10 @@ def test_failed_chunk_is_isolated_recorded_and_retried_on_request(tmp_path):
         return "HTTP 500 from teacher" if user.startswith("List the key facts") and "Chunk 1:" in user else None
 
     report = run_generation(seeds(), opts(), ScriptedClient(fail=fail), tmp_path)
-    assert report.status == "complete" and not report.ok
+    assert report.status == "partial" and not report.ok
+    assert report.status_reason.startswith("1 of 12 chunk runs failed (first: HTTP 500 from teacher)")
+    assert report.generators["key_facts_to_qa"]["status"] == "partial"
+    assert report.generators["document_based_qa"]["status"] == "complete"
     assert report.failures == [{"generator": "key_facts_to_qa", "chunk_id": "doc.md#1", "source": "doc.md",
                                 "error": "HTTP 500 from teacher"}]
     assert report.generators["key_facts_to_qa"]["chunks"]["failed"] == 1
@@ -276,7 +282,7 @@ def test_identical_prompts_in_flight_are_sent_once(tmp_path):
     same = [{"document": "The same chunk text about the Orvane harbour levy of five euros.", "chunk_id": f"c{i}"}
             for i in range(4)]
     client = ScriptedClient(latency=0.01)
-    run_generation(same, opts(generators=("document_based_qa",)), client, tmp_path)
+    run_generation(same, opts(generators=("document_based_qa",), dedup_threshold=None), client, tmp_path)
     assert len(client.requests) == 1
     assert len(read_jsonl(tmp_path / "document_based_qa" / "gen.jsonl")) == 4 * 2
 

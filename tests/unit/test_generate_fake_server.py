@@ -79,7 +79,8 @@ def test_truncated_and_malformed_replies_are_flagged_and_kept_aside(tmp_path):
 
 def test_n_samples_survive_a_provider_that_ignores_n(tmp_path):
     with FakeOpenAIServer(responder=scripted_responder, supports_n=False) as server:
-        run_generation(seeds(1), opts(generators=("detailed_summary",), number_of_summaries=3),
+        # The scripted teacher asks the same questions about every summary: no de-duplication here.
+        run_generation(seeds(1), opts(generators=("detailed_summary",), number_of_summaries=3, dedup_threshold=None),
                        client_for(server), tmp_path)
     rows = read_jsonl(tmp_path / "detailed_summary" / "gen.jsonl")
     assert {r["item_id"] for r in rows} == {"c0/summary/0", "c0/summary/1", "c0/summary/2"}

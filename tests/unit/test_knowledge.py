@@ -100,8 +100,11 @@ def test_views_rows_and_held_out_sentences(facts):
     assert "the HBQ (Harbour Board of Quillmouth) office on the east quay" in restated
     assert "a berth on pontoon C reserved for visiting yachts" in next(
         r.answer for r in rows["restatement"] if "maximum stay" in r.answer)
-    cloze = next(r for r in rows["cloze"] if r.answer == "Tarrow Marine Services")
-    assert "____" in cloze.prompt and "Tarrow Marine Services" not in cloze.prompt and cloze.key_fact == cloze.answer
+    cloze = next(r for r in rows["cloze"] if r.key_fact == "Tarrow Marine Services")
+    assert "____" in cloze.prompt and "Tarrow Marine Services" not in cloze.prompt
+    assert cloze.answer == "Fuel is sold at the north quay by Tarrow Marine Services."  # the whole sentence
+    fact_qa = next(r for r in rows["fact_qa"] if r.key_fact == "Tarrow Marine Services")
+    assert fact_qa.prompt.endswith("by which name?") and fact_qa.answer == cloze.answer
     about = next(r for r in rows["about"] if r.prompt.endswith("about Brevik Recycling?"))
     assert "berth C9" in about.answer
     record = cloze.record("harbours")
@@ -240,3 +243,35 @@ def test_components_option_parsing():
     with pytest.raises(ValueError, match="unknown mix component"):
         MixOptions(components=("clozes",)).validate()
     assert MixOptions().replace(components="raw_text,about").components == ("raw_text", "about")
+
+
+def test_exam_rephrased_by_a_real_teacher_over_http(facts, tmp_path):
+    """A non-embedded teacher (here the scripted OpenAI-compatible server) rewrites the rule
+    questions through the real client; a rewrite that gives the answer away is not kept."""
+    from ktools.config import load_settings
+    from ktools.knowledge.rephrase import teacher_rephraser
+    from ktools.testing.fake_openai import FakeOpenAIServer
+
+    def responder(body, index):
+        prompt = body["messages"][-1]["content"]
+        answer = prompt.split("The answer must be exactly: ", 1)[1].split(". Do not include", 1)[0]
+        if "Tarrow" in answer:
+            return f"Which company, {answer}, sells fuel?"  # gives it away: refused
+        return "What does the Harbour Board of Quillmouth's rule say on this point?"
+
+    with FakeOpenAIServer(responder=responder) as server:
+        settings = load_settings(environ={"TEACHER_PROVIDER": "vllm", "TEACHER_MODEL_BASE_URL": server.base_url,
+                                          "TEACHER_MODEL_NAME": "fake-model"}, repo_root=tmp_path)
+        rephrase = teacher_rephraser(settings)
+        exam = build_exam({"rules.md": facts}, share=0.45, min_per_source=5, rephrase=rephrase)
+        rephrase.close()
+        assert len(server.requests) == len(exam.items)
+    by_answer = {i.answer: i for i in exam.items}
+    for item in exam.items:
+        if item.answer == "Tarrow Marine Services":
+            assert item.written_by == "rule"
+        else:
+            assert item.written_by == "teacher" and item.question.startswith("What does the Harbour Board")
+    assert "Tarrow Marine Services" in by_answer  # the refused rewrite was really asked
+    # The embedded teacher is never asked to rephrase.
+    assert teacher_rephraser(load_settings(environ={}, repo_root=tmp_path)) is None

@@ -154,7 +154,8 @@ def test_http_routes_and_errors(fake_server):
         stopped = client.post(_url(fake_server, "/v1/chat/completions"), json={"messages": MSG, "stop": ["0"]})
         assert stopped.json()["choices"][0] == {"index": 0, "message": {"role": "assistant", "content": "echo "},
                                                 "finish_reason": "stop", "logprobs": None}
-        bad_json = client.post(_url(fake_server, "/v1/chat/completions"), content=b"{oops")
+        bad_json = client.post(_url(fake_server, "/v1/chat/completions"), content=b"{oops",
+                               headers={"Content-Type": "application/json"})
         assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["error"]["message"]
         assert client.post(_url(fake_server, "/v1/chat/completions"), json={"n": 1}).status_code == 400
         too_long = client.post(_url(fake_server, "/v1/chat/completions"),
@@ -180,7 +181,8 @@ def test_malformed_http_does_not_kill_the_server(fake_server):
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")  # then hang up
     chunked = b'{"messages": [{"role": "user", "content": "hi"}]}'
     with socket.create_connection(("127.0.0.1", fake_server.port)) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+                     b"Content-Type: application/json\r\n\r\n"
                      + f"{len(chunked):x}\r\n".encode() + chunked + b"\r\n0\r\n\r\n")
         reply = b""
         while chunk := sock.recv(4096):
@@ -193,7 +195,8 @@ def test_client_disconnect_cancels_generation(fake_server):
     fake_server.backend_fake.delay = 1.0
     body = json.dumps({"messages": MSG}).encode()
     with socket.create_connection(("127.0.0.1", fake_server.port)) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: " + str(len(body)).encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode()
                      + b"\r\n\r\n" + body)
         time.sleep(0.2)
     deadline = time.monotonic() + 5

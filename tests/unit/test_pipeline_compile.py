@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = {2: "02_Data_Processing/Data_Processing.ipynb", 3: "03_Knowledge_Generation/Knowledge_Generation.ipynb",
              4: "04_Knowledge_Mixing/Knowledge_Mixing.ipynb", 5: "05_Model_Training/Model_Training.ipynb"}
 # The one notebook name that means different things in two notebooks.
-PER_NOTEBOOK_NAMES = {(4, "MAX_SEQ_LEN"): "mix_max_seq_len", (5, "MAX_SEQ_LEN"): "train_max_seq_len"}
+PER_NOTEBOOK_NAMES = {(4, "MAX_SEQ_LEN"): "mix_max_seq_len", (5, "MAX_SEQ_LEN"): "train_max_seq_len",
+                      (4, "COMPONENTS"): "mix_components"}
 TASKS = ["data-processing", "knowledge-generation", "knowledge-mixing", "model-training"]
 
 
@@ -57,9 +58,13 @@ def test_four_components_in_step_order_passing_step_directories(tmp_path):
     assert "dependentTasks" not in tasks["data-processing"]
     for (producer, consumer), step in zip(zip(TASKS, TASKS[1:], strict=False), ("step_02", "step_03", "step_04"),
                                           strict=True):
-        assert tasks[consumer]["dependentTasks"] == [producer]
+        assert producer in tasks[consumer]["dependentTasks"]
         assert tasks[consumer]["inputs"]["artifacts"][step]["taskOutputArtifact"] == {
             "producerTask": producer, "outputArtifactKey": step}
+    # Mixing also reads step 02's chunks (the knowledge components and the corpus exam).
+    assert sorted(tasks["knowledge-mixing"]["dependentTasks"]) == ["data-processing", "knowledge-generation"]
+    assert tasks["knowledge-mixing"]["inputs"]["artifacts"]["step_02"]["taskOutputArtifact"] == {
+        "producerTask": "data-processing", "outputArtifactKey": "step_02"}
     outputs = spec["root"]["outputDefinitions"]["artifacts"]
     assert set(outputs) == {"step_02", "step_03", "step_04", "step_05", "model"}
     assert outputs["model"]["artifactType"]["schemaTitle"] == "system.Model"

@@ -192,3 +192,34 @@ def test_validation_names_record_and_field():
     assert any("must come with the excerpt" in str(p) for p in validate_seed([good], {"a.md": icl}))
     with pytest.raises(SeedValidationError, match="record 2"):
         raise SeedValidationError(problems)
+
+
+def test_a_failing_teacher_is_not_cached_and_the_next_run_asks_again(chunked, tmp_output):
+    fake = pytest.importorskip("ktools.testing.fake_openai")
+    _, settings = chunked
+    with fake.FakeOpenAIServer(responder=_responder, faults=["401", "401"]) as server:
+        client = _teacher(server)
+        down = seed_step(settings, mode="teacher", client=client, progress=False)
+        assert down.teacher_failures == ["tern.md"]
+        assert "drafted" not in down.icl["tern.md"].origin.values()
+        drafts = tmp_output / "step_02" / "icl_drafts.json"
+        assert not drafts.exists() or read_json(drafts) == {}
+        # The teacher works again: the documents are drafted now, not served from a cache of fallbacks.
+        up = seed_step(settings, mode="teacher", client=client, progress=False)
+        client.close()
+    assert not up.teacher_failures and up.icl["tern.md"].values["domain"] == "island ferry services"
+    assert len(server.requests) == 4
+
+
+def test_ktools_seed_with_the_teacher_down_exits_1_with_one_line(chunked, monkeypatch, capsys):
+    fake = pytest.importorskip("ktools.testing.fake_openai")
+    from ktools.cli import main
+
+    with fake.FakeOpenAIServer(responder=_responder, faults=["401"] * 10) as server:
+        monkeypatch.setenv("TEACHER_PROVIDER", "vllm")
+        monkeypatch.setenv("TEACHER_MODEL_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_MODEL_NAME", "fake-teacher")
+        monkeypatch.setenv("TEACHER_MAX_RETRIES", "0")
+        assert main(["seed", "--icl-mode", "teacher"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ktools seed:")]
+    assert len(err) == 1 and "teacher failed" in err[0] and "tern.md" in err[0]

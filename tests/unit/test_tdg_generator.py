@@ -67,7 +67,7 @@ def test_generates_files_summary_and_failure_log(tmp_path):
     info = harbour["qa_generation_info"]
     assert (info["model"], info["questions_per_chunk"], info["generators"]) == \
         ("scripted-teacher", 2, ["document_based_qa"])
-    assert harbour["status"] == "completed"
+    assert harbour["status"] == "partial"  # a failed chunk: never "completed"
     assert harbour["completed_chunks"] == [0, 1] and harbour["failed_chunks"] == [2]
     assert harbour["summary"] == {"total_chunks": 3, "completed_chunks": 2, "failed_chunks": 1, "total_qa_pairs": 4}
     pair = harbour["training_pairs"][0]
@@ -78,7 +78,9 @@ def test_generates_files_summary_and_failure_log(tmp_path):
     assert ferry["summary"]["total_qa_pairs"] == 2 and ferry["metadata"]["file_name"] == "ferry.txt"
 
     assert summary == read_json(qa / SUMMARY_FILE)
-    assert (summary["total_files"], summary["successful_files"], summary["failed_files"]) == (3, 2, 1)
+    assert read_json(qa / "ferry_qa.json")["status"] == "completed"
+    assert (summary["total_files"], summary["successful_files"], summary["failed_files"]) == (3, 1, 2)
+    assert summary["status"] == "partial" and "1 of 4 chunk runs failed" in summary["status_reason"]
     assert (summary["chunks_completed"], summary["chunks_failed"], summary["chunks_pending"]) == (3, 1, 0)
     assert summary["total_qa_pairs"] == 6 and summary["success_rate"] == 0.75
     assert summary["requests_sent"] == 3 and summary["tokens"] == 3 * 70  # the failed request raised

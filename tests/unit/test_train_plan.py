@@ -92,3 +92,15 @@ def test_speed_probe_counts_tokens_of_one_row_even_for_padded_batches():
               "attention_mask": torch.ones((8, 200), dtype=torch.long)}
     per_token = measure_seconds_per_token(SlowModel(), padded, probe_tokens=100)
     assert 0.0004 < per_token < 0.001
+
+
+def test_default_learning_rate_follows_method_and_model_size():
+    from ktools.train.config import TrainConfig, default_learning_rate
+
+    assert default_learning_rate("full", 135_000_000) == 2e-4
+    assert default_learning_rate("lora", 135_000_000) == 2e-4
+    assert default_learning_rate("full", 7_000_000_000) == 5e-5
+    assert default_learning_rate("lora", 7_000_000_000) == 1e-4
+    assert default_learning_rate("full", None) == 2e-4  # unknown size: the embedded student's rate
+    assert TrainConfig().effective_learning_rate == 2e-4  # the embedded SmolLM2-135M, counted from its files
+    assert TrainConfig(learning_rate=3e-5).effective_learning_rate == 3e-5

@@ -42,8 +42,10 @@ CELLS = [
         "TEMPERATURE = None             # teacher sampling temperature (default 0.7)\n"
         "MAX_TOKENS = None              # max tokens per teacher answer (default 1024)\n"
         "JUDGES = \"auto\"                # \"auto\" (off for the embedded teacher), \"on\" or \"off\"\n"
-        "TOKEN_BUDGET = None            # stop cleanly after this many tokens sent\n"
+        "TOKEN_BUDGET = None            # stop cleanly after this many tokens sent (.env TOKEN_BUDGET)\n"
+        "MAX_COST = None                # stop cleanly once this much money is spent (needs TEACHER_PRICE_*)\n"
         "RETRY_FAILED = False           # re-run chunks that failed in an earlier run\n"
+        "ALLOW_PARTIAL = False          # True: end normally even when the run is not complete\n"
         "DRY_RUN = True                 # first run 1-2 chunks through every stage and estimate the cost\n"
         "RUN_FULL = True                # then run all chunks",
         metadata={"tags": ["parameters"]},
@@ -67,13 +69,14 @@ CELLS = [
         "    number_of_summaries=NUMBER_OF_SUMMARIES, max_concurrency=MAX_CONCURRENCY,\n"
         "    seed_data_subsample=SEED_DATA_SUBSAMPLE, enable_reasoning=ENABLE_REASONING,\n"
         "    customisation_prompt=CUSTOMISATION_PROMPT, temperature=TEMPERATURE, max_tokens=MAX_TOKENS,\n"
+        "    token_budget=TOKEN_BUDGET, max_cost=MAX_COST,\n"
         ")\n"
         "paths = OutputPaths.from_settings(settings, repo_root=REPO)\n"
         "judges = {\"on\": True, \"off\": False}.get(JUDGES)  # None = auto\n"
         "options = GenerationOptions.from_settings(\n"
         "    settings, generators=normalise_generators(GENERATORS), questions_per_chunk=QUESTIONS_PER_CHUNK,\n"
         "    judge_question=judges, judge_faithfulness=judges, judge_relevancy=judges,\n"
-        "    token_budget=TOKEN_BUDGET, retry_failed=RETRY_FAILED,\n"
+        "    retry_failed=RETRY_FAILED,\n"
         ")\n"
         "pd.DataFrame(settings.as_table())  # the API key is shown masked"
     ),
@@ -88,11 +91,15 @@ CELLS = [
     new_markdown_cell(
         "## Dry run\n\n"
         "One or two chunks through every stage of every generator: a few sample rows, and the requests and "
-        "tokens the full run will need. Its answers are stored, so the full run re-uses them."
+        "tokens (and, with `TEACHER_PRICE_INPUT` / `_OUTPUT` set, the money) the full run will need. Its "
+        "answers are stored, so the full run re-uses them. If every request fails (teacher down, wrong key), "
+        "the cell raises with the teacher's error."
     ),
     new_code_cell(
         "if DRY_RUN:\n"
         "    dry = run_generation(seed, options.replace(dry_run=True), client, paths.step(3))\n"
+        "    if dry.status == \"failed\":  # every dry-run request failed: nothing to estimate, nothing to run\n"
+        "        raise RuntimeError(f\"dry run failed: {dry.status_reason}\")\n"
         "    display(dry.estimate_table())\n"
         "    display(dry.samples_table())"
     ),
@@ -126,6 +133,19 @@ CELLS = [
         "in each generator's `rejected.jsonl`.\n\n## Files written"
     ),
     new_code_cell("client.close()\nreport.files_table() if report else None"),
+    new_markdown_cell(
+        "## Status\n\n"
+        "A run is `complete` only when every chunk of every generator ran and every generator kept rows. "
+        "Otherwise (`partial`, `failed`, `empty`, `budget_reached`, ...) this cell raises with the reason, "
+        "after the report above, so a batch run (`ktools run`, papermill) stops here instead of mixing "
+        "what is missing; `ktools run` runs this step again next time. Re-run the Generate cell to resume, "
+        "or set `ALLOW_PARTIAL = True` to go on with what there is."
+    ),
+    new_code_cell(
+        "if report is not None and report.status != \"complete\" and not ALLOW_PARTIAL:\n"
+        "    raise RuntimeError(f\"generation {report.status}: {report.status_reason}\")\n"
+        "report.status if report else None"
+    ),
     new_markdown_cell("Next: [04_Knowledge_Mixing](../04_Knowledge_Mixing/README.md) builds training mixes "
                       "from these four datasets."),
 ]

@@ -82,7 +82,11 @@ CELLS = [
                       "`output/step_04/eval_set.jsonl` and `output/step_04/mix_stats.json`."),
     new_code_cell("# A real teacher rewrites the rule-built exam questions; the embedded one is not asked.\n"
                   "rephrase = teacher_rephraser(settings) if CORPUS_EXAM else None\n"
-                  "report = build_mixes(options, paths, rephrase=rephrase)\n"
+                  "try:\n"
+                  "    report = build_mixes(options, paths, rephrase=rephrase)\n"
+                  "finally:\n"
+                  "    if rephrase is not None:\n"
+                  "        rephrase.close()\n"
                   "for note in report.notes:\n"
                   "    display(Markdown(f\"- {note}\"))"),
     new_markdown_cell("### Per cut"),

@@ -81,6 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except bad_input_errors() as exc:
+        # Bad input a command did not catch itself: one line naming the file/setting, exit 2, no traceback.
+        print(f"ktools {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def bad_input_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the user's input (a path, a setting, a file's content) is wrong.
+    Their messages name the file or setting; a bug's traceback is not one of them."""
+    from ktools.config import ConfigError
+    from ktools.documents.errors import DocumentError
+    from ktools.io import JsonlError
+
+    return (ConfigError, JsonlError, DocumentError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

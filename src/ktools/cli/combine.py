@@ -5,7 +5,10 @@
 
 Defaults: --qa-dir from GENERATOR_OUTPUT_DIR, else output/step_03; --output-file from
 GENERATOR_OUTPUT_FILE, else `<qa-dir>/training_data.json`. Files that are not complete
-(status other than "completed") or not valid are skipped and listed; exit status 1 then.
+(status other than "completed": partial, failed, empty, in_progress, interrupted) or not
+valid are skipped and listed; exit status 1 then. A step-03 folder whose report.json is
+not "complete", or inputs holding 0 pairs, are refused (exit 2, nothing written).
+`--allow-partial` takes what there is instead.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "(env GENERATOR_OUTPUT_DIR; default output/step_03)")
     parser.add_argument("--output-file", help="combined JSON to write (env GENERATOR_OUTPUT_FILE; "
                         "default <qa-dir>/training_data.json)")
-    parser.add_argument("--include-incomplete", action="store_true",
-                        help="also include documents whose generation did not finish")
+    parser.add_argument("--allow-partial", "--include-incomplete", dest="allow_partial", action="store_true",
+                        help="also take documents whose generation did not complete (partial, failed, empty, "
+                             "interrupted) and write an empty result rather than refuse")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         tdg = load_tdg_settings()
         qa_dir = Path(args.qa_dir or tdg.output_dir or OutputPaths.from_settings(load_settings()).step(3))
+        if qa_dir.is_file() and not (args.output_file or tdg.output_file):
+            raise QAInputError(f"--qa-dir {qa_dir} is a file, so there is no folder to write "
+                               f"{COMBINED_FILE_NAME} into; pass a folder, or --output-file")
         output = Path(args.output_file or tdg.output_file or qa_dir / COMBINED_FILE_NAME)
-        result = combine_qa_dir(qa_dir, output, include_incomplete=args.include_incomplete)
+        result = combine_qa_dir(qa_dir, output, include_incomplete=args.allow_partial)
     except (QAInputError, ConfigError) as exc:
         print(f"ktools combine: {exc}", file=sys.stderr)
         return 2

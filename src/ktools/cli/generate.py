@@ -16,8 +16,10 @@ otherwise (ktools' meaning of "local").
 Outputs go to --qa-dir (alias --out; env GENERATOR_OUTPUT_DIR; default output/step_03):
 `{document}_qa.json` per document, `qa_generation_summary.json`, `qa_failures.jsonl`, and
 the engine's `<generator>/gen.jsonl`, `report.json`, `responses.sqlite` (exact resume).
-Exit status: 0 all done, 1 some chunks or input files failed (listed), 2 bad settings or
-input, 130 interrupted (re-run the same command to resume).
+Exit status: 0 all done; 1 the run is not complete - some chunks or input files failed,
+a generator kept no rows, a budget or cost cap stopped it, or every dry-run request
+failed (one line on stderr says why); 2 bad settings or input; 130 interrupted (re-run
+the same command to resume).
 """
 
 from __future__ import annotations
@@ -66,7 +68,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--max-tokens", type=_positive_int, help="max tokens per completion (env GENERATOR_MAX_TOKENS)")
     gen.add_argument("--stage-max-tokens", dest="stage_max_tokens", action="append", type=_stage_cap,
                      metavar="STAGE=N", help="cap one stage's completions at N tokens (repeatable), e.g. "
-                     "summaries=400; stages: summaries, questions, answers, facts, qa_pairs")
+                     "judges=1024; stages: summaries, questions, answers, facts, qa_pairs, judges "
+                     "(env STAGE_MAX_TOKENS=judges=1024,answers=2048)")
+    gen.add_argument("--stage-thinking", dest="stage_thinking", action="append", type=_stage_thinking,
+                     metavar="STAGE=MODE", help="thinking of a reasoning teacher per stage (repeatable): on, off or "
+                     "minimal/low/medium/high, e.g. judges=off (env STAGE_THINKING; sent as "
+                     "chat_template_kwargs.enable_thinking or reasoning_effort, by provider - THINKING_CONTROL)")
     gen.add_argument("--qa-system-message", help="system message for the generator prompts")
     gen.add_argument("--qa-extra-instructions", help="extra instructions added to every generator prompt "
                      "(also CUSTOMISATION_PROMPT)")
@@ -111,16 +118,71 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="run 2 chunks through every stage, show samples, estimate requests and tokens")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    cost = parser.add_argument_group("cost and rate")
+    cost.add_argument("--token-budget", type=_positive_int, help="stop cleanly after this many tokens sent; "
+                      "re-run to go on (env TOKEN_BUDGET)")
+    cost.add_argument("--price-input", type=_price, help="price per million input tokens (env TEACHER_PRICE_INPUT)")
+    cost.add_argument("--price-output", type=_price, help="price per million output tokens (env TEACHER_PRICE_OUTPUT)")
+    cost.add_argument("--max-cost", type=_price, help="stop cleanly (resumable) once this much money is spent; "
+                      "needs the prices (env MAX_COST)")
+    cost.add_argument("--rpm", type=_positive_int, help="at most this many requests per minute (env TEACHER_RPM)")
+    cost.add_argument("--tpm", type=_positive_int, help="at most this many tokens per minute (env TEACHER_TPM)")
+    gen.add_argument("--structured-output", choices=("auto", "on", "off"),
+                     help="JSON schema for questions, facts, Q&A pairs and judge scores: auto = where the provider "
+                          "honours one; the tag parsers stay the fallback (env STRUCTURED_OUTPUT, default off)")
+    gen.add_argument("--dedup-threshold", type=_fraction,
+                     help="drop a question this similar (word-bigram Jaccard, 0-1) to an earlier one across chunks "
+                          "and generators; 1 = equal text only, 0 = off (env DEDUP_THRESHOLD, default 0.9)")
+
 
 def _stage_cap(text: str) -> tuple[str, int]:
     # GenerationOptions checks the same; here it fails at parse time, next to the flag.
-    from ktools.generate.flows import STAGES
+    from ktools.generate.options import STAGE_KEYS
 
     stage, _, number = text.partition("=")
-    if stage.strip() not in STAGES or not number.strip().isdigit() or int(number) < 1:
-        raise argparse.ArgumentTypeError(f"expected STAGE=N with STAGE one of {', '.join(sorted(STAGES))} "
+    if stage.strip() not in STAGE_KEYS or not number.strip().isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"expected STAGE=N with STAGE one of {', '.join(sorted(STAGE_KEYS))} "
                                          f"and N >= 1, got {text!r}")
     return stage.strip(), int(number)
+
+
+def _stage_thinking(text: str) -> tuple[str, str]:
+    from ktools.generate.options import STAGE_KEYS, THINKING_VALUES
+
+    stage, _, mode = (part.strip().lower() for part in text.partition("="))
+    if stage not in STAGE_KEYS or mode not in THINKING_VALUES:
+        raise argparse.ArgumentTypeError(f"expected STAGE=MODE with STAGE one of {', '.join(sorted(STAGE_KEYS))} "
+                                         f"and MODE one of {', '.join(THINKING_VALUES)}, got {text!r}")
+    return stage, mode
+
+
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
+def _price(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _settings_overrides(args: argparse.Namespace) -> dict:
+    """Flags that set plain ktools settings (None: not given, the environment's value stays)."""
+    thinking = dict(args.stage_thinking) if args.stage_thinking else None
+    return {"token_budget": args.token_budget, "teacher_price_input": args.price_input,
+            "teacher_price_output": args.price_output, "max_cost": args.max_cost, "teacher_rpm": args.rpm,
+            "teacher_tpm": args.tpm, "stage_thinking": thinking, "structured_output": args.structured_output,
+            "dedup_threshold": args.dedup_threshold}
 
 
 def _cli_values(args: argparse.Namespace) -> dict:
@@ -136,6 +198,7 @@ def _print_summary(summary: dict) -> None:
           f"{summary['chunks_failed']} failed, {summary['chunks_pending']} pending "
           f"(success rate {summary['success_rate']:.0%}); requests sent {summary['requests_sent']}, "
           f"cached {summary['requests'].get('cached', 0)}; tokens {summary['tokens']}; "
+          + (f"cost {summary['requests']['cost']:.4f}; " if "cost" in summary["requests"] else "") +
           f"{summary['wall_seconds']:.1f}s ({summary['seconds_per_chunk'] or 0:.2f}s per chunk)")
     if summary.get("endpoints"):
         from ktools.llm.endpoints import format_endpoint_row
@@ -159,8 +222,9 @@ def _print_summary(summary: dict) -> None:
 
 def _print_dry_run(summary: dict) -> None:
     est = summary.get("estimate") or {}
+    money = f", cost {est['cost']:.4f}" if "cost" in est else ""
     print(f"dry run over {summary['total_chunks']} chunks: estimated {est.get('requests', '?')} requests, "
-          f"{est.get('tokens', '?')} tokens for the full run")
+          f"{est.get('tokens', '?')} tokens{money} for the full run")
     for name, g in (est.get("generators") or {}).items():
         print(f"  {name}: {g['requests_per_chunk']} requests and {g['tokens_per_chunk']} tokens per chunk")
     for name, rows in (summary.get("samples") or {}).items():
@@ -197,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
             qa_extra_instructions=args.qa_extra_instructions,
             qa_prompt_template_file=args.qa_prompt_template_file, prompts_dir=args.prompts_dir,
             judges={"auto": None, "on": True, "off": False}[args.judges], show_progress=not args.no_progress,
-            stage_max_tokens=dict(args.stage_max_tokens or ()),
+            stage_max_tokens=dict(args.stage_max_tokens or ()), settings_overrides=_settings_overrides(args),
         )
         rows = {row["setting"]: row for row in generator.config.describe()}
         log.info("teacher: provider %s, model %s, base URL %s (provider from %s)", rows["provider"]["value"],
@@ -216,10 +280,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"ktools generate: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
+        if summary["status"] != "dry_run":  # every dry-run chunk failed: there is nothing to estimate from
+            print(f"ktools generate: dry run {summary['status']}: {summary.get('status_reason')}", file=sys.stderr)
+            return 1
         _print_dry_run(summary)
+        if summary.get("failures"):
+            print(f"warning: {len(summary['failures'])} dry-run chunk(s) failed: {summary.get('status_reason')}",
+                  file=sys.stderr)
         return 0
     _print_summary(summary)
-    return 1 if summary["chunks_failed"] or summary["bad_input_files"] else 0
+    if summary["status"] != "complete" or summary["chunks_failed"] or summary["bad_input_files"]:
+        reason = summary.get("status_reason") or f"{len(summary['bad_input_files'])} input file(s) unusable"
+        print(f"ktools generate: {summary['status']}: {reason}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _env_chunks_dir() -> str | None:

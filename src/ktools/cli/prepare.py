@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ktools.documents.limits import ConversionLimits
 from ktools.documents.pipeline import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MIN_TOKENS,
@@ -17,15 +18,33 @@ from ktools.documents.pipeline import (
     ICL_MODES,
 )
 
+DEFAULT_LIMITS = ConversionLimits()
+
 
 def _add_convert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
                         help="files (.md .txt .html .pdf .docx), folders (recursive) or http(s) URLs")
     parser.add_argument("--backend", choices=("auto", "docling"), default="auto",
                         help="converter backend (docling: optional, HTML/DOCX only)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per URL download")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds a URL download may wait for data (connect / each read)")
     parser.add_argument("--password", default=None, metavar="PW",
                         help="password that opens encrypted PDFs (default: PDF_PASSWORD from the environment/.env)")
+    parser.add_argument("--download-deadline", type=float, default=DEFAULT_LIMITS.download_deadline,
+                        help="seconds a whole URL download may take (default %(default)s)")
+    parser.add_argument("--max-download-mb", type=float, default=DEFAULT_LIMITS.download_max_bytes / 2**20,
+                        help="largest URL download in MB (default %(default)s)")
+    parser.add_argument("--max-expanded-mb", type=float, default=DEFAULT_LIMITS.archive_max_bytes / 2**20,
+                        help="largest expanded size of a .docx package in MB (default %(default)s)")
+    parser.add_argument("--file-time-limit", type=float, default=DEFAULT_LIMITS.file_seconds,
+                        help="seconds to convert one file, 0 = no limit (default %(default)s)")
+
+
+def _limits(args: argparse.Namespace) -> ConversionLimits:
+    return ConversionLimits(download_deadline=args.download_deadline,
+                            download_max_bytes=int(args.max_download_mb * 2**20),
+                            archive_max_bytes=int(args.max_expanded_mb * 2**20),
+                            file_seconds=args.file_time_limit)
 
 
 def _add_chunk(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +113,7 @@ def run_command(name: str, args: argparse.Namespace) -> int:
 
                 register_secret(args.password)
             result = convert_step(args.sources, settings, backend=args.backend, timeout=args.timeout,
-                                  pdf_password=args.password)
+                                  pdf_password=args.password, limits=_limits(args))
             print(f"converted {len(result.documents)} document(s) → {result.out_dir}")
             for doc in result.documents:
                 print(f"  {doc.output}: {doc.converter}, {doc.characters} chars"
@@ -123,6 +142,12 @@ def run_command(name: str, args: argparse.Namespace) -> int:
                 print(f"  {source}: {origins}")
                 for note in icl.notes:
                     print(f"    note: {note}")
+            if seeded.teacher_failures:
+                print(f"ktools {name}: the teacher failed while drafting ICL fields for "
+                      f"{len(seeded.teacher_failures)} document(s) ({', '.join(seeded.teacher_failures)}); "
+                      "fallback values were used and not cached - fix the teacher and run again",
+                      file=sys.stderr)
+                status = 1
     except (DocumentError, SeedValidationError, ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"ktools {name}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) and not isinstance(exc, SeedValidationError) else 1

@@ -38,6 +38,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--status", action="store_true", help="show whether the teacher runs on this port")
     mode.add_argument("--stop", action="store_true", help="stop the teacher running on this port")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health (--background)")
+    parser.add_argument("--api-key", default=None,
+                        help="require this key on /v1 requests (default: LOCAL_TEACHER_API_KEY; prefer the "
+                             "variable: a command-line argument is visible to other users in `ps`)")
+    parser.add_argument("--max-connections", type=int, default=None,
+                        help="open connections served at once; more get 503 (default 256)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +50,16 @@ def run(args: argparse.Namespace) -> int:
         return _status(args)
     if args.stop:
         pid = local_teacher.stop(args.host, args.port)
-        print(f"stopped the embedded teacher (pid {pid})" if pid else f"no embedded teacher runs on port {args.port}")
+        if pid:
+            print(f"stopped the embedded teacher (pid {pid})")
+            return 0
+        if local_teacher.probe(f"http://{args.host}:{args.port}/v1").reachable:
+            # Whatever its /health says, ktools only stops a process it started (pid file + command line).
+            print(f"error: something answers on {args.host}:{args.port}, but no teacher that ktools started "
+                  f"on this machine (no pid file naming a `ktools serve-teacher --port {args.port}` process); "
+                  "nothing was stopped: stop it where it was started", file=sys.stderr)
+            return 1
+        print(f"no embedded teacher runs on port {args.port}")
         return 0
     if args.background:
         extra = ["--threads", str(args.threads)] if args.threads else []
@@ -54,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
             extra += ["--backend", args.backend]
         if args.idle_timeout is not None:
             extra += ["--idle-timeout", str(args.idle_timeout)]
+        if args.max_connections:
+            extra += ["--max-connections", str(args.max_connections)]
+        if args.api_key:  # to the child through its environment, never its command line
+            os.environ["LOCAL_TEACHER_API_KEY"] = args.api_key
         if args.static_batching:
             extra.append("--static-batching")
         try:
@@ -82,9 +100,14 @@ def _foreground(args: argparse.Namespace) -> int:
         pid_path.write_text(f"{os.getpid()}\n")
         log.info("serving %s on http://%s:%d/v1 (Ctrl+C to stop)", server.model_id, server.host, server.port)
 
+    from ktools.config import load_settings
+    from ktools.llm.local.server import MAX_CONNECTIONS
+
+    api_key = args.api_key or load_settings().local_teacher_api_key.reveal() or None
     try:
         local_teacher.serve(args.host, args.port, max_batch=args.max_batch, continuous=not args.static_batching,
-                            threads=args.threads, dtype=args.dtype, on_ready=on_ready,
+                            threads=args.threads, dtype=args.dtype, on_ready=on_ready, api_key=api_key,
+                            max_connections=args.max_connections or MAX_CONNECTIONS,
                             backend=args.backend or setting("teacher_backend"), idle_timeout=args.idle_timeout or 0.0)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -14,7 +14,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=["full", "lora"], default="full")
     parser.add_argument("--backend", choices=["auto", "sft", "osft"], default="auto",
                         help="osft = training_hub (needs the package and a GPU)")
-    parser.add_argument("--lr", type=float, help="learning rate (default: 1e-4 full, 2e-4 LoRA)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: 2e-4 up to 400M parameters, 5e-5 full "
+                        "/ 1e-4 LoRA above)")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--max-steps", type=int, help="exact number of optimizer steps (overrides --epochs)")
     parser.add_argument("--time-budget", type=float, default=7.0,

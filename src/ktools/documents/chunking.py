@@ -143,43 +143,71 @@ def _break_weight(previous: Block, block: Block) -> float:
     return WEIGHT_BLOCK
 
 
-def token_starts(text: str, tokenizer: Any, piece_chars: int = 4096) -> np.ndarray:
-    """Start offsets (chars) of every token of `text`, from one batched encoding.
-
-    Pieces are cut right before a whitespace run: a byte-level BPE pre-tokenizer never
-    joins a non-space character with the whitespace after it, so the tokens are exactly
-    those of the whole text (other tokenizers: a token or so may differ per piece)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise TypeError(f"{type(tokenizer).__name__} is not a fast tokenizer: chunking needs token offsets; "
-                        "use a tokenizer with a tokenizer.json (AutoTokenizer.from_pretrained(..., use_fast=True))")
+def _piece_cuts(text: str, piece_chars: int) -> list[int]:
+    """Cut positions about every `piece_chars`, each right before a whitespace run: at the
+    next newline when there is one within another `piece_chars`, else at the next space
+    (a long single line), else (no whitespace at all) at the size itself."""
     cuts = [0]
     n = len(text)
     while cuts[-1] + piece_chars < n:
-        target = text.find("\n", cuts[-1] + piece_chars)
+        floor = cuts[-1] + piece_chars
+        ceiling = min(n, floor + piece_chars)
+        target = text.find("\n", floor, ceiling)
         if target < 0:
-            break
+            target = next((m.start() for m in _WHITESPACE.finditer(text, floor, ceiling)), -1)
+        if target < 0:
+            target = floor  # no whitespace: a token or so may differ at this cut
         cut = target
         while cut > cuts[-1] and text[cut - 1].isspace():
             cut -= 1
         if cut <= cuts[-1]:
-            # A piece of pure whitespace/one huge line: cut at the newline itself.
             cut = target
         cuts.append(cut)
     cuts.append(n)
-    pieces = [text[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
-    bases = [a for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
-    encodings = backend.encode_batch(pieces, add_special_tokens=False)
+    return cuts
+
+
+_WHITESPACE = re.compile(r"\s")
+
+
+def token_starts(text: str, tokenizer: Any, piece_chars: int = 4096, batch_chars: int = 1 << 20) -> np.ndarray:
+    """Start offsets (chars) of every token of `text`, from batched encodings.
+
+    Pieces are cut right before a whitespace run: a byte-level BPE pre-tokenizer never
+    joins a non-space character with the whitespace after it, so the tokens are exactly
+    those of the whole text (other tokenizers: a token or so may differ per piece).
+    Pieces are encoded about `batch_chars` at a time and only their start offsets kept,
+    so memory stays proportional to the text: a tokenizer's encodings cost ~100 bytes
+    per token, and a 20 MB single line encoded at once took gigabytes."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TypeError(f"{type(tokenizer).__name__} is not a fast tokenizer: chunking needs token offsets; "
+                        "use a tokenizer with a tokenizer.json (AutoTokenizer.from_pretrained(..., use_fast=True))")
+    cuts = _piece_cuts(text, piece_chars)
+    spans = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+    dtype = np.int64  # int32 would halve this, but searchsorted with a Python int then copies the array per call
     arrays = []
-    for base, encoding in zip(bases, encodings, strict=True):
-        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-        if len(offsets):
-            arrays.append(offsets[:, 0] + base)
+    index = 0
+    while index < len(spans):
+        batch: list[tuple[int, int]] = []
+        size = 0
+        while index < len(spans) and (not batch or size < batch_chars):
+            batch.append(spans[index])
+            size += spans[index][1] - spans[index][0]
+            index += 1
+        encodings = backend.encode_batch([text[a:b] for a, b in batch], add_special_tokens=False)
+        for (base, _), encoding in zip(batch, encodings, strict=True):
+            offsets = encoding.offsets
+            if offsets:
+                arrays.append(np.fromiter((start for start, _ in offsets), dtype=dtype, count=len(offsets))
+                              + dtype(base))
+        del encodings
     if not arrays:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=dtype)
     starts = np.concatenate(arrays)
+    del arrays
     # Several byte-level tokens of one multi-byte character share a start: keep order.
-    return np.maximum.accumulate(starts)
+    return np.maximum.accumulate(starts, out=starts)
 
 
 def _validate(max_tokens: int, overlap_tokens: int, min_tokens: int) -> None:
@@ -201,7 +229,7 @@ def chunk_markdown(markdown: str, tokenizer: Any, *, source: str = "document", m
     blocks = parse_blocks(markdown)
     starts = token_starts(markdown, tokenizer)
     total = len(starts)
-    if not markdown.strip() or total == 0:
+    if not markdown or markdown.isspace() or total == 0:
         return ChunkingResult([], [f"{source}: no text to chunk"], 0)
 
     # Candidate breaks: block starts (except the first), with their token index and weight.

@@ -19,6 +19,7 @@ from ktools.config import Settings, load_settings
 from ktools.documents.chunking import chunk_markdown
 from ktools.documents.convert import ConversionResult, convert_sources
 from ktools.documents.errors import DocumentError, SeedValidationError
+from ktools.documents.limits import ConversionLimits
 from ktools.documents.manifest import Manifest
 from ktools.documents.seed import (
     ICL_FIELDS,
@@ -31,6 +32,7 @@ from ktools.documents.seed import (
     seed_rows,
     validate_seed,
 )
+from ktools.documents.urls import redact_url
 from ktools.io import iter_jsonl, write_jsonl
 from ktools.paths import OutputPaths
 
@@ -54,13 +56,13 @@ def drafts_path(paths: OutputPaths) -> Path:
 
 def convert_step(sources: str | Path | Iterable[str | Path], settings: Settings | None = None, *,
                  backend: str = "auto", progress: bool = True, timeout: float = 30.0,
-                 pdf_password: str | None = None) -> ConversionResult:
+                 pdf_password: str | None = None, limits: ConversionLimits | None = None) -> ConversionResult:
     """Convert the sources into output/step_02/converted/. Encrypted PDFs open with `pdf_password`
     (default: the PDF_PASSWORD setting); pages that lost text are listed in the manifest."""
     settings = settings or load_settings()
     password = pdf_password if pdf_password is not None else settings.pdf_password.reveal() or None
     return convert_sources(sources, _paths(settings).converted_dir, backend=backend, progress=progress,
-                           timeout=timeout, pdf_password=password)
+                           timeout=timeout, pdf_password=password, limits=limits)
 
 
 @dataclass
@@ -82,9 +84,9 @@ def chunk_step(settings: Settings | None = None, *, max_tokens: int = DEFAULT_MA
         raise DocumentError(str(paths.conversion_manifest), "no converted documents",
                             "every source failed to convert; fix the errors listed by the conversion")
     if tokenizer is None:
-        from ktools.models import load_tokenizer
+        from ktools.models import load_offsets_tokenizer
 
-        tokenizer = load_tokenizer(settings.effective_tokenizer)
+        tokenizer = load_offsets_tokenizer(settings.effective_tokenizer)
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     per_source: dict[str, int] = {}
@@ -111,6 +113,11 @@ class SeedStepResult:
     icl: dict[str, IclFields]
     path: Path
     drafts_path: Path | None = None
+
+    @property
+    def teacher_failures(self) -> list[str]:
+        """Sources whose ICL drafts fell back because the teacher failed (not cached; re-asked next run)."""
+        return [source for source, icl in self.icl.items() if icl.teacher_failed]
 
 
 def seed_step(settings: Settings | None = None, *, mode: str = "auto", given: Mapping[str, Any] | None = None,
@@ -160,7 +167,11 @@ def seed_step(settings: Settings | None = None, *, mode: str = "auto", given: Ma
                 tokenizer = load_tokenizer(settings.effective_tokenizer)
             markdown = (paths.converted_dir / entry.output).read_text(encoding="utf-8")
             fields = draft_icl(markdown, entry.output, entry.sha256, client, tokenizer, given=values)
-            cache.put(fields)
+            if fields.teacher_failed:  # fallbacks standing in for an unreachable teacher: ask again next run
+                log.warning("%s: the teacher failed; its ICL fields are fallbacks, not cached as drafts",
+                            entry.output)
+            else:
+                cache.put(fields)
             icl[entry.output] = fields
     finally:
         if own_client and client is not None:
@@ -295,7 +306,7 @@ def sources_table(sources: Iterable[str], repo_root: Path):
     rows = []
     for source in sources:
         if "://" in source:
-            rows.append({"source": source, "kind": "URL", "found": None})
+            rows.append({"source": redact_url(source), "kind": "URL", "found": None})
             continue
         path = Path(source)
         try:

@@ -54,6 +54,9 @@ class IclFields:
     model: str = ""
     excerpt_heading: str = ""
     notes: list[str] = field(default_factory=list)
+    # The teacher failed (error, not a poor reply) for at least one field, which then got its
+    # fallback: such fields are not the teacher's drafts and must not be cached as if they were.
+    teacher_failed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "sha256": self.sha256, "model": self.model, "values": self.values,
@@ -246,6 +249,7 @@ def draft_icl(markdown: str, source: str, sha256: str, client: Any, tokenizer: A
     values: dict[str, str] = {}
     origin: dict[str, str] = {}
     notes: list[str] = []
+    failed: list[str] = []
     params = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=0)
     model = getattr(client, "model", "") or ""
 
@@ -254,6 +258,7 @@ def draft_icl(markdown: str, source: str, sha256: str, client: Any, tokenizer: A
             result = client.chat(messages, params)
             return result.choices[0].text if result.choices else ""
         except Exception as exc:  # a failing teacher falls back, it does not stop the seed
+            failed.append(what)
             notes.append(f"teacher failed for the {what} ({type(exc).__name__}: {exc}); used the fallback")
             log.warning("%s: %s", source, notes[-1])
             return ""
@@ -291,7 +296,7 @@ def draft_icl(markdown: str, source: str, sha256: str, client: Any, tokenizer: A
     for key, value in given.items():
         values[key], origin[key] = value, "given"
     return IclFields(values=values, origin=origin, source=source, sha256=sha256, model=model,
-                     excerpt_heading=heading, notes=notes)
+                     excerpt_heading=heading, notes=notes, teacher_failed=bool(failed))
 
 
 class DraftCache:

@@ -95,6 +95,9 @@ def default_eval_sets(paths: Any, repo_root: Path, *, held_out_limit: int | None
         "general": (repo_root / "assets" / "general_questions.jsonl", general_limit),
         "held_out": (paths.eval_set, held_out_limit),
     }
+    if exam_path and not Path(exam_path).is_file():
+        raise FileNotFoundError(f"exam file {exam_path} (--exam / exam_path) not found; pass an existing JSONL "
+                                "with one question per line, or leave it out to use assets/sample/exam.jsonl")
     sets = {}
     for name, (path, limit) in candidates.items():
         if limit == 0 or path is None:

@@ -41,6 +41,9 @@ class LoadedQA:
     documents: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (qa file name, doc)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     kind: str = ""
+    # Step-03 output: its report.json's status and reason (None for Q&A files, which carry their own).
+    run_status: str | None = None
+    run_status_reason: str = ""
 
     @property
     def pair_count(self) -> int:
@@ -118,6 +121,9 @@ def load_step03(paths: Sequence[Path], step3_dir: Path | None) -> LoadedQA:
         except (JsonlError, OSError) as exc:
             log.warning("ignoring %s: %s", step3_dir / REPORT_FILE, exc)
     chunks = _step02_chunks(step3_dir) if step3_dir is not None else None
+    if isinstance(report, Mapping):
+        loaded.run_status = str(report.get("status") or "") or None
+        loaded.run_status_reason = str(report.get("status_reason") or "")
     if rows:
         search = [step3_dir.parent / "step_02" / "converted"] if step3_dir is not None else []
         loaded.documents = qa_documents_from_gen_rows(
@@ -190,7 +196,7 @@ def _filter_incomplete(loaded: LoadedQA, include_incomplete: bool) -> LoadedQA:
         else:
             loaded.errors.append((name, f"{name}: status is {status!r}, not 'completed'; skipped. Finish it "
                                         "with `ktools generate --qa-dir <dir>` (resumes) or pass "
-                                        "--include-incomplete."))
+                                        "--allow-partial."))
     loaded.documents = kept
     return loaded
 
@@ -207,6 +213,13 @@ def combine_qa_dir(qa_dir: str | Path, output_file: str | Path, *,
                    include_incomplete: bool = False) -> CombineResult:
     """Write `training_data.json` from a Q&A folder (or step-03 output); list files skipped."""
     loaded = load_qa_input(qa_dir, include_incomplete=include_incomplete)
+    if not include_incomplete and loaded.run_status not in (None, "complete"):
+        raise QAInputError(f"{qa_dir}: the generation's report.json says {loaded.run_status!r}"
+                           f"{f' ({loaded.run_status_reason})' if loaded.run_status_reason else ''}; "
+                           "not combined. Finish it with `ktools generate` (it resumes) or pass --allow-partial.")
+    if not include_incomplete and loaded.documents and loaded.pair_count == 0:
+        raise QAInputError(f"{qa_dir}: the Q&A files hold 0 pairs; nothing to combine (pass --allow-partial "
+                           "to write an empty training_data.json anyway).")
     if not loaded.documents:
         reasons = "; ".join(reason for _, reason in loaded.errors) or "no documents with Q&A pairs"
         raise QAInputError(f"{qa_dir}: nothing to combine ({reasons}).")

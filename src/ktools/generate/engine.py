@@ -18,6 +18,11 @@ uninterrupted one (results are pure functions of the stored responses).
 
 A request that fails after the client's retries fails its unit only; the unit's
 status (done / rejected_all / failed + reason) is recorded in the store.
+
+Teacher replies are untrusted: a sample longer than `reply_char_cap(max_tokens)` (far
+more than max_tokens can produce, so the server ignored it) is stored as an empty
+sample marked REPLY_TOO_LARGE and rejected, and a rejected row keeps only a preview of
+the reply (the full text is in the response store): a reply is never stored twice.
 """
 
 from __future__ import annotations
@@ -40,10 +45,13 @@ from ktools.generate.cache import (
 )
 from ktools.generate.flows import FLOWS, JUDGE_PROMPTS, Flow, Step
 from ktools.generate.judges import JudgeSpec, judge_fields, judge_row, judge_verdicts
-from ktools.generate.options import JUDGES, GenerationOptions
-from ktools.generate.parsing import PARSERS, content_words, is_grounded, strip_reasoning
+from ktools.generate.options import JUDGE_STAGE, JUDGES, GenerationOptions
+from ktools.generate.parsing import PARSERS, content_words, is_grounded, parse_judge, strip_reasoning
 from ktools.generate.report import UnitResult
 from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL, fingerprint
+from ktools.generate.structured import SCHEMAS, judge_schema, parse_structured, response_format
+from ktools.generate.structured import enabled as structured_enabled
+from ktools.generate.thinking import control_for, thinking_extra
 from ktools.llm.types import Choice, SamplingParams, TeacherError
 from ktools.prompts import Prompt, load_prompt, load_prompt_file
 
@@ -52,6 +60,22 @@ log = logging.getLogger(__name__)
 # Seed fields every template may use; missing optional ones default to "".
 SEED_TEXT_FIELDS = ("document_outline", "domain", "icl_document", "icl_query_1", "icl_query_2", "icl_query_3")
 MAX_PARTIAL_REFILLS = 3
+REPLY_TOO_LARGE = "ktools_reply_too_large"  # finish_reason of a sample dropped for its size
+RAW_PREVIEW_CHARS = 2000  # of a rejected reply kept in rejected.jsonl
+
+
+def reply_char_cap(max_tokens: int) -> int:
+    """Characters a sample may have: a token is rarely over 16 characters (64 KB at least)."""
+    return max(65536, 16 * max_tokens)
+
+
+def _within_cap(choice: Choice, cap: int) -> Choice:
+    size = len(choice.text) + len(choice.reasoning or "")
+    if size <= cap:
+        return choice
+    log.warning("a teacher reply of %d characters is over the %d-character cap (max_tokens ignored?); "
+                "rejected and stored empty", size, cap)
+    return Choice(text="", finish_reason=REPLY_TOO_LARGE)
 
 
 class BudgetReached(Exception):
@@ -102,6 +126,10 @@ class RunCounters:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def cost(self, options: GenerationOptions) -> float:
+        """Money spent on the requests sent in this run (replays are free)."""
+        return options.cost(self.prompt_tokens, self.completion_tokens)
+
     def as_dict(self) -> dict[str, int]:
         return {"sent": self.requests_sent, "calls_sent": self.calls_sent, "cached": self.calls_cached,
                 "failed": self.failed, "prompt_tokens": self.prompt_tokens,
@@ -116,11 +144,18 @@ class Unit:
     result: UnitResult
     calls: int = 0
     tokens: int = 0  # usage of every call of this unit, sent or replayed (for dry-run estimates)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     truncated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     # An earlier run finished this unit with the same fingerprint: every answer it needs is
     # stored, so its items are replayed one after another (no task per item, same results).
     replay: bool = False
+
+    def add_tokens(self, prompt: int, completion: int) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.tokens += prompt + completion
 
 
 _NON_WORDS = re.compile(r"\W+")
@@ -143,7 +178,11 @@ class Engine:
         self.model = model
         self.counters = RunCounters()
         self.gate = PriorityGate(concurrency)
-        self.stopping = False  # set by the token budget: no new requests
+        self.stopping = False  # set by the token budget or the cost cap: no new requests
+        self.stop_status = "budget_reached"  # the report's status after such a stop
+        self._reserved_cost = 0.0  # worst-case cost of the requests in flight (MAX_COST)
+        # A provider ignoring n gets n requests, each with the prompt: the worst case counts them all.
+        self.client_supports_n = bool(getattr(client, "supports_n", True))
         self._inflight: dict[str, asyncio.Future] = {}
         self._params_cache: dict[int, tuple[SamplingParams, str]] = {}
         self.prompts = self._load_prompts()
@@ -152,16 +191,35 @@ class Engine:
                       int(self.prompts[JUDGE_PROMPTS[name]].meta.get("scale", 1)))
             for name in JUDGES if options.judge_enabled(name, embedded_teacher)
         ]
+        self.embedded_teacher = embedded_teacher
+        self.thinking_control = control_for(getattr(client, "provider", None), options.thinking_control)
         self.params = self._sampling_params(embedded_teacher)
-        # Stages with a cap of their own (options.stage_max_tokens, and for the embedded
-        # teacher embedded_stage_max_tokens) get their own params; the others share self.params.
+        # Stages with a cap or a thinking setting of their own (options.stage_max_tokens /
+        # stage_thinking, and for the embedded teacher embedded_stage_max_tokens) get their own
+        # params; the others share self.params.
         caps = {step.name: options.max_tokens_for(embedded_teacher, step.name)
                 for g in options.generators for step in FLOWS[g].steps}
-        self.stage_params = {name: replace(self.params, max_tokens=cap)
-                             for name, cap in caps.items() if cap != self.params.max_tokens}
+        self.stage_params = {name: self._with_thinking(replace(self.params, max_tokens=cap), name)
+                             for name, cap in caps.items()
+                             if cap != self.params.max_tokens or name in options.stage_thinking}
         self.few_shot = (not embedded_teacher) if options.few_shot is None else bool(options.few_shot)
-        self.judge_params = SamplingParams(temperature=0.0, max_tokens=options.judge_max_tokens,
-                                           top_p=None, stop=None, seed=options.seed)
+        self.judge_params = self._with_thinking(
+            SamplingParams(temperature=0.0, max_tokens=options.judge_max_tokens_for(embedded_teacher),
+                           top_p=None, stop=None, seed=options.seed), JUDGE_STAGE)
+        # Structured output (ktools.generate.structured): a JSON schema per list-shaped stage and
+        # per judge (its scale), where the provider honours one; the usual parsers stay the fallback.
+        self.structured = structured_enabled(options.structured_output, getattr(client, "provider", None))
+        self.judge_params_by = {spec.name: self._with_schema(self.judge_params, *judge_schema(spec.scale))
+                                if self.structured else self.judge_params for spec in self.judges}
+        if self.structured:
+            for g in options.generators:
+                for step in FLOWS[g].steps:
+                    if step.parser in SCHEMAS:
+                        base = self.stage_params.get(step.name, self.params)
+                        self.stage_params[step.name] = self._with_schema(base, *SCHEMAS[step.parser])
+        self._bigger_cache: dict[int, SamplingParams | None] = {}
+        self._keep_alive: list[SamplingParams] = []
+        self._template_thinks = False  # see _split
         self.fingerprints = {g: self._fingerprint(FLOWS[g]) for g in options.generators}
 
     # ------------------------------------------------------------ setup
@@ -183,6 +241,42 @@ class Engine:
         return SamplingParams(temperature=o.temperature, max_tokens=o.max_tokens_for(embedded_teacher),
                               top_p=o.top_p, stop=o.stop, seed=o.seed, extra=tuple(sorted(extra.items())))
 
+    def _split(self, choice: Choice) -> tuple[str, str | None]:
+        """(answer, reasoning) of a completion. A teacher whose chat template opens `<think>` in the
+        prompt (DeepSeek-R1 distills, QwQ) sends only the closing tag; once one reply showed that,
+        a reply cut off before any closing tag is all reasoning, not an answer to parse."""
+        text, think = strip_reasoning(choice.text)
+        if think is not None:
+            if not self._template_thinks and "</think" in choice.text and "<think" not in choice.text:
+                self._template_thinks = True
+        elif self._template_thinks and choice.truncated and text.strip():
+            return "", text
+        return text, choice.reasoning or think
+
+    @staticmethod
+    def _with_schema(params: SamplingParams, name: str, schema: dict[str, Any]) -> SamplingParams:
+        return replace(params, extra=tuple(sorted({**dict(params.extra), **response_format(name, schema)}.items())))
+
+    def _with_thinking(self, params: SamplingParams, stage: str) -> SamplingParams:
+        extra = thinking_extra(self.options.stage_thinking.get(stage), self.thinking_control)
+        if not extra:
+            return params
+        return replace(params, extra=tuple(sorted({**dict(params.extra), **extra}.items())))
+
+    def _bigger(self, params: SamplingParams) -> SamplingParams | None:
+        """`params` with the cap raised for a truncation retry, or None (no retry: embedded
+        teacher, factor 1, or the cap is already at the retry maximum)."""
+        key = id(params)
+        if key not in self._bigger_cache:
+            o = self.options
+            cap = min(params.max_tokens * o.truncation_retry_factor, o.truncation_retry_max_tokens)
+            bigger = None
+            if not self.embedded_teacher and cap > params.max_tokens:
+                bigger = replace(params, max_tokens=cap)
+                self._keep_alive.append(params)  # id() must stay unique while the cache holds it
+            self._bigger_cache[key] = bigger
+        return self._bigger_cache[key]
+
     def _fingerprint(self, flow: Flow) -> str:
         o = self.options
         # Only stages with their own cap are named, so adding the option left the
@@ -196,6 +290,12 @@ class Engine:
             "system": o.system_message, "extra": o.extra_instructions,
             "counts": [o.number_of_summaries, o.questions_per_chunk, o.facts_per_chunk, o.qa_per_fact],
             "few_shot": self.few_shot,
+            # Named only when set, so runs without them keep their fingerprints (and replay).
+            **({"stage_thinking": dict(o.stage_thinking), "thinking_control": self.thinking_control}
+               if o.stage_thinking else {}),
+            **({"judge_max_tokens": self.judge_params.max_tokens}
+               if self.judges and self.judge_params.max_tokens != 256 else {}),
+            **({"structured_output": True} if self.structured else {}),
         })
 
     # ------------------------------------------------------------ teacher calls
@@ -229,14 +329,16 @@ class Engine:
             if not missing:
                 if not sent:
                     self.counters.calls_cached += 1
-                    unit.tokens += sum(stored[i].prompt_tokens + stored[i].completion_tokens for i in range(n))
+                    unit.add_tokens(sum(stored[i].prompt_tokens for i in range(n)),
+                                    sum(stored[i].completion_tokens for i in range(n)))
                 return [stored[i].as_choice() for i in range(n)]
             leader = self._inflight.get(req_hash)
             if leader is not None:
                 await asyncio.shield(leader)
                 continue
             if not sent:
-                unit.tokens += sum(s.prompt_tokens + s.completion_tokens for i, s in stored.items() if i < n)
+                unit.add_tokens(sum(s.prompt_tokens for i, s in stored.items() if i < n),
+                                sum(s.completion_tokens for i, s in stored.items() if i < n))
                 self.counters.calls_sent += 1
             sent = True
             done = asyncio.get_running_loop().create_future()
@@ -255,10 +357,29 @@ class Engine:
             cached = self._params_cache[key] = (params, params_json(params))
         return cached[1]
 
+    def _reserve_cost(self, messages_json: str, params: SamplingParams, n: int) -> float:
+        """With MAX_COST: the most this request may cost (prompt at ~4 characters a token, every sample
+        at its cap), held against the limit while it is in flight, so requests running side by side
+        cannot together pass it. A request that might not fit in what is left is not sent."""
+        o = self.options
+        if not o.max_cost:
+            return 0.0
+        worst = o.cost(len(messages_json) // 4 * (1 if self.client_supports_n else n), params.max_tokens * n)
+        if self.counters.cost(o) + self._reserved_cost + worst > o.max_cost:
+            self.stopping, self.stop_status = True, "cost_limit_reached"
+            raise BudgetReached
+        self._reserved_cost += worst
+        return worst
+
     def _check_budget(self) -> None:
-        budget = self.options.token_budget
-        if self.stopping or (budget and self.counters.tokens >= budget):
-            self.stopping = True
+        o = self.options
+        if self.stopping:
+            raise BudgetReached
+        if o.token_budget and self.counters.tokens >= o.token_budget:
+            self.stopping, self.stop_status = True, "budget_reached"
+            raise BudgetReached
+        if o.max_cost and self.counters.cost(o) >= o.max_cost:
+            self.stopping, self.stop_status = True, "cost_limit_reached"
             raise BudgetReached
 
     async def _fill(self, unit: Unit, req_hash: str, messages: list[dict[str, str]], messages_json: str,
@@ -271,20 +392,25 @@ class Engine:
                 return
             self._check_budget()
             await self.gate.acquire(unit.order)
+            reserved = 0.0
             try:
                 self._check_budget()  # others may have spent it while we waited for a slot
+                reserved = self._reserve_cost(messages_json, params, len(missing))
                 result = await self.client.achat(messages, params, n=len(missing))
             except TeacherError:
                 self.counters.failed += 1
                 raise
             finally:
+                self._reserved_cost -= reserved
                 self.gate.release()
             got = result.choices[: len(missing)]
             usage = result.usage
             self.counters.requests_sent += getattr(result, "requests_sent", 1)
             self.counters.prompt_tokens += usage.prompt_tokens
             self.counters.completion_tokens += usage.completion_tokens
-            unit.tokens += usage.prompt_tokens + usage.completion_tokens
+            unit.add_tokens(usage.prompt_tokens, usage.completion_tokens)
+            cap = reply_char_cap(params.max_tokens)
+            got = [_within_cap(choice, cap) for choice in got]
             if got:
                 await self.store.put(req_hash, self.model, messages_json, self._params_json(params),
                                      {missing[j]: c for j, c in enumerate(got)},
@@ -365,20 +491,53 @@ class Engine:
             variables[var] = getattr(self.options, option)
         messages = self._render(step.prompt, variables)
         n = self._option(step.n) or 1
-        choices = await self._complete(unit, messages, self.stage_params.get(step.name, self.params), n)
+        params = self.stage_params.get(step.name, self.params)
+        choices = await self._complete(unit, messages, params, n)
         counts.calls += 1
         counts.samples += len(choices)
         parser = PARSERS[step.parser]
-        outputs: list[tuple[Any, Choice, str | None]] = []
+        parsed_all = []
+        structured = self.structured and step.parser in SCHEMAS
+
+        def parse(text: str, truncated: bool) -> list[Any]:
+            if structured:
+                items = parse_structured(step.parser, text)
+                if items is not None:
+                    counts.structured += 1
+                    return items
+            return parser(text, truncated=truncated)
+
         for choice in choices:
-            text, think = strip_reasoning(choice.text)
-            reasoning = choice.reasoning or think
+            text, reasoning = self._split(choice)
+            parsed_all.append((parse(text, choice.truncated), reasoning))
+        # Cut off with nothing usable (a thinking teacher spends its cap on reasoning): ask those
+        # samples once more with a larger cap - a request of its own, stored and resumable like any.
+        cut = [i for i, choice in enumerate(choices) if choice.truncated and not parsed_all[i][0]]
+        bigger = self._bigger(params) if cut else None
+        if bigger is not None:
+            counts.retried += len(cut)
+            retried = await self._complete(unit, messages, bigger, len(cut))
+            choices = list(choices)
+            for i, choice in zip(cut, retried, strict=True):
+                text, reasoning = self._split(choice)
+                choices[i] = choice
+                parsed_all[i] = (parse(text, choice.truncated), reasoning)
+        outputs: list[tuple[Any, Choice, str | None]] = []
+        for choice, (parsed, reasoning) in zip(choices, parsed_all, strict=True):
             if choice.truncated:
                 counts.truncated += 1
-            parsed = parser(text, truncated=choice.truncated)
-            if not parsed:
+            if choice.finish_reason == REPLY_TOO_LARGE:
                 counts.unparsable += 1
-                res.rejected.append(self._rejected(unit, item, stage=step.name, reason="unparsable",
+                res.rejected.append(self._rejected(unit, item, stage=step.name, reason="reply over the size cap",
+                                                   raw="", finish_reason=choice.finish_reason))
+                continue
+            if not parsed:
+                if choice.truncated:  # recorded as what it is, not as a parse failure
+                    reason = f"truncated at the {len(choice.text.split())}-word mark with nothing usable"
+                else:
+                    counts.unparsable += 1
+                    reason = "unparsable"
+                res.rejected.append(self._rejected(unit, item, stage=step.name, reason=reason,
                                                    raw=choice.text, finish_reason=choice.finish_reason))
                 continue
             outputs.extend((p, choice, reasoning) for p in parsed)
@@ -447,7 +606,9 @@ class Engine:
             "source": seed.get("source", ""),
             "generator": flow.name,
             "item_id": item["_item_id"],
-            "reasoning": item["_reasoning"],
+            # Kept only when asked for (ENABLE_REASONING): a thinking teacher's hundreds of
+            # tokens per row would otherwise end up in the training data unasked.
+            "reasoning": item["_reasoning"] if self.options.enable_reasoning else None,
             "truncated": bool(item["_truncated"]),
         }
         row.update({f"judge_{name}": None for name in JUDGES})
@@ -467,27 +628,46 @@ class Engine:
             stage.calls += 1
             stage.samples += 1
 
-        keys = {name: self._key(messages, self.judge_params) for name, messages in prompts.items()}
+        keys = {name: self._key(messages, self.judge_params_by[name]) for name, messages in prompts.items()}
+
+        cut_off: set[str] = set()
 
         async def call(spec: JudgeSpec) -> str:
-            choices = await self._complete(unit, prompts[spec.name], self.judge_params, 1, keys[spec.name])
-            return strip_reasoning(choices[0].text)[0]
+            params = self.judge_params_by[spec.name]
+            choice = (await self._complete(unit, prompts[spec.name], params, 1, keys[spec.name]))[0]
+            reply = self._split(choice)[0]
+            # A judge's reply is a score and a line of reason: cut off means the cap went elsewhere
+            # (thinking), and a "score" read from cut-off text may be the model's musing: once more, larger.
+            if choice.truncated:
+                bigger = self._bigger(params)
+                if bigger is not None:
+                    unit.result.stage(f"judge_{spec.name}").retried += 1
+                    choice = (await self._complete(unit, prompts[spec.name], bigger, 1))[0]
+                    reply = self._split(choice)[0]
+                if choice.truncated and parse_judge(reply, spec.scale)[0] is None:
+                    cut_off.add(spec.name)
+            return reply
 
         replayed = {name: self._replay(key[1], 1) for name, key in keys.items()}
-        if all(r is not None for r in replayed.values()):  # all stored: no tasks needed (fast resume)
+        if all(r is not None and not r[0].finish_reason == "length"
+               for r in replayed.values()):  # all stored and whole: no tasks needed (fast resume)
             for samples in replayed.values():
                 unit.calls += 1
                 self.counters.calls_cached += 1
-                unit.tokens += samples[0].prompt_tokens + samples[0].completion_tokens
-            verdicts = judge_verdicts(self.judges, [strip_reasoning(replayed[s.name][0].text)[0]
+                unit.add_tokens(samples[0].prompt_tokens, samples[0].completion_tokens)
+            verdicts = judge_verdicts(self.judges, [self._split(replayed[s.name][0].as_choice())[0]
                                                     for s in self.judges])
         else:
             verdicts = await judge_row(self.judges, call)
+            verdicts = [replace(v, reason="judge reply truncated") if v.score is None and v.judge in cut_off else v
+                        for v in verdicts]
         row.update(judge_fields(verdicts, JUDGES))
         failed = [v for v in verdicts if not v.passed]
         for v in verdicts:
             stage = unit.result.stage(f"judge_{v.judge}")
-            if v.score is None:
+            if v.score is None and v.judge in cut_off:
+                stage.truncated += 1
+            elif v.score is None:
                 stage.unparsable += 1
             elif v.passed:
                 stage.parsed += 1
@@ -496,16 +676,19 @@ class Engine:
         first = failed[0]
         unit.result.judge_rejections[first.judge] += 1
         rejected = dict(row)
-        rejected.update({"stage": f"judge_{first.judge}", "reason": first.reason, "raw": first.raw,
+        rejected.update({"stage": f"judge_{first.judge}", "reason": first.reason, "raw": first.raw[:RAW_PREVIEW_CHARS],
                          "failed_judges": [v.judge for v in failed]})
         return False, rejected
 
     def _rejected(self, unit: Unit, item: dict[str, Any], *, stage: str, reason: str, raw: str,
                   finish_reason: str | None) -> dict[str, Any]:
-        return {"generator": unit.generator, "chunk_id": unit.seed["chunk_id"],
-                "source": unit.seed.get("source", ""), "item_id": item["_item_id"], "stage": stage,
-                "reason": reason, "raw": raw, "finish_reason": finish_reason,
-                "truncated": finish_reason == "length"}
+        row = {"generator": unit.generator, "chunk_id": unit.seed["chunk_id"],
+               "source": unit.seed.get("source", ""), "item_id": item["_item_id"], "stage": stage,
+               "reason": reason, "raw": raw[:RAW_PREVIEW_CHARS], "finish_reason": finish_reason,
+               "truncated": finish_reason == "length"}
+        if len(raw) > RAW_PREVIEW_CHARS:
+            row["raw_chars"] = len(raw)  # the whole reply is in the response store, once
+        return row
 
 
 def make_units(seeds: list[dict[str, Any]], generators: Iterable[str]) -> list[Unit]:

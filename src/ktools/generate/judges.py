@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ktools.generate.parsing import parse_judge
+from ktools.generate.structured import parse_structured_judge
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def judge_verdicts(specs: list[JudgeSpec], replies: list[str]) -> list[JudgeVerd
     """Verdicts from the judges' reply texts (in the order of `specs`)."""
     verdicts = []
     for spec, reply in zip(specs, replies, strict=True):
-        score, reason = parse_judge(reply, spec.scale)
+        # A JSON answer (structured output) first; a server that ignored the schema answers in text.
+        score, reason = parse_structured_judge(reply, spec.scale) or parse_judge(reply, spec.scale)
         if score is None:
             verdicts.append(JudgeVerdict(spec.name, None, False, "judge reply unparsable", reply))
         else:

@@ -20,7 +20,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_THINK = re.compile(r"<think(?:ing)?>(.*?)(?:</think(?:ing)?>|$)", re.S | re.I)
+from ktools.llm.reasoning import split_reasoning
+
 _SPECIAL = re.compile(r"<\|[a-z_]+\|>|</?s>|\[/?INST\]", re.I)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?|\n?```\s*$")
 _PREAMBLE = re.compile(
@@ -52,16 +53,9 @@ _QUESTION_WORDS = re.compile(
 
 
 def strip_reasoning(text: str | None) -> tuple[str, str | None]:
-    """Split a completion into (answer text, reasoning). Handles <think>…</think>, also unterminated."""
-    if not text:
-        return "", None
-    if "<" not in text:  # no tag at all: skip the regex scan
-        return text, None
-    parts = [m.group(1).strip() for m in _THINK.finditer(text)]
-    if not parts:
-        return text, None
-    answer = _THINK.sub("", text)
-    return answer, "\n".join(p for p in parts if p) or None
+    """Split a completion into (answer text, reasoning): <think> blocks (also unterminated or
+    opened by the template), gpt-oss channels; see `ktools.llm.reasoning`."""
+    return split_reasoning(text)
 
 
 def clean(text: str | None) -> str:

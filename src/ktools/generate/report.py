@@ -22,6 +22,8 @@ class StageCounts:
     truncated: int = 0    # completions cut off by max_tokens (finish_reason == "length")
     ungrounded: int = 0   # parsed items sharing no content word with their source (dropped)
     copied: int = 0       # parsed items repeating the few-shot example (dropped)
+    retried: int = 0      # truncated completions with nothing usable, asked again with a larger cap
+    structured: int = 0   # completions read as schema-shaped JSON (structured output); others by the parsers
 
     def add(self, other: StageCounts) -> None:
         self.calls += other.calls
@@ -31,6 +33,8 @@ class StageCounts:
         self.truncated += other.truncated
         self.ungrounded += other.ungrounded
         self.copied += other.copied
+        self.retried += other.retried
+        self.structured += other.structured
 
 
 @dataclass
@@ -44,6 +48,8 @@ class UnitResult:
     error: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Rows whose question repeats one kept earlier (this or another chunk or generator): not in gen.jsonl.
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
     stages: dict[str, StageCounts] = field(default_factory=dict)
     judge_rejections: Counter = field(default_factory=Counter)
 
@@ -57,7 +63,10 @@ class UnitResult:
 class GenerationReport:
     """What a run did. `to_dict()` is what `report.json` holds; `table()` is for notebooks."""
 
-    status: str = "complete"  # complete | incomplete | interrupted | budget_reached | dry_run
+    # complete | partial | failed | empty (see ktools.generate.outcome) | interrupted | budget_reached |
+    # cost_limit_reached | dry_run
+    status: str = "complete"
+    status_reason: str = ""  # one line: why the status is not complete ("" when it is)
     model: str = ""
     out_dir: str = ""
     wall_seconds: float = 0.0
@@ -74,6 +83,8 @@ class GenerationReport:
     resume_hint: str = ""
     # Several teacher endpoints: per endpoint requests, errors, cool-downs, latency (client.endpoint_stats()).
     endpoints: list[dict[str, Any]] = field(default_factory=list)
+    # Near-duplicate questions dropped across chunks and generators: threshold, dropped, kept.
+    dedup: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -85,12 +96,12 @@ class GenerationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status, "model": self.model, "out_dir": self.out_dir,
+            "status": self.status, "status_reason": self.status_reason, "model": self.model, "out_dir": self.out_dir,
             "wall_seconds": round(self.wall_seconds, 3), "chunks": self.chunks, "rows": self.rows,
             "requests": self.requests, "generators": self.generators, "documents": self.documents,
             "failures": self.failures, "judges": self.judges, "files": self.files,
             "estimate": self.estimate, "options": self.options, "resume_hint": self.resume_hint,
-            "endpoints": self.endpoints,
+            "endpoints": self.endpoints, "dedup": self.dedup,
         }
 
     def table(self):
@@ -105,10 +116,11 @@ class GenerationReport:
                 rec[f"{stage}_parsed"] = counts.get("parsed", 0)
                 if counts.get("unparsable"):
                     rec[f"{stage}_unparsable"] = counts["unparsable"]
-                for extra in ("truncated", "ungrounded", "copied"):
+                for extra in ("truncated", "retried", "structured", "ungrounded", "copied"):
                     if counts.get(extra):
                         rec[f"{stage}_{extra}"] = counts[extra]
             rec["rejected_by_judges"] = sum(g.get("judge_rejections", {}).values())
+            rec["duplicates"] = g.get("duplicates", 0)
             rec["rows"] = g.get("rows", 0)
             records.append(rec)
         frame = pd.DataFrame.from_records(records).fillna(0)
@@ -166,11 +178,14 @@ class GenerationReport:
         text = (f"{self.status}: {self.rows} rows ({per_gen}); requests sent {req.get('sent', 0)}, "
                 f"cached {req.get('cached', 0)}, failed {req.get('failed', 0)}; "
                 f"tokens {req.get('prompt_tokens', 0) + req.get('completion_tokens', 0)}; "
+                + (f"cost {req['cost']:.4f}; " if "cost" in req else "") +
                 f"{len(self.failures)} failed chunks; {self.wall_seconds:.1f}s")
         if self.endpoints:
             from ktools.llm.endpoints import format_endpoint_row
 
             text += ". Endpoints: " + "; ".join(format_endpoint_row(row) for row in self.endpoints)
+        if self.status_reason:
+            text += f". {self.status_reason}"
         if self.resume_hint:
             text += f". {self.resume_hint}"
         return text
@@ -184,7 +199,7 @@ def build_report(units: list[UnitResult], *, generators: tuple[str, ...]) -> tup
     for g in generators:
         gens[g] = {"chunks": Counter(), "stages": {}, "rows": 0, "rejected_rows": 0,
                    "judge_rejections": Counter(), "unparsable": 0, "truncated_rows": 0,
-                   "distinct_items": 0}
+                   "distinct_items": 0, "duplicates": 0}
     for unit in units:
         g = gens[unit.generator]
         g["chunks"][unit.status] += 1
@@ -192,6 +207,7 @@ def build_report(units: list[UnitResult], *, generators: tuple[str, ...]) -> tup
             g["stages"].setdefault(name, StageCounts()).add(counts)
         g["rows"] += len(unit.rows)
         g["rejected_rows"] += len(unit.rejected)
+        g["duplicates"] += len(unit.duplicates)
         g["judge_rejections"].update(unit.judge_rejections)
         g["truncated_rows"] += sum(1 for r in unit.rows if r.get("truncated"))
         g["distinct_items"] += len({r["item_id"] for r in unit.rows})

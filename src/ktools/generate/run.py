@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from ktools.generate.cache import ResponseStore
+from ktools.generate.dedup import find_duplicates
 from ktools.generate.engine import Engine, Unit, make_units, run_units
 from ktools.generate.flows import FLOWS
 from ktools.generate.options import JUDGES, GenerationOptions
+from ktools.generate.outcome import COMPLETE, generator_status, run_status, status_reason
+from ktools.generate.outcome import FAILED as FAILED_RUN
 from ktools.generate.report import GenerationReport, build_report
 from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL
 from ktools.io import JsonlError, iter_jsonl
@@ -115,8 +118,9 @@ class _Progress:
         if self.bar is None:
             return
         c = self.engine.counters
+        money = {"cost": f"{c.cost(self.engine.options):.4f}"} if self.engine.options.priced else {}
         self.bar.set_postfix(sent=c.requests_sent, cached=c.calls_cached, failed=c.failed, tokens=c.tokens,
-                             refresh=False)
+                             **money, refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:
@@ -155,30 +159,66 @@ def _write_outputs(out_dir: Path, units: list[Unit], generators: tuple[str, ...]
         mine = sorted((u for u in units if u.generator == g), key=lambda u: u.order)
         rows = [r for u in mine for r in u.result.rows]
         rejected = [r for u in mine for r in u.result.rejected]
+        duplicates = [r for u in mine for r in u.result.duplicates]
         gen_path, rej_path = out_dir / g / "gen.jsonl", out_dir / g / "rejected.jsonl"
+        dup_path = out_dir / g / "duplicates.jsonl"
         _write_derived_jsonl(gen_path, rows)
         _write_derived_jsonl(rej_path, rejected)
+        _write_derived_jsonl(dup_path, duplicates)
         files[f"{g}/gen.jsonl"] = str(gen_path)
         files[f"{g}/rejected.jsonl"] = str(rej_path)
+        files[f"{g}/duplicates.jsonl"] = str(dup_path)
     return files
 
 
-def _estimate(units: list[Unit], total_chunks: int, generators: tuple[str, ...]) -> dict[str, Any]:
+def _drop_duplicates(units: list[Unit], threshold: float | None) -> dict[str, Any]:
+    """Move rows whose question repeats an earlier kept one (any chunk, any generator) from each
+    unit's rows to its duplicates; earlier = seed order, then generator order (deterministic, so a
+    resumed run writes the same files). See ktools.generate.dedup."""
+    if not threshold:
+        return {"threshold": None, "dropped": 0}
+    ordered = sorted(units, key=lambda u: u.order)
+    located = [(u, k) for u in ordered for k in range(len(u.result.rows))]
+    found = find_duplicates([u.result.rows[k]["question"] for u, k in located], threshold)
+    drop: dict[int, set[int]] = {}
+    for dup in found:
+        unit, k = located[dup.index]
+        original_unit, original_k = located[dup.kept]
+        row = dict(unit.result.rows[k])
+        row.update({"duplicate_of": original_unit.result.rows[original_k]["item_id"],
+                    "duplicate_of_generator": original_unit.generator, "similarity": dup.similarity})
+        unit.result.duplicates.append(row)
+        drop.setdefault(id(unit), set()).add(k)
+    for unit in ordered:
+        gone = drop.get(id(unit))
+        if gone:
+            unit.result.rows = [r for k, r in enumerate(unit.result.rows) if k not in gone]
+    return {"threshold": threshold, "dropped": len(found), "kept": len(located) - len(found)}
+
+
+def _estimate(units: list[Unit], total_chunks: int, options: GenerationOptions) -> dict[str, Any]:
     est: dict[str, Any] = {"chunks": total_chunks, "generators": {}}
-    calls = tokens = 0.0
-    for g in generators:
-        done = [u for u in units if u.generator == g and u.result.status != PENDING]
+    calls = tokens = cost = 0.0
+    for g in options.generators:
+        # Failed units asked (nearly) nothing: they would make the estimate too low.
+        done = [u for u in units if u.generator == g and u.result.status not in (PENDING, FAILED)]
         if not done:
             continue
         per_calls = sum(u.calls for u in done) / len(done)
         per_tokens = sum(u.tokens for u in done) / len(done)
+        per_cost = options.cost(sum(u.prompt_tokens for u in done), sum(u.completion_tokens for u in done)) / len(done)
         est["generators"][g] = {"requests_per_chunk": round(per_calls, 1), "tokens_per_chunk": round(per_tokens),
                                 "requests": round(per_calls * total_chunks),
                                 "tokens": round(per_tokens * total_chunks)}
+        if options.priced:
+            est["generators"][g]["cost"] = round(per_cost * total_chunks, 4)
         calls += per_calls * total_chunks
         tokens += per_tokens * total_chunks
+        cost += per_cost * total_chunks
     est["requests"] = round(calls)
     est["tokens"] = round(tokens)
+    if options.priced:
+        est["cost"] = round(cost, 4)
     return est
 
 
@@ -261,45 +301,54 @@ async def _aclose(client: Any) -> None:
 
 def _finish(out: Path, units: list[Unit], seeds: list[dict], options: GenerationOptions, engine: Engine,
             embedded: bool, model: str, wall: float, interrupted: bool) -> GenerationReport:
+    dedup = _drop_duplicates(units, options.dedup_threshold)
     results = [u.result for u in units]
     gens, docs, failures = build_report(results, generators=options.generators)
-    pending = sum(1 for r in results if r.status == PENDING)
+    for g in gens.values():
+        g["status"] = generator_status(g["chunks"], g["rows"])
+    outcome = run_status(gens)
     if options.dry_run:
-        status = "dry_run"
+        # A dry run whose every chunk failed estimated nothing: it fails, with the teacher's error.
+        status = outcome if outcome == FAILED_RUN and failures else "dry_run"
     elif interrupted:
         status = "interrupted"
     elif engine.stopping:
-        status = "budget_reached"
-    elif pending:
-        status = "incomplete"
+        status = engine.stop_status
     else:
-        status = "complete"
+        status = outcome
     judges = {name: {"enabled": any(j.name == name for j in engine.judges),
                      "threshold": options.threshold(name),
                      "auto_off_for_embedded_teacher": getattr(options, f"judge_{name}") is None and embedded}
               for name in JUDGES}
-    report = GenerationReport(status=status, model=model, out_dir=str(out), wall_seconds=wall,
+    report = GenerationReport(status=status, status_reason=status_reason(status, gens, failures), model=model, out_dir=str(out), wall_seconds=wall,
                               chunks=len(seeds), requests=engine.counters.as_dict(), generators=gens,
                               documents=docs, failures=failures, judges=judges, options=options.as_dict(),
                               endpoints=list(getattr(engine.client, "endpoint_stats", list)()))
+    if engine.stopping and not options.dry_run:
+        limit = (f"the token budget of {options.token_budget} tokens" if status == "budget_reached"
+                 else f"the cost limit of {options.max_cost:g} ({engine.counters.cost(options):.4f} spent)")
+        report.status_reason = f"stopped at {limit}; {report.status_reason}"
+    report.dedup = dedup
     report.options["few_shot_in_effect"] = engine.few_shot
     report.options["max_tokens_in_effect"] = engine.params.max_tokens
     report.options["stage_max_tokens_in_effect"] = {name: p.max_tokens for name, p in engine.stage_params.items()}
+    if options.priced:
+        report.requests["cost"] = round(engine.counters.cost(options), 6)
     report.requests["stored_writes"] = engine.store.rows_written
     report.requests["store_commits"] = engine.store.commits
     report.requests["store_writer_ms"] = round(engine.store.writer_seconds * 1000, 1)
     if options.dry_run:
-        report.estimate = _estimate(units, len(seeds), options.generators)
+        report.estimate = _estimate(units, len(seeds), options)
         report.samples = {g: [r for u in units if u.generator == g for r in u.result.rows][:3]
                           for g in options.generators}
         return report
-    if status != "complete" or failures:
+    if status != COMPLETE or failures:
         hint = (f"{engine.store.count_responses()} responses are stored in {engine.store.path}; "
                 "re-run the same command (or cell) to resume - only unanswered requests are sent.")
         if failures:
             hint += f" {len(failures)} chunk(s) failed; add --retry-failed (retry_failed=True) to retry them."
         report.resume_hint = hint
-        log.warning("generation %s: %s", status, hint)
+        log.warning("generation %s: %s. %s", status, report.status_reason, hint)
     report.files = _write_outputs(out, units, options.generators)
     report.files["report.json"] = str(_write_derived(out / "report.json",
                                                      json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n"))
@@ -348,14 +397,17 @@ def run_generation(
 
     thread = threading.Thread(target=worker, name="ktools-generation", daemon=True)
     thread.start()
-    ready.wait()
     try:
+        # Inside the try: on a loaded machine the main thread may still be waking from this wait
+        # when a Ctrl+C arrives (the run may already be sending), and it must stop cleanly too.
+        ready.wait()
         while True:
             try:
                 return result.result(timeout=0.25)
             except concurrent.futures.TimeoutError:
                 continue
     except KeyboardInterrupt:
+        ready.wait()  # the loop and its task exist once the worker has said so
         loop, task = holder["loop"], holder["task"]
         log.warning("interrupt: stopping generation cleanly (finishing in-flight writes)...")
         loop.call_soon_threadsafe(task.cancel)

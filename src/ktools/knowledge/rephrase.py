@@ -22,7 +22,8 @@ _INSTRUCTION = (
 
 
 def teacher_rephraser(settings: Any, max_tokens: int = 120) -> Callable[[str, str, str], str | None] | None:
-    """A rephrase function for `build_exam`, or None when the teacher is the embedded one."""
+    """A rephrase function for `build_exam` (call its `.close()` when done), or None when the
+    teacher is the embedded one."""
     if getattr(settings, "uses_embedded_teacher", True):
         return None
     from ktools.llm.client import TeacherClient
@@ -40,4 +41,5 @@ def teacher_rephraser(settings: Any, max_tokens: int = 120) -> Callable[[str, st
             return None
         return result.choices[0].text if result.choices else None
 
+    rephrase.close = client.close  # type: ignore[attr-defined]  # the caller closes it after step 04
     return rephrase

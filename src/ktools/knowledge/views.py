@@ -14,16 +14,19 @@ built by rule from step 02's chunks, so it needs no teacher and cannot invent a 
                    keeps its subject);
 - ``shuffled``     each chunk's sentences in a seeded random order (the same facts
                    without the crutch of their neighbours);
-- ``cloze``        "fill in the blank" questions over the sentence's fact spans
-                   (dates, amounts, codes, names), answered by the span alone;
-- ``fact_qa``      the same spans asked as questions ("…, appointed on which date?"),
-                   the form of the corpus exam's questions, on the other sentences;
+- ``cloze``        "fill in the blank" over the sentence's fact span (date, amount,
+                   code, name), answered with the whole sentence;
+- ``fact_qa``      the same span asked as a question ("…, appointed on which date?"),
+                   the form of the corpus exam's questions, answered with the sentence;
 - ``about``        "What does the document say about X?" for the names, codes and
                    defined terms of the document, answered by the sentences that
                    mention X.
 
 Text views (`raw_text`, `restatement`, `shuffled`) train on the whole row (`unmask`);
-question views train on the answer only, as the exam asks for it.
+question views train on the answer only, as the exam asks for it. Question views answer
+with a whole sentence, never a bare span: trained on bare spans (cloze → "OC 4.00"), the
+student answered *every* question with a short document fact — "What is the capital of
+Japan?" → "Kesterholm" — and lost half its general answers (bench/knowledge.py notes).
 
 Sentences in `held_out` (those the corpus exam asks about) get no question rows —
 their text stays in the text views, which is what the exam measures: can the student
@@ -40,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ktools.knowledge.facts import DocumentFacts, Sentence, document_facts, fact_spans
+from ktools.knowledge.facts import DocumentFacts, Sentence, best_span, document_facts, fact_spans
 from ktools.knowledge.questions import rule_question, short_title
 
 TEXT_VIEWS = ("raw_text", "restatement", "shuffled")
@@ -49,7 +52,6 @@ VIEWS = TEXT_VIEWS + QUESTION_VIEWS
 # How many sentences one text-view row holds: long enough that the chat template's
 # fixed tokens (system prompt, turn markers) are a small share of the row.
 SENTENCES_PER_ROW = 6
-MAX_CLOZE_PER_SENTENCE = 2
 MAX_ABOUT_SENTENCES = 3
 # ~400 tokens of English: a raw-text row stays well inside step 05's default 512-token rows.
 RAW_TEXT_CHARS = 1600
@@ -174,25 +176,26 @@ def build_view_rows(facts: DocumentFacts, chunks: Sequence[Mapping[str, Any]], *
                     " ".join(s.text for s in part), facts.source, _chunk_of(part[0], sentence_chunks),
                     f"{facts.source}/shuffled/{part[0].index}", unmask=True))
     quizzable = [s for s in facts.sentences if sentence_key(facts.source, s.text) not in held_out]
-    if "cloze" in out:
+    if "cloze" in out or "fact_qa" in out:
         for sentence in quizzable:
-            spans = [s for s in fact_spans(sentence.text) if len(s.text) <= 0.6 * len(sentence.text)]
-            for span in spans[:MAX_CLOZE_PER_SENTENCE]:
-                section = f", section {sentence.section}" if sentence.section != facts.title else ""
-                prompt = (f"Fill in the blank with the exact words of the {where}{section}: "
-                          f"{_blank(sentence.text, span.start, span.end)}")
-                out["cloze"].append(ViewRow("cloze", prompt, span.text, facts.source,
-                                            _chunk_of(sentence, sentence_chunks),
-                                            f"{facts.source}/cloze/{sentence.index}/{span.start}", unmask=False,
-                                            key_fact=span.text))
-    if "fact_qa" in out:
-        for sentence in quizzable:
-            spans = [s for s in fact_spans(sentence.text) if len(s.text) <= 0.6 * len(sentence.text)]
-            for span in spans[:MAX_CLOZE_PER_SENTENCE]:
-                out["fact_qa"].append(ViewRow("fact_qa", rule_question(sentence, span, facts.title), span.text,
-                                              facts.source, _chunk_of(sentence, sentence_chunks),
-                                              f"{facts.source}/fact_qa/{sentence.index}/{span.start}",
-                                              unmask=False, key_fact=span.text))
+            # One question per sentence, about its most specific fact: the answer is the whole
+            # sentence, so its other facts are trained on in the same row (two rows per sentence
+            # doubled the cost).
+            span = best_span(sentence.text)
+            chunk_id = _chunk_of(sentence, sentence_chunks)
+            if span is not None:
+                if "cloze" in out:
+                    section = f", section {sentence.section}" if sentence.section != facts.title else ""
+                    prompt = (f"Fill in the blank with the exact words of the {where}{section}: "
+                              f"{_blank(sentence.text, span.start, span.end)}")
+                    out["cloze"].append(ViewRow("cloze", prompt, sentence.text, facts.source, chunk_id,
+                                                f"{facts.source}/cloze/{sentence.index}/{span.start}",
+                                                unmask=False, key_fact=span.text))
+                if "fact_qa" in out:
+                    out["fact_qa"].append(ViewRow("fact_qa", rule_question(sentence, span, facts.title),
+                                                  sentence.text, facts.source, chunk_id,
+                                                  f"{facts.source}/fact_qa/{sentence.index}/{span.start}",
+                                                  unmask=False, key_fact=span.text))
     if "about" in out:
         mentions: dict[str, list[Sentence]] = defaultdict(list)
         subjects = {s.text for sent in quizzable for s in fact_spans(sent.text) if s.kind in {"name", "code"}}

@@ -73,6 +73,8 @@ from ktools.config import ConfigError, mask_secret, parse_base_urls, register_se
 from ktools.llm.endpoints import BUSY, FAILED, OK, REJECTED, EndpointPool
 from ktools.llm.eventloop import new_event_loop
 from ktools.llm.providers import get_preset
+from ktools.llm.ratelimit import RateLimiter
+from ktools.llm.reasoning import split_reasoning
 from ktools.llm.transport import FastAsyncTransport, LeanAsyncClient, request_factory
 from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
 
@@ -85,8 +87,12 @@ T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 MAX_RETRY_AFTER = 600.0  # seconds; a server asking for longer still gets retried after this
+# A request that timed out is retried this many times, not max_retries times (one endpoint;
+# with several, a timed-out endpoint is failed over as before): other
+# failures answer fast, but timeouts x retries made one call wait up to 70 minutes.
+MAX_TIMEOUT_RETRIES = 1
+_TIMEOUT_HINT = "; a timed-out request is retried once: raise TEACHER_REQUEST_TIMEOUT for a slow teacher"
 _DEFAULT_PARAMS = SamplingParams()
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
@@ -117,6 +123,13 @@ def _plain_openai_client(client: openai.AsyncOpenAI) -> bool:
             and all(getattr(client, name, None) is None
                     for name in ("_provider_runtime", "_api_key_provider", "workload_identity",
                                  "_workload_identity_auth")))
+
+
+def _used_tokens(data: dict[str, Any]) -> int:
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        return int(usage.get("total_tokens") or (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0))
+    return 0
 
 
 class _BadResponse(Exception):
@@ -287,17 +300,6 @@ def parse_retry_after(headers: Any) -> float | None:
     return max(0.0, seconds)
 
 
-def split_reasoning(text: str) -> tuple[str, str | None]:
-    """Strip a leading `<think>…</think>` block: (answer, reasoning or None)."""
-    stripped = text.lstrip()
-    if not stripped.startswith(_THINK_OPEN):
-        return text, None
-    end = stripped.find(_THINK_CLOSE)
-    if end < 0:  # cut off while still thinking (finish_reason "length")
-        return "", stripped[len(_THINK_OPEN):].strip()
-    return stripped[end + len(_THINK_CLOSE):].lstrip(), stripped[len(_THINK_OPEN):end].strip()
-
-
 def _message_text(content: Any) -> str:
     if content is None:
         return ""
@@ -308,7 +310,25 @@ def _message_text(content: Any) -> str:
     return str(content)
 
 
-def _parse_choices(data: dict[str, Any]) -> list[Choice]:
+class _ReasoningForm:
+    """What the client learnt about how this model sends reasoning."""
+
+    __slots__ = ("stripped_harmony", "template_opens")
+
+    def __init__(self, stripped_harmony: bool):
+        # gpt-oss, whose channel tokens a server may strip ("analysis…assistantfinal…")
+        self.stripped_harmony = stripped_harmony
+        # The chat template opens <think> in the prompt (DeepSeek-R1 distills, QwQ): only </think> comes back.
+        self.template_opens = False
+
+
+def _parse_choices(data: dict[str, Any], form: _ReasoningForm | bool = False) -> list[Choice]:
+    """Choices of an answer, reasoning split off (see ktools.llm.reasoning). Once a reply showed a
+    template-opened <think> (only the closing tag), a reply cut off before any closing tag is all
+    reasoning: returned as such, with an empty answer, not as an answer to parse."""
+    if not isinstance(form, _ReasoningForm):
+        form = _ReasoningForm(bool(form))
+    stripped_harmony = form.stripped_harmony
     raw = data.get("choices")
     if not isinstance(raw, list):
         return []
@@ -321,10 +341,20 @@ def _parse_choices(data: dict[str, Any]) -> list[Choice]:
         message = item.get("message") or {}
         text = _message_text(message.get("content"))
         reasoning = message.get("reasoning_content") or message.get("reasoning")
-        if not reasoning and text.lstrip().startswith(_THINK_OPEN):
-            text, reasoning = split_reasoning(text)
-        choices.append(Choice(text=text, finish_reason=item.get("finish_reason"),
-                              reasoning=reasoning if isinstance(reasoning, str) else None))
+        if not isinstance(reasoning, str):  # e.g. a structured reasoning object: not text we can keep
+            reasoning = None
+        # Reasoning inside the text (<think>, a template-opened </think>, gpt-oss channels) is split off
+        # here, so every caller sees the answer alone; a separate field and inline text are both kept.
+        finish = item.get("finish_reason")
+        if "think>" in text or "<|channel|>" in text or (stripped_harmony and text.lstrip().startswith("analysis")):
+            if not form.template_opens and "</think" in text and "<think" not in text:
+                form.template_opens = True
+            text, inline = split_reasoning(text, stripped_harmony=stripped_harmony)
+            if inline:
+                reasoning = f"{reasoning}\n{inline}" if reasoning else inline
+        elif form.template_opens and finish == "length" and text.strip() and not reasoning:
+            text, reasoning = "", text.strip()
+        choices.append(Choice(text=text, finish_reason=finish, reasoning=reasoning))
     return choices
 
 
@@ -338,7 +368,8 @@ class TeacherClient:
                  max_concurrency: int = 16, timeout: float = 600.0, max_retries: int = 6, *,
                  supports_n: bool | None = None, backoff_base: float = 0.5, backoff_max: float = 60.0,
                  fast_transport: bool | None = None, endpoint_failures: int = 3, endpoint_cooldown: float = 5.0,
-                 endpoint_max_cooldown: float = 300.0):
+                 endpoint_max_cooldown: float = 300.0, rpm: int | None = None, tpm: int | None = None,
+                 rate_window: float = 60.0):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if not base_url:
@@ -361,6 +392,7 @@ class TeacherClient:
         self.base_url = base_url.rstrip("/")
         self.base_urls = [ep.url for ep in self._pool.endpoints] if self._pool else [self.base_url]
         self.model = model
+        self._reasoning_form = _ReasoningForm("gpt-oss" in model.lower())
         self.max_concurrency = max_concurrency
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
@@ -374,6 +406,8 @@ class TeacherClient:
         self.fast_transport = fast_transport
         self._url = self.base_url + "/chat/completions"
         self._limiter = _Limiter(max_concurrency)
+        # RPM/TPM (None: none of ours) and the server's x-ratelimit-* headers, which are always followed.
+        self._rate = RateLimiter(rpm or None, tpm or None, window=rate_window)
         self._pause_until = 0.0  # monotonic time before which no request starts (after a 429)
         self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
         self._options_template: weakref.WeakKeyDictionary[openai.AsyncOpenAI, Any] = weakref.WeakKeyDictionary()
@@ -399,6 +433,8 @@ class TeacherClient:
                 f"TEACHER_MODEL_NAME is empty: set it to the model your {preset.name} endpoint serves "
                 f"(e.g. in the root .env)")
         api_key = settings.teacher_api_key.reveal() if settings.teacher_api_key else ""
+        if preset.name == "local" and not api_key:  # the key our own teacher's server requires, if any
+            api_key = settings.local_teacher_api_key.reveal()
         api_key = api_key or preset.api_key_from_env()
         if preset.requires_key and not api_key:
             fallbacks = " or ".join(preset.key_env_fallbacks)
@@ -420,7 +456,9 @@ class TeacherClient:
                                    "timeout": settings.request_timeout, "max_retries": settings.max_retries,
                                    "endpoint_failures": settings.endpoint_failures,
                                    "endpoint_cooldown": settings.endpoint_cooldown,
-                                   "endpoint_max_cooldown": settings.endpoint_max_cooldown}
+                                   "endpoint_max_cooldown": settings.endpoint_max_cooldown,
+                                   "rpm": getattr(settings, "teacher_rpm", None),
+                                   "tpm": getattr(settings, "teacher_tpm", None)}
         options.update(kwargs)
         return cls(base_url, model, api_key or None, preset.name, supports_n=supports_n, **options)
 
@@ -438,6 +476,8 @@ class TeacherClient:
         with self._stats_lock:
             out = dict(self._stats)
         out["peak_concurrency"] = self._limiter.peak
+        out["rate_waits"] = self._rate.waits
+        out["rate_header_pauses"] = self._rate.header_pauses
         return out
 
     def endpoint_stats(self) -> list[dict[str, Any]]:
@@ -548,6 +588,16 @@ class TeacherClient:
                 body.pop("max_tokens", None)
         return body
 
+    def _estimate_tokens(self, body: dict[str, Any]) -> int:
+        """What a request may use, for a tokens-per-minute limit: ~4 characters per prompt token plus
+        the completion cap times n (providers reserve max_tokens against TPM too)."""
+        if self._rate.tokens is None:
+            return 0
+        chars = sum(len(m.get("content") or "") if isinstance(m.get("content"), str) else 200
+                    for m in body.get("messages") or () if isinstance(m, dict))
+        cap = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+        return chars // 4 + int(cap) * int(body.get("n") or 1)
+
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
         return random.uniform(0.0, min(self.backoff_max, self.backoff_base * (2.0 ** attempt)))
@@ -556,7 +606,7 @@ class TeacherClient:
         """POST one chat completion with retries; returns (parsed JSON, HTTP attempts)."""
         if self._pool is not None:
             return await self._request_fanout(body, need_choice)
-        attempt = 0
+        attempt = timeouts = 0
         while True:
             if self._pause_until and self._pause_until > time.monotonic():
                 await asyncio.sleep(self._pause_until - time.monotonic())
@@ -564,10 +614,14 @@ class TeacherClient:
             retry_after: float | None = None
             status: int | None = None
             try:
+                # Rate last, while holding a concurrency slot: the time a request is admitted is the
+                # time it is sent, so the window the limiter counts is the one the server sees.
+                entry = await self._rate.acquire(self._estimate_tokens(body)) if self._rate.active else None
                 self._count(requests=1)
                 client = self._openai()
                 # The per-request timeout is the http client's (connect/read/write/pool, set at creation).
                 response = await self._post(client, body)
+                self._rate.observe(response.headers)
                 try:
                     data = _loads(response.content)
                 except ValueError:
@@ -579,14 +633,19 @@ class TeacherClient:
                 if need_choice and not data.get("choices"):
                     detail = data.get("error") or "empty choice list"
                     raise _BadResponse(f"the answer has no choices ({str(detail)[:200]})")
+                if entry is not None and self._rate.tokens is not None:
+                    self._rate.settle(entry, _used_tokens(data))
                 return data, attempt + 1
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 retryable = status in RETRYABLE_STATUS or status >= 500
+                self._rate.observe(exc.response.headers)
                 retry_after = parse_retry_after(exc.response.headers)
                 reason = f"HTTP {status}: {self._short(exc)}"
             except (openai.APITimeoutError, TimeoutError):
-                retryable, reason = True, f"no answer within {self.timeout:g} s"
+                timeouts += 1
+                retryable, reason = timeouts <= MAX_TIMEOUT_RETRIES, f"no answer within {self.timeout:g} s"
+                reason += "" if retryable else _TIMEOUT_HINT
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__ or exc
                 retryable, reason = True, f"connection error: {type(cause).__name__}: {cause}"
@@ -641,16 +700,22 @@ class TeacherClient:
             started = 0.0
             try:
                 endpoint = await pool.acquire(tried)
+                # One limit for all replicas: RPM/TPM belong to the key or the deployment.
+                entry = await self._rate.acquire(self._estimate_tokens(body)) if self._rate.active else None
                 sent += 1
                 self._count(requests=1)
                 started = time.perf_counter()
                 response = await self._post(self._openai(), body, endpoint.chat_url)
+                self._rate.observe(response.headers)
                 data = _decode_answer(response, need_choice)
+                if entry is not None and self._rate.tokens is not None:
+                    self._rate.settle(entry, _used_tokens(data))
                 outcome = OK
                 return data, sent
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 retryable = status in RETRYABLE_STATUS or status >= 500
+                self._rate.observe(exc.response.headers)
                 retry_after = parse_retry_after(exc.response.headers)
                 reason = f"HTTP {status}: {self._short(exc)}"
                 if status in (429, 409, 425):
@@ -741,7 +806,7 @@ class TeacherClient:
             data, attempts = await self._request({**body, "n": n}, need_choice=False)
             sent += attempts
             model = self._account(data, usage) or model
-            choices = _parse_choices(data)[:n]
+            choices = _parse_choices(data, self._reasoning_form)[:n]
             if len(choices) < n:
                 log.debug("asked for n=%d, got %d choices: sending the rest as single requests", n, len(choices))
         missing = n - len(choices)
@@ -749,7 +814,7 @@ class TeacherClient:
             data, attempts = await self._request(body, need_choice=True)
             sent += attempts
             model = self._account(data, usage) or model
-            choices = _parse_choices(data)[:1]
+            choices = _parse_choices(data, self._reasoning_form)[:1]
         elif missing > 0:
             self._count(fanout_requests=missing)
             seed = body.get("seed")
@@ -764,7 +829,7 @@ class TeacherClient:
             for data, attempts in results:  # type: ignore[misc]
                 sent += attempts
                 model = self._account(data, usage) or model
-                choices.extend(_parse_choices(data)[:1])
+                choices.extend(_parse_choices(data, self._reasoning_form)[:1])
         return ChatResult(choices=choices, model=model, usage=usage, requests_sent=sent)
 
     def _account(self, data: dict[str, Any], usage: Usage) -> str | None:

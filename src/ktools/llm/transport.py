@@ -40,6 +40,15 @@ from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 SET_COOKIE = "ktools_set_cookie"  # response extension: the response sets cookies
 _KEEPALIVE_EXPIRY = 4.0  # < uvicorn's default 5 s idle timeout, so we rarely race a server close
 _MAX_HEAD = 256 * 1024
+# A chat completion is kilobytes; a body past this is refused as it arrives (declared
+# length, chunk sizes or bytes read until close), so a server sending 300 MB costs
+# ktools at most this much memory. The engine caps each sample's length on top.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+def _check_body_size(size: int) -> None:
+    if size > MAX_RESPONSE_BYTES:
+        raise ValueError(f"response body over the {MAX_RESPONSE_BYTES // 2**20} MB cap for a teacher reply")
 
 
 class _StaleConnection(Exception):
@@ -170,6 +179,7 @@ class _Connection(asyncio.Protocol):
                 self.mode = "chunked"
                 self.remaining = -1  # -1: expecting a chunk-size line
             elif length is not None:
+                _check_body_size(length)
                 self.mode, self.remaining = "length", length
             elif status in (204, 304):
                 self.mode, self.remaining = "length", 0
@@ -187,6 +197,7 @@ class _Connection(asyncio.Protocol):
             return self._parse_chunked(status, reason, headers)
         self.body += buf  # read until close
         buf.clear()
+        _check_body_size(len(self.body))
         return None
 
     def _parse_chunked(self, status: int, reason: bytes, headers: list) -> tuple | None:
@@ -201,6 +212,7 @@ class _Connection(asyncio.Protocol):
                 if size == 0:
                     self.remaining = -2
                 else:
+                    _check_body_size(len(self.body) + size)
                     self.remaining = size
             if self.remaining == -2:  # trailers, ended by an empty line
                 if buf.startswith(b"\r\n"):

@@ -60,6 +60,7 @@ def knowledge_generation(
     max_tokens: int = 0,
     judges: str = "auto",
     token_budget: int = 0,
+    max_cost: float = 0.0,
     teacher_provider: str = "",
     teacher_base_url: str = "",
     teacher_model_name: str = "",
@@ -75,6 +76,7 @@ def knowledge_generation(
 
 
 def knowledge_mixing(
+    step_02: Input[Artifact],
     step_03: Input[Artifact],
     step_04: Output[Artifact],
     cut_sizes: str = "",
@@ -85,14 +87,20 @@ def knowledge_mixing(
     eval_share: float = 0.1,
     seed: int = 42,
     tokenizer_model_name: str = "",
+    components: str = "all",
+    replay_share: float = 0.1,
+    corpus_exam: bool = True,
+    exam_share: float = 0.12,
 ):
-    """Step 04: eval split, training mixes per cut size, token counts."""
+    """Step 04: eval split, knowledge components and corpus exam (from step 02's chunks), training
+    mixes per cut size, token counts."""
     params = dict(locals())
     from ktools.pipelines.steps import run_knowledge_mixing
 
+    params.pop("step_02")
     params.pop("step_03")
     params.pop("step_04")
-    step_04.metadata.update(run_knowledge_mixing(step_03.path, step_04.path, **params))
+    step_04.metadata.update(run_knowledge_mixing(step_03.path, step_04.path, step_02_in=step_02.path, **params))
 
 
 def model_training(

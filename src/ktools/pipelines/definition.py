@@ -31,7 +31,8 @@ from ktools.pipelines.names import (
 )
 
 # Notebook parameters whose pipeline name is not just the lower-cased notebook name.
-NOTEBOOK_ALIASES: dict[str, tuple[str, ...]] = {"MAX_SEQ_LEN": ("mix_max_seq_len", "train_max_seq_len")}
+NOTEBOOK_ALIASES: dict[str, tuple[str, ...]] = {"MAX_SEQ_LEN": ("mix_max_seq_len", "train_max_seq_len"),
+                                                "COMPONENTS": ("mix_components",)}
 # Notebook parameters of steps 02-05 the pipeline has no use for, and why.
 NOTEBOOK_ONLY: dict[str, str] = {
     "REFRESH_DRAFTS": "a pipeline run starts without cached ICL drafts",
@@ -41,6 +42,10 @@ NOTEBOOK_ONLY: dict[str, str] = {
     "MIX_PATH": "the mix comes from the step-04 artifact (choose it with cut_size)",
     "RESUME": "a training pod starts without checkpoints",
     "SAMPLE_QUESTIONS": "answers shown in the notebook only",
+    "ALLOW_PARTIAL": "a pipeline run fails at a generation that is not complete (a partial dataset would be "
+                     "trained on); re-run with response_store_dir to keep its answers",
+    "QA_CHECK_ROWS": "the training-set Q&A check is shown in the notebook only",
+    "EXAM_PATH": "a user's exam is a local file; the pipeline's leak check covers the corpus exam it builds",
 }
 
 
@@ -96,6 +101,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         max_tokens: int = 0,
         judges: str = "auto",
         token_budget: int = 0,
+        max_cost: float = 0.0,
         response_store_dir: str = "",
         # 04 Knowledge mixing
         cut_sizes: str = "",
@@ -105,6 +111,10 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         mix_max_seq_len: int = 0,
         eval_share: float = 0.1,
         seed: int = 42,
+        mix_components: str = "all",
+        replay_share: float = 0.1,
+        corpus_exam: bool = True,
+        exam_share: float = 0.12,
         # 05 Model training
         student_model_name: str = "",
         cut_size: int = 0,
@@ -134,14 +144,16 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
             questions_per_chunk=questions_per_chunk, max_concurrency=max_concurrency,
             seed_data_subsample=seed_data_subsample, enable_reasoning=enable_reasoning,
             customisation_prompt=customisation_prompt, temperature=temperature, max_tokens=max_tokens,
-            judges=judges, token_budget=token_budget, response_store_dir=response_store_dir, **teacher)
+            judges=judges, token_budget=token_budget, max_cost=max_cost, response_store_dir=response_store_dir,
+            **teacher)
         generate.set_display_name("03 Knowledge generation")
         if store_pvc:
             kubernetes.mount_pvc(generate, pvc_name=store_pvc, mount_path=STORE_MOUNT)
         mix = components.knowledge_mixing(
-            step_03=generate.outputs["step_03"], cut_sizes=cut_sizes, qa_per_doc=qa_per_doc,
-            save_gpt_oss_format=save_gpt_oss_format, save_alpaca=save_alpaca, max_seq_len=mix_max_seq_len,
-            eval_share=eval_share, seed=seed, tokenizer_model_name=tokenizer_model_name)
+            step_02=prepare.outputs["step_02"], step_03=generate.outputs["step_03"], cut_sizes=cut_sizes,
+            qa_per_doc=qa_per_doc, save_gpt_oss_format=save_gpt_oss_format, save_alpaca=save_alpaca, max_seq_len=mix_max_seq_len,
+            eval_share=eval_share, seed=seed, tokenizer_model_name=tokenizer_model_name, components=mix_components,
+            replay_share=replay_share, corpus_exam=corpus_exam, exam_share=exam_share)
         mix.set_display_name("04 Knowledge mixing")
         training = components.model_training(
             step_04=mix.outputs["step_04"], student_model_name=student_model_name, cut_sizes=cut_sizes,

@@ -211,7 +211,7 @@ def run_knowledge_generation(
     number_of_summaries: int | None = None, questions_per_chunk: int = 3, max_concurrency: int | None = None,
     seed_data_subsample: int | None = None, enable_reasoning: bool | None = None,
     customisation_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
-    judges: str = "auto", token_budget: int | None = None,
+    judges: str = "auto", token_budget: int | None = None, max_cost: float | None = None,
     teacher_provider: str = "", teacher_base_url: str = "", teacher_model_name: str = "",
     response_store_dir: str = "",
 ) -> dict[str, Any]:
@@ -249,6 +249,7 @@ def run_knowledge_generation(
         options = GenerationOptions.from_settings(
             settings, generators=normalise_generators(generators), questions_per_chunk=questions_per_chunk,
             judge_question=judge, judge_faithfulness=judge, judge_relevancy=judge, token_budget=_unset(token_budget),
+            max_cost=_unset(max_cost),
             # A kept store means this may be a re-run after failed chunks: that is what it is for.
             retry_failed=store is not None)
         if store is not None:
@@ -262,9 +263,11 @@ def run_knowledge_generation(
         finally:
             client.close()
         log.info("%s", report.summary())
-        if report.failures or report.status not in ("complete", "budget_reached"):
-            reasons = "; ".join(f"{f.get('generator', '?')} chunk {f.get('chunk_id', '?')}: {f.get('reason', '?')}"
-                                for f in report.failures[:5])
+        # A budget or cost cap is a stop the user asked for; anything else short of complete fails the step.
+        if report.failures or report.status not in ("complete", "budget_reached", "cost_limit_reached"):
+            reasons = "; ".join(f"{f.get('generator', '?')} chunk {f.get('chunk_id', '?')}: "
+                                f"{f.get('error') or f.get('reason') or '?'}" for f in report.failures[:5])
+            reasons = reasons or report.status_reason
             resume = (f" The {report.requests.get('sent', 0)} answers received are kept in {store}: the next run "
                       "with the same response_store_dir resends only the rest." if store is not None else
                       " Set response_store_dir to a mounted volume to keep the answers of a failed run.")
@@ -284,19 +287,26 @@ def run_knowledge_generation(
 def run_knowledge_mixing(
     step_03_in: str | Path, step_04_out: str | Path, *, cut_sizes: str = "", qa_per_doc: int | None = None,
     save_gpt_oss_format: bool | None = None, save_alpaca: bool = False, max_seq_len: int | None = None,
-    eval_share: float = 0.1, seed: int = 42, tokenizer_model_name: str = "",
+    eval_share: float = 0.1, seed: int = 42, tokenizer_model_name: str = "", step_02_in: str | Path | None = None,
+    components: str = "all", replay_share: float = 0.1, corpus_exam: bool = True, exam_share: float = 0.12,
 ) -> dict[str, Any]:
-    """Step 04 as 04_Knowledge_Mixing runs it → `step_04/` (training mixes, eval set, stats)."""
+    """Step 04 as 04_Knowledge_Mixing runs it → `step_04/` (training mixes, eval set, corpus exam, stats).
+
+    Step 02's artifact (`step_02_in`) gives the knowledge components and the corpus exam their
+    chunks; without it step 03's rows are mixed alone (the report says so)."""
     from ktools.mixing import MixOptions, build_mixes
 
     configure_logging()
     started = time.monotonic()
     repo = repo_root()
-    with scratch_root({3: step_03_in}) as root:
+    inputs = {3: step_03_in, **({2: step_02_in} if step_02_in else {})}
+    with scratch_root(inputs) as root:
         settings = _settings(4, root, repo, cut_sizes=_unset(cut_sizes), qa_per_doc=_unset(qa_per_doc),
                              save_gpt_oss_format=_unset(save_gpt_oss_format), max_seq_len=_unset(max_seq_len),
                              tokenizer_model_name=tokenizer_model_name or None)
-        options = MixOptions.from_settings(settings, save_alpaca=save_alpaca, eval_share=eval_share, seed=seed)
+        options = MixOptions.from_settings(settings, save_alpaca=save_alpaca, eval_share=eval_share, seed=seed,
+                                           components=components, replay_share=replay_share,
+                                           corpus_exam=corpus_exam, exam_share=exam_share)
         paths = OutputPaths.from_settings(settings)
         report = build_mixes(options, paths, progress=False)
         for note in report.notes:

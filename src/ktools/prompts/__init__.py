@@ -18,6 +18,11 @@ single file: YAML as above, or plain text used as the user message of `base`
 
 Templates are compiled once per process; undefined variables render as empty
 strings so a seed without ICL fields still works (templates test them with `if`).
+
+Template files are user input: they render in Jinja2's sandbox, so a template can read
+the variables it is given but not reach Python internals (`__init__`, `__globals__`,
+`os.system`). Such a reference is refused when the file loads, naming the file and line,
+and the sandbox refuses whatever a static check cannot see at render time.
 """
 
 from __future__ import annotations
@@ -30,13 +35,25 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.nodes
+import jinja2.sandbox
 import jinja2.utils
 import yaml
 from jinja2.runtime import new_context
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 
-_ENV = jinja2.Environment(
+
+class _StrictSandbox(jinja2.sandbox.SandboxedEnvironment):
+    """The sandbox, failing loudly: its default answer to an unsafe attribute is an
+    Undefined, which our ChainableUndefined would render as an empty string."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        raise jinja2.sandbox.SecurityError(
+            f"access to attribute {attribute!r} of a {type(obj).__name__!r} object is not allowed")
+
+
+_ENV = _StrictSandbox(
     undefined=jinja2.ChainableUndefined,
     keep_trailing_newline=False,
     trim_blocks=True,
@@ -64,6 +81,36 @@ class PromptError(ValueError):
     """A prompt file is missing or malformed; the message names the file and the fix."""
 
 
+_SANDBOX_HINT = ("prompt templates run sandboxed: use only the variables a prompt is given "
+                 "(e.g. {{ document }}) and Jinja2 filters, not Python internals")
+
+
+def _reach_for_internals(source: str) -> tuple[str, int] | None:
+    """(name, line) of the first `x._private` / `x['__dunder__']` in a template, else None."""
+    for node in _ENV.parse(source).find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+        if isinstance(node, jinja2.nodes.Getattr):
+            name = node.attr
+        elif isinstance(node.arg, jinja2.nodes.Const) and isinstance(node.arg.value, str):
+            name = node.arg.value
+        else:
+            continue
+        if name.startswith("_"):
+            return name, node.lineno
+    return None
+
+
+def check_template(text: str, where: str, part: str = "user") -> None:
+    """Raise PromptError naming `where` if the Jinja2 `text` reaches for Python internals
+    (for callers that copy a user's template elsewhere before loading it)."""
+    try:
+        found = _reach_for_internals(text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise PromptError(f"{where}: Jinja2 syntax error at line {exc.lineno}: {exc.message}") from None
+    if found:
+        raise PromptError(f"{where}: the {part} template reaches for {found[0]!r} at line {found[1]}, "
+                          f"which is not allowed; {_SANDBOX_HINT}")
+
+
 @dataclass(frozen=True)
 class Prompt:
     name: str
@@ -75,13 +122,22 @@ class Prompt:
 
     @functools.cached_property
     def _compiled(self) -> tuple[jinja2.Template | None, jinja2.Template]:
+        where = self.path or self.name
         try:
+            for part, text in (("system", self.system), ("user", self.user)):
+                if text.strip():
+                    check_template(text, where, part)
             system = _ENV.from_string(self.system) if self.system.strip() else None
             user = _ENV.from_string(self.user)
         except jinja2.TemplateSyntaxError as exc:
-            raise PromptError(f"{self.path or self.name}: Jinja2 syntax error at line {exc.lineno}: "
-                              f"{exc.message}") from None
+            raise PromptError(f"{where}: Jinja2 syntax error at line {exc.lineno}: {exc.message}") from None
         return system, user
+
+    def _render_named(self, template: jinja2.Template, variables: dict[str, Any]) -> str:
+        try:
+            return _render(template, variables)
+        except jinja2.sandbox.SecurityError as exc:
+            raise PromptError(f"{self.path or self.name}: {exc}; {_SANDBOX_HINT}") from None
 
     @functools.cached_property
     def _static_system(self) -> str | None:
@@ -90,7 +146,7 @@ class Prompt:
         system_t = self._compiled[0]
         if system_t is None or any(mark in self.system for mark in ("{{", "{%", "{#")):
             return None
-        return _render(system_t, {}).strip()
+        return self._render_named(system_t, {}).strip()
 
     def render(self, system_override: str | None = None, **variables: Any) -> list[dict[str, str]]:
         """Chat messages for these variables. `system_override` replaces the system message."""
@@ -101,10 +157,10 @@ class Prompt:
         elif self._static_system is not None:
             system_text = self._static_system
         else:
-            system_text = _render(system_t, variables).strip() if system_t is not None else ""
+            system_text = self._render_named(system_t, variables).strip() if system_t is not None else ""
         if system_text:
             messages.append({"role": "system", "content": system_text})
-        messages.append({"role": "user", "content": _render(user_t, variables).strip()})
+        messages.append({"role": "user", "content": self._render_named(user_t, variables).strip()})
         return messages
 
     @property

@@ -6,6 +6,8 @@ its `parameters` cell declares (like `-p`). `-p` given on the command line wins.
 - `demo`: the sample document end to end with the embedded teacher and student,
   sized so the whole pipeline finishes in under 20 minutes on an idle 2-core CPU
   (measured per step in the README).
+- `learn`: the demo with ~6 epochs of training (≤ 45 minutes on an idle 2-core CPU), for the
+  knowledge gain the recipe is built for.
 - `smoke`: the smallest sizes that still exercise every cell (tests, nbval).
 """
 
@@ -25,12 +27,25 @@ PROFILES: dict[str, dict[str, Any]] = {
         # 04: one mix holding both summaries per chunk.
         "CUT_SIZES": "2",
         "QA_PER_DOC": 3,
-        # 05: train on that mix for at most 5 minutes (the notebook's default is 7). Training
-        # now gets both cores when nothing else runs (it got one after step 03, whose load
-        # average it mistook for other work), which does ~1.5x the tokens per minute, so
-        # 5 minutes cover about what 7 did.
+        # 05: train on that mix (with the knowledge components, ~100k tokens of views plus step
+        # 03's rows) for at most 8 minutes: what the 20-minute demo leaves on an idle 2-core CPU
+        # once steps 01-04 and 06 (~9.5 minutes with the corpus exam and multiple choice) have
+        # had theirs. That is about one epoch; the `learn` profile trains for longer.
         "CUT_SIZE": 2,
-        "TIME_BUDGET_MINUTES": 5.0,
+        "TIME_BUDGET_MINUTES": 8.0,
+    },
+    # The demo with the training the recipe wants: ~6 epochs of the knowledge mix (two epochs
+    # lifted the exam's key-fact hits from 0.015 to 0.06 and its multiple choice clearly; the
+    # training-set Q&A were still only 37 % fitted). At most ~45 minutes on an idle 2-core CPU.
+    "learn": {
+        "NUMBER_OF_SUMMARIES": 2,
+        "QUESTIONS_PER_CHUNK": 3,
+        "DRY_RUN": False,
+        "CUT_SIZES": "2",
+        "QA_PER_DOC": 3,
+        "CUT_SIZE": 2,
+        "EPOCHS": 6.0,
+        "TIME_BUDGET_MINUTES": 32.0,
     },
     "smoke": {
         "CREATE_ENV_FILE": False,
@@ -55,6 +70,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "QUESTIONS_PER_CHUNK": 1,
         "MAX_TOKENS": 96,
         "DRY_RUN": False,
+        # The embedded 135M teacher over three chunks may leave a generator empty; smoke runs
+        # check the cells, not the yield (report.json still says partial/empty).
+        "ALLOW_PARTIAL": True,
         # 04: the knowledge views come from every chunk of the document (rule-built, cheap); a few
         # replay answers only, as the base student writes them at step 04.
         "CUT_SIZES": "1",

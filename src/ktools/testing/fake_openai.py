@@ -11,6 +11,10 @@ asyncio Protocol: no web framework, so one core serves several thousand
 requests per second and a benchmark measures the client, not the server. Latency
 is a timer per request, not a sleeping task.
 
+`rate_limit=(N, S)` makes it a provider with a rate limit: at most N chat requests per S
+seconds, `x-ratelimit-remaining-requests` / `-reset-requests` on every answer, and a 429
+with `Retry-After` for each request over the limit.
+
 `capacity=N` (`--capacity N`) makes it a server of limited capacity, like one vLLM
 replica: at most N chat requests are worked on at once (each for `latency`), the
 rest wait in arrival order, so a client sending more only queues.
@@ -21,7 +25,10 @@ for the subprocess mode).
 
 `responder(body, index) -> str | dict` makes the text of choice `index` (0..n-1) of
 a request; a dict may carry "text", "finish_reason" and "reasoning" (sent as
-`message.reasoning_content`). It can return anything, e.g. malformed JSON text.
+`message.reasoning_content`, or the field named by "reasoning_field", e.g. "reasoning").
+Reasoning counts against `max_tokens` before the answer, as on a real server. It can
+return anything, e.g. malformed JSON text. `ktools.testing.provider_fakes` has responders
+that behave like particular providers (thinking models, JSON schema, no `n`).
 
 Faults are consumed one per chat request, in order (then "ok" forever):
     "ok"          normal answer
@@ -215,7 +222,8 @@ class _ServerCore:
     """State and request handling; lives on the server's event loop."""
 
     def __init__(self, responder: Responder | None, latency: float, faults: Iterable[str] | None,
-                 supports_n: bool, model: str, record: bool, log_file: IO[str] | None, capacity: int = 0):
+                 supports_n: bool, model: str, record: bool, log_file: IO[str] | None, capacity: int = 0,
+                 rate_limit: tuple[int, float] | None = None):
         self.responder = responder or default_responder
         self.latency = float(latency)
         self.capacity = int(capacity or 0)  # 0: unlimited
@@ -238,6 +246,11 @@ class _ServerCore:
         self.answered = 0
         self.counter = 0
         self.loop: asyncio.AbstractEventLoop | None = None
+        # (requests, window seconds): a provider's rate limit - x-ratelimit-* headers on every
+        # answer, 429 with Retry-After for a request over the limit.
+        self.rate_limit = rate_limit
+        self.rate_window: collections.deque[float] = collections.deque()
+        self.rate_limited = 0
 
     # --- routing ---
     def handle(self, conn: _Connection, method: str, target: str, body: bytes, keep_alive: bool) -> None:
@@ -270,6 +283,8 @@ class _ServerCore:
             return
         with self.lock:
             fault = self.faults.popleft() if self.faults else ("ok", None)
+            if self.rate_limit is not None and fault[0] == "ok":
+                fault = self._rate_check()
             self.chat_requests += 1
             if self.record:
                 self.requests.append(body)
@@ -292,6 +307,30 @@ class _ServerCore:
             self.queue.append((conn, body, fault, keep_alive))
             return
         self.begin(conn, body, fault, keep_alive)
+
+    def _rate_check(self) -> tuple[str, Any]:
+        """Count this request against the rate limit: ("ok", None) or a 429 fault with its wait."""
+        limit, window = self.rate_limit  # type: ignore[misc]
+        now = time.monotonic()
+        while self.rate_window and self.rate_window[0] <= now - window:
+            self.rate_window.popleft()
+        if len(self.rate_window) >= limit:
+            self.rate_limited += 1
+            return "status", (429, round(self.rate_window[0] + window - now, 3))
+        self.rate_window.append(now)
+        return "ok", None
+
+    def rate_headers(self) -> list[tuple[str, str]]:
+        if self.rate_limit is None:
+            return []
+        limit, window = self.rate_limit
+        now = time.monotonic()
+        live = [t for t in self.rate_window if t > now - window]
+        # As OpenAI documents it: the time until the limit is back to its initial state (all slots free).
+        reset = (live[-1] + window - now) if live else 0.0
+        return [("x-ratelimit-limit-requests", str(limit)),
+                ("x-ratelimit-remaining-requests", str(max(0, limit - len(live)))),
+                ("x-ratelimit-reset-requests", f"{max(reset, 0.0):.3f}s")]
 
     def begin(self, conn: _Connection, body: dict[str, Any], fault: tuple[str, Any], keep_alive: bool) -> None:
         if self.capacity:
@@ -329,6 +368,7 @@ class _ServerCore:
                 status, retry = arg
                 if status == 429:
                     headers.append(("retry-after", _fmt_seconds(1.0 if retry is None else retry)))
+                    headers.extend(self.rate_headers())
                 elif retry is not None:
                     headers.append(("retry-after", _fmt_seconds(retry)))
             elif kind == "429ms":
@@ -348,7 +388,7 @@ class _ServerCore:
             err = {"error": {"message": f"responder raised {type(exc).__name__}: {exc}"}}
             conn.reply(500, json.dumps(err).encode(), keep_alive=keep_alive)
             return
-        conn.reply(200, json.dumps(payload).encode(), keep_alive=keep_alive)
+        conn.reply(200, json.dumps(payload).encode(), self.rate_headers(), keep_alive=keep_alive)
 
     def completion(self, body: dict[str, Any], kind: str, arg: Any) -> dict[str, Any]:
         n = body.get("n") or 1
@@ -365,25 +405,34 @@ class _ServerCore:
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         for i in range(n):
             out = self.responder(body, i)
+            reasoning_field = "reasoning_content"
             if isinstance(out, dict):
                 text = str(out.get("text", ""))
                 finish = out.get("finish_reason", "stop")
                 reasoning = out.get("reasoning")
+                reasoning_field = out.get("reasoning_field", reasoning_field)
             else:
                 text, finish, reasoning = str(out), "stop", None
             words = text.split()
+            # Like a real server, reasoning is generated first and counts against max_tokens:
+            # a long thought leaves little or nothing of the cap for the answer.
+            thought = reasoning.split() if reasoning else []
+            if isinstance(max_tokens, int) and thought and len(thought) >= max_tokens:
+                reasoning, text, words, finish = " ".join(thought[:max_tokens]), "", [], "length"
+                thought = thought[:max_tokens]
+            room = max_tokens - len(thought) if isinstance(max_tokens, int) else None
             if kind == "truncate":
                 text = " ".join(words[: max(1, len(words) // 2)])
                 finish = "length"
                 words = text.split()
-            elif isinstance(max_tokens, int) and len(words) > max_tokens:
-                text = " ".join(words[:max_tokens])
+            elif room is not None and len(words) > room:
+                text = " ".join(words[:room])
                 finish = "length"
-                words = words[:max_tokens]
-            completion_tokens += len(words)
+                words = words[:room]
+            completion_tokens += len(words) + len(thought)
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if reasoning is not None:
-                message["reasoning_content"] = reasoning
+                message[reasoning_field] = reasoning
             choices.append({"index": i, "message": message, "finish_reason": finish, "logprobs": None})
         self.counter += 1
         prompt_tokens = _count_words(body.get("messages"))
@@ -412,11 +461,13 @@ class FakeOpenAIServer:
     def __init__(self, responder: Responder | None = None, latency: float = 0.0,
                  faults: Iterable[str] | None = None, port: int = 0, *, host: str = "127.0.0.1",
                  supports_n: bool = True, model: str = "fake-model", record: bool = True,
-                 log_path: str | Path | None = None, capacity: int = 0):
+                 log_path: str | Path | None = None, capacity: int = 0,
+                 rate_limit: tuple[int, float] | None = None):
         self.host = host
         self.port = port
         self._log_fh = open(log_path, "a", encoding="utf-8", buffering=1) if log_path else None  # noqa: SIM115
-        self._core = _ServerCore(responder, latency, faults, supports_n, model, record, self._log_fh, capacity)
+        self._core = _ServerCore(responder, latency, faults, supports_n, model, record, self._log_fh, capacity,
+                                 rate_limit)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -460,6 +511,11 @@ class FakeOpenAIServer:
         """`time.monotonic()` at which each chat request arrived."""
         with self._core.lock:
             return list(self._core.arrivals)
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests answered 429 because they were over `rate_limit`."""
+        return self._core.rate_limited
 
     @property
     def max_in_flight(self) -> int:

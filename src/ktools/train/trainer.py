@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ktools.io import read_json, write_json
+from ktools.io import read_json, replace_dir_atomic, write_json
 from ktools.train.batching import BatchDataset, collate, make_batches, unwrap_single
 from ktools.train.callbacks import LossProgressCallback, TimeLimitCallback
 from ktools.train.config import TrainConfig
@@ -208,31 +207,22 @@ def _last_checkpoint(checkpoints: Path) -> str | None:
 
 
 def save_final_model(model: Any, tokenizer: Any, target: Path, state_dict: dict[str, Any] | None = None) -> Path:
-    """Weights (LoRA merged), tokenizer and chat template, written to a temp dir then renamed.
+    """Weights (LoRA merged), tokenizer and chat template, written to a temp dir then swapped
+    in as a whole (`io.replace_dir_atomic`): an interrupted save leaves the previous model.
 
     `state_dict`: the full weights gathered from FSDP shards (None: the model's own).
     """
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     model.config.use_cache = True
     if tokenizer.pad_token_id is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
-    tokenizer.save_pretrained(tmp)
-    old = target.with_name(target.name + ".old")
-    if target.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old.exists():
-        shutil.rmtree(old)
-    return target
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+        tokenizer.save_pretrained(folder)
+
+    return replace_dir_atomic(Path(target), write)
 
 
 def plot_loss_curve(losses: Sequence[tuple[int, float]], path: Path, title: str = "training loss") -> Path | None:

@@ -11,6 +11,10 @@ Default converters (chosen on evidence, see 02_Data_Processing/README.md):
 files; pages that lost glyphs are listed in `unmapped_glyph_pages`); .docx → python-docx. `backend="docling"` uses
 docling for HTML/DOCX where `docling` is importable (optional; not for PDF: its
 layout models need the hub).
+
+Documents are untrusted input: downloads, ZIP packages and conversion time are bounded
+(`ktools.documents.limits`), and a URL source is kept only in its redacted form
+(`urls.redact_url`: no user-info, no secret query values) in names, manifest and errors.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ktools.documents.errors import DocumentError
+from ktools.documents.limits import ConversionLimits, check_archive, time_limit
 from ktools.documents.manifest import Manifest, ManifestEntry
-from ktools.documents.urls import extension_for, fetch_url, is_url, url_slug
+from ktools.documents.urls import extension_for, fetch_url, is_url, redact_url, url_slug
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +97,10 @@ def _title_of(markdown: str) -> str | None:
     return None
 
 
-def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto", *,
-                  pdf_password: str | None = None) -> ConvertedDocument:
+def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto",
+                  limits: ConversionLimits | None = None, *, pdf_password: str | None = None) -> ConvertedDocument:
     """Convert the bytes of one document of type `extension` (".pdf", ".html", ...)."""
+    limits = limits or ConversionLimits()
     if backend not in BACKENDS:
         raise ValueError(f"unknown conversion backend {backend!r}; use one of {BACKENDS}")
     extension = extension.lower()
@@ -107,6 +113,8 @@ def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto
     if extension not in SUPPORTED_EXTENSIONS:
         hint = _HINTS.get(extension, f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
         raise DocumentError(source, f"unsupported file type {extension or '(no extension)'!r}", hint)
+    if extension == ".docx":
+        check_archive(data, source, limits)
     if backend == "docling" and extension in (".html", ".htm", ".docx"):
         from ktools.documents.convert.docling_backend import docling_to_markdown
 
@@ -143,14 +151,19 @@ def convert_bytes(data: bytes, source: str, extension: str, backend: str = "auto
                              warnings=warnings, unmapped_glyph_pages=unmapped_pages)
 
 
-def convert_source(source: str | Path, backend: str = "auto", timeout: float = 30.0, *,
-                   pdf_password: str | None = None) -> ConvertedDocument:
-    """Convert one file or URL (`pdf_password` opens encrypted PDFs)."""
+def convert_source(source: str | Path, backend: str = "auto", timeout: float = 30.0,
+                   limits: ConversionLimits | None = None, *, pdf_password: str | None = None) -> ConvertedDocument:
+    """Convert one file or URL (a URL's document carries its redacted form as `source`;
+    `pdf_password` opens encrypted PDFs)."""
+    limits = limits or ConversionLimits()
     text = str(source)
     if is_url(text):
-        fetched = fetch_url(text, timeout=timeout)
-        return convert_bytes(fetched.data, text, extension_for(fetched.url, fetched.content_type, fetched.data),
-                             backend, pdf_password=pdf_password)
+        fetched = fetch_url(text, timeout=timeout, deadline=limits.download_deadline,
+                            max_bytes=limits.download_max_bytes)
+        shown = redact_url(text)
+        with time_limit(limits.file_seconds, shown):
+            return convert_bytes(fetched.data, shown, extension_for(fetched.url, fetched.content_type, fetched.data),
+                                 backend, limits, pdf_password=pdf_password)
     path = Path(text).expanduser()
     if not path.exists():
         raise DocumentError(text, "no such file or folder", "check the path (relative paths start at the cwd)")
@@ -160,12 +173,14 @@ def convert_source(source: str | Path, backend: str = "auto", timeout: float = 3
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(text, f"cannot read the file ({exc.strerror})", "check the permissions") from None
-    return convert_bytes(data, str(path), path.suffix, backend, pdf_password=pdf_password)
+    with time_limit(limits.file_seconds, str(path)):
+        return convert_bytes(data, str(path), path.suffix, backend, limits, pdf_password=pdf_password)
 
 
 def output_name(source: str, taken: set[str]) -> str:
     """A readable, unique converted-file name: `<stem>.md` (URL: host-path slug)."""
     if is_url(source):
+        source = redact_url(source)
         stem = url_slug(source)
     else:
         path = Path(source)
@@ -181,11 +196,12 @@ def output_name(source: str, taken: set[str]) -> str:
 
 def convert_sources(sources: str | Path | Iterable[str | Path], out_dir: str | Path, *,
                     backend: str = "auto", progress: bool | Callable = True, timeout: float = 30.0,
-                    pdf_password: str | None = None) -> ConversionResult:
+                    limits: ConversionLimits | None = None, pdf_password: str | None = None) -> ConversionResult:
     """Convert every source, write `<name>.md` + `manifest.json` into `out_dir`.
 
     Errors are collected (`result.errors`, also in the manifest) and logged at the end;
-    they never stop the other sources. Each converted file is written atomically.
+    they never stop the other sources. Each converted file is written atomically, and the
+    manifest is written even when the run is interrupted, listing what did convert.
     """
     from ktools.io import write_atomic
 
@@ -199,29 +215,34 @@ def convert_sources(sources: str | Path | Iterable[str | Path], out_dir: str | P
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(expanded, desc="converting", unit="doc")
+        iterator = tqdm([redact_url(s) if is_url(s) else s for s in expanded], desc="converting", unit="doc")
+        iterator = (source for source, _ in zip(expanded, iterator, strict=True))
     entries: list[ManifestEntry] = []
     errors: list[DocumentError] = []
     taken: set[str] = set()
-    for source in iterator:
-        try:
-            doc = convert_source(source, backend=backend, timeout=timeout, pdf_password=pdf_password)
-        except DocumentError as exc:
-            errors.append(exc)
-            continue
-        except Exception as exc:  # a converter bug must not lose the other documents
-            log.exception("unexpected error converting %s", source)
-            errors.append(DocumentError(source, f"unexpected {type(exc).__name__}: {exc}",
-                                        "please report this with the file if you can"))
-            continue
-        name = output_name(source, taken)
-        write_atomic(out / name, doc.markdown)
-        entries.append(ManifestEntry(source=source, sha256=doc.sha256, converter=doc.converter, output=name,
-                                     characters=len(doc.markdown), pages=doc.pages, page_offsets=doc.page_offsets,
-                                     encoding=doc.encoding, title=doc.title, warnings=doc.warnings,
-                                     unmapped_glyph_pages=doc.unmapped_glyph_pages))
     manifest_path = out / "manifest.json"
-    Manifest(documents=entries, errors=[e.as_dict() for e in errors]).write(manifest_path)
+    try:
+        for source in iterator:
+            shown = redact_url(source) if is_url(source) else source
+            try:
+                doc = convert_source(source, backend=backend, timeout=timeout, limits=limits, pdf_password=pdf_password)
+            except DocumentError as exc:
+                errors.append(exc)
+                continue
+            except Exception as exc:  # a converter bug must not lose the other documents
+                log.exception("unexpected error converting %s", shown)
+                errors.append(DocumentError(shown, f"unexpected {type(exc).__name__}: {exc}",
+                                            "please report this with the file if you can"))
+                continue
+            name = output_name(source, taken)
+            write_atomic(out / name, doc.markdown)
+            entries.append(ManifestEntry(source=shown, sha256=doc.sha256, converter=doc.converter, output=name,
+                                         characters=len(doc.markdown), pages=doc.pages,
+                                         page_offsets=doc.page_offsets, encoding=doc.encoding, title=doc.title,
+                                         warnings=doc.warnings, unmapped_glyph_pages=doc.unmapped_glyph_pages))
+    finally:
+        # Also on Ctrl+C: the files written so far stay usable by `ktools chunk`.
+        Manifest(documents=entries, errors=[e.as_dict() for e in errors]).write(manifest_path)
     if errors:
         from ktools.documents.errors import format_errors
 

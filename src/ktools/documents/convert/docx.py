@@ -43,8 +43,25 @@ def _paragraph_text(paragraph) -> str:
     return re.sub(r"\*\*\s*\*\*", "", text).strip()
 
 
-def _list_info(paragraph) -> tuple[str | None, int]:
-    style = (paragraph.style.name if paragraph.style is not None else "") or ""
+class _StyleNames:
+    """Paragraph style names by style id, each looked up once. python-docx's
+    `paragraph.style` scans every style of the document for each call (the default style
+    when a paragraph names none): a 0.87 MB DOCX of 240k paragraphs ran past 120 s."""
+
+    def __init__(self, document):
+        self._document = document
+        self._names: dict[str | None, str] = {}
+
+    def __call__(self, paragraph) -> str:
+        style_id = paragraph._p.style  # the pStyle id, None for the default style
+        name = self._names.get(style_id)
+        if name is None:
+            style = paragraph.style
+            name = self._names[style_id] = (style.name if style is not None else "") or ""
+        return name
+
+
+def _list_info(paragraph, style: str) -> tuple[str | None, int]:
     ppr = paragraph._p.pPr
     level = 0
     numbered = None
@@ -91,8 +108,9 @@ def docx_to_markdown(data: bytes, source: str, warnings: list[str]) -> str:
                             "open and re-save it in Word/LibreOffice") from None
 
     body = document.element.body
+    style_of = _StyleNames(document)
     paragraphs = [Paragraph(el, document) for el in body.iterchildren() if el.tag.endswith("}p")]
-    has_title = any((p.style is not None and p.style.name == "Title") for p in paragraphs)
+    has_title = any(style_of(p) == "Title" for p in paragraphs)
     blocks: list[str] = []
     code: list[str] = []
     numbers: dict[int, int] = {}
@@ -113,7 +131,7 @@ def docx_to_markdown(data: bytes, source: str, warnings: list[str]) -> str:
         if not element.tag.endswith("}p"):
             continue
         paragraph = Paragraph(element, document)
-        style = (paragraph.style.name if paragraph.style is not None else "") or ""
+        style = style_of(paragraph)
         if re.search(r"code|preformatted|source", style, re.I):
             code.append(paragraph.text)
             continue
@@ -130,7 +148,7 @@ def docx_to_markdown(data: bytes, source: str, warnings: list[str]) -> str:
             blocks.append("#" * level + " " + text.replace("**", ""))
             numbers.clear()
         else:
-            kind, level = _list_info(paragraph)
+            kind, level = _list_info(paragraph, style)
             if kind is None:
                 numbers.clear()
                 blocks.append(text)

@@ -49,6 +49,15 @@ def _detect(data: bytes) -> tuple[str | None, str]:
         matches = []
     else:
         matches = list(from_bytes(data))
+    if matches:
+        # Short Western texts ("café crème") leave many single-byte code pages tied with no
+        # chaos and no language evidence, cp1250 often listed first; among the candidates
+        # as good as the best, our order decides (cp1252 before Central European pages).
+        best = matches[0]
+        tied = {m.encoding: m for m in matches if m.chaos <= best.chaos and m.coherence >= best.coherence}
+        for encoding in _COMMON:
+            if encoding in tied:
+                return str(tied[encoding]), encoding
     for match in matches:
         if match.encoding in _COMMON:
             return str(match), match.encoding

@@ -122,21 +122,31 @@ def log_file(port: int) -> Path:
 
 
 def read_pid(port: int) -> int | None:
+    """The pid in our pid file, if that process is alive and is ktools' teacher on this port.
+    This is the only pid ktools ever signals: never one read from a network reply."""
     try:
         pid = int(pid_file(port).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) and _is_teacher_process(pid) else None
+    return pid if pid > 1 and _alive(pid) and is_teacher_process(pid, port) else None
 
 
-def _is_teacher_process(pid: int) -> bool:
-    """Guards against a stale pid file whose pid the OS has since given to another program."""
+def is_teacher_process(pid: int, port: int) -> bool:
+    """Whether `pid` runs `ktools serve-teacher ... --port <port>`: guards against a stale pid
+    file whose pid the OS has since given to another program."""
     try:
-        return b"serve-teacher" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
-        return not Path("/proc/self").exists()  # no procfs (macOS): trust the pid
+        return not Path("/proc/self").exists()  # no procfs (macOS): trust our own pid file
     except OSError:
-        return True
+        return False
+    launcher = any(arg in (b"ktools", b"ktools.cli", b"ktools.__main__") or arg.endswith(b"/ktools")
+                   for arg in argv)
+    if not (launcher and b"serve-teacher" in argv):
+        return False
+    ports = [b for a, b in zip(argv, argv[1:], strict=False) if a == b"--port"]
+    ports += [a.split(b"=", 1)[1] for a in argv if a.startswith(b"--port=")]
+    return ports[-1:] == [str(port).encode()] if ports else port == LOCAL_TEACHER_PORT
 
 
 def _alive(pid: int) -> bool:
@@ -271,14 +281,15 @@ def start_background(host: str, port: int, *, max_batch: int | None = None, time
 
 
 def stop(host: str = LOCAL_TEACHER_HOST, port: int = LOCAL_TEACHER_PORT, timeout: float = 20.0) -> int | None:
-    """Stop our teacher on this port (SIGTERM, then SIGKILL after `timeout`); returns the pid stopped."""
-    health = probe(f"http://{host}:{port}/v1")
-    pid = (health.payload or {}).get("pid") if health.ours else read_pid(port)
+    """Stop our teacher on this port (SIGTERM, then SIGKILL after `timeout`); returns the pid stopped.
+
+    The pid comes from our pid file and must be a `ktools serve-teacher --port <port>`
+    process (`read_pid`); the pid a `/health` reply names is never trusted: anything can
+    listen on the port and answer with any pid."""
+    pid = read_pid(port)
     if pid is None:
         pid_file(port).unlink(missing_ok=True)
         return None
-    if health.reachable and not health.ours:
-        raise _not_ours_error(f"http://{host}:{port}/v1", health)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
