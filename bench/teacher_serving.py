@@ -1,22 +1,34 @@
-"""Aggregate tokens/s of the embedded teacher under the concurrency the generators use.
+"""Completion tokens/s of the embedded teacher's serving options, side by side on the same prompts.
 
-    python bench/teacher_serving.py            # ~12 min on 2 busy cores (both modes)
-    python bench/teacher_serving.py --quick    # fewer requests
+    python bench/teacher_serving.py                      # llama.cpp vs transformers, 3 rounds
+    python bench/teacher_serving.py --busy-loop          # ...and each again beside a one-core busy loop
+    python bench/teacher_serving.py --backends transformers,transformers-static
 
-Starts `ktools serve-teacher` on a free port (once with continuous batching, once with
-static batching: the classic "take everything waiting, run it to the end" approach),
-sends chat requests of ~300 prompt tokens asking for 128 new tokens (half n=1, half
-n=3, temperature 0.7) at concurrency 1, 4 and 16, and prints aggregate completion
-tokens/s with the ratio to the single-stream baseline (concurrency 1, n=1, measured
-in the same run on the same server).
+Starts one `ktools serve-teacher` per serving option, each on a free port, all at once,
+then runs waves of chat requests (~460 prompt tokens, 128 new tokens, temperature 0.7,
+n=1 unless --n says otherwise) at concurrency 16 against them in turn. The order
+alternates each round, so whatever else the machine does hits every option alike; the
+ratios printed are against the first option (the baseline: today's transformers
+continuous batching unless --backends puts another first), measured in the same run.
+Absolute tokens/s depend on what else runs on the machine and are noisy; compare the
+ratios.
+
+With --busy-loop every round runs each option twice, once with a competing process
+spinning on one core (started before the wave, stopped after it), and prints each
+option's busy/idle ratio: how steady it stays when the machine gets busy mid-run.
+
+Backends: `llama` (llama.cpp on the shipped GGUF, batched decoding across requests),
+`transformers` (continuous batching), `transformers-static` (static batching).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +45,9 @@ PARAGRAPH = (
     "schools are exempt, as are farms that irrigate with recycled water. "
 )
 
+BACKEND_ARGS = {"llama": ["--backend", "llama"], "transformers": ["--backend", "transformers"],
+                "transformers-static": ["--backend", "transformers", "--static-batching"]}
+
 
 def make_prompt(i: int) -> list[dict[str, str]]:
     text = "".join(PARAGRAPH.format(year=1990 + (i + k) % 30, stage=1 + (i + k) % 4, level=60 - 5 * (k % 6),
@@ -46,29 +61,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, static: bool, max_batch: int, threads: int | None, dtype: str) -> subprocess.Popen:
+def start_server(backend: str, port: int, max_batch: int, threads: int | None) -> subprocess.Popen:
     command = [sys.executable, "-m", "ktools", "serve-teacher", "--port", str(port), "--max-batch", str(max_batch),
-               "--dtype", dtype]
-    if static:
-        command.append("--static-batching")
+               *BACKEND_ARGS[backend]]
     if threads:
         command += ["--threads", str(threads)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KTOOLS_CACHE_DIR":
-           os.environ.get("KTOOLS_CACHE_DIR", os.path.expanduser("~/.cache/ktools"))}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the teacher on port {port} exited with {process.returncode} during start-up")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("status") == "ok":
-                return process
+            health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+            if health.get("status") == "ok":
+                return health
         except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.5)
-    process.kill()
-    raise SystemExit("the teacher did not become healthy within 300 s")
+    raise SystemExit(f"the teacher on port {port} did not become healthy within {timeout:.0f} s")
 
 
-async def run_load(port: int, concurrency: int, requests: int, n_values: list[int], max_tokens: int) -> dict:
+async def run_wave(port: int, concurrency: int, requests: int, n_values: list[int], max_tokens: int,
+                   first: int) -> dict:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     limiter = asyncio.Semaphore(concurrency)
     totals = {"completion_tokens": 0, "prompt_tokens": 0, "requests": 0}
@@ -85,49 +103,87 @@ async def run_load(port: int, concurrency: int, requests: int, n_values: list[in
                 totals["requests"] += 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(requests)))
+        await asyncio.gather(*(one(first + i) for i in range(requests)))
         totals["seconds"] = time.perf_counter() - started
     totals["tokens_per_s"] = totals["completion_tokens"] / totals["seconds"]
     return totals
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer requests per level")
+    parser.add_argument("--backends", default="transformers,llama",
+                        help="comma-separated, the first is the baseline (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=16, help="requests per wave (default %(default)s)")
+    parser.add_argument("--n", default="1", help="n per request, cycled, e.g. 1,3 (default %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
-    parser.add_argument("--modes", default="continuous,static")
+    parser.add_argument("--threads", type=int, default=None, help="fixed threads (default: the server's own choice)")
+    parser.add_argument("--busy-loop", action="store_true", help="also run every wave beside a one-core busy loop")
     args = parser.parse_args()
-    if args.quick:  # one wave per level
-        levels = [(1, 1, [1]), (4, 4, [1, 3]), (16, 16, [1, 3])]
-    else:
-        levels = [(1, 2, [1]), (1, 2, [1, 3]), (4, 8, [1, 3]), (16, 32, [1, 3])]
-    print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.1f} max_tokens={args.max_tokens} "
-          f"max_batch={args.max_batch} threads={args.threads or 'server default'} dtype={args.dtype}")
-    for mode in args.modes.split(","):
-        port = free_port()
-        process = start_server(port, static=(mode == "static"), max_batch=args.max_batch, threads=args.threads,
-                               dtype=args.dtype)
-        try:
-            health = httpx.get(f"http://127.0.0.1:{port}/health").json()
-            dtype, health_threads = health.get("dtype"), health.get("threads")
-            print(f"{mode}: server dtype={dtype} threads={health_threads}", flush=True)
-            asyncio.run(run_load(port, 1, 1, [1], 8))  # warm-up
-            baseline = None
-            for concurrency, requests, n_values in levels:
-                result = asyncio.run(run_load(port, concurrency, requests, n_values, args.max_tokens))
-                if baseline is None:
-                    baseline = result["tokens_per_s"]
-                label = "n=1" if n_values == [1] else "n=1/3 mix"
-                print(f"{mode:10s} concurrency={concurrency:2d} {label:9s} requests={result['requests']:3d} "
-                      f"completion_tokens={result['completion_tokens']:5d} seconds={result['seconds']:7.1f} "
-                      f"tokens/s={result['tokens_per_s']:6.1f} ratio_vs_single_stream="
-                      f"{result['tokens_per_s'] / baseline:5.2f} load={os.getloadavg()[0]:.1f}", flush=True)
-        finally:
+    backends = args.backends.split(",")
+    n_values = [int(v) for v in args.n.split(",")]
+    prompt_tokens = None
+    print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.1f} concurrency={args.concurrency} "
+          f"requests/wave={args.requests} n={n_values} max_tokens={args.max_tokens} rounds={args.rounds} "
+          f"threads={args.threads or 'server choice'}", flush=True)
+    servers = {b: (port := free_port(), start_server(b, port, args.max_batch, args.threads)) for b in backends}
+    rates: dict[tuple[str, str], list[float]] = {}
+    try:
+        for backend, (port, process) in servers.items():
+            health = wait_healthy(port, process)
+            print(f"{backend}: backend={health.get('backend')} threads={health.get('threads')} "
+                  f"dtype={health.get('dtype')}", flush=True)
+            asyncio.run(run_wave(port, 2, 2, [1], 8, 0))  # warm-up
+        conditions = ["idle", "busy"] if args.busy_loop else ["idle"]
+        for round_ in range(args.rounds):
+            order = backends if round_ % 2 == 0 else backends[::-1]
+            for condition in conditions:
+                for backend in order:
+                    port, _ = servers[backend]
+                    spinner = None
+                    if condition == "busy":
+                        spinner = multiprocessing.Process(target=_spin, daemon=True)
+                        spinner.start()
+                    try:
+                        wave = asyncio.run(run_wave(port, args.concurrency, args.requests, n_values,
+                                                    args.max_tokens, first=round_ * args.requests))
+                    finally:
+                        if spinner is not None:
+                            spinner.terminate()
+                            spinner.join()
+                    prompt_tokens = wave["prompt_tokens"] // wave["requests"]
+                    rates.setdefault((backend, condition), []).append(wave["tokens_per_s"])
+                    threads = httpx.get(f"http://127.0.0.1:{port}/health").json().get("threads")
+                    print(f"round {round_ + 1} {condition:4s} {backend:20s} tokens={wave['completion_tokens']:5d} "
+                          f"seconds={wave['seconds']:6.1f} tokens/s={wave['tokens_per_s']:6.1f} "
+                          f"threads_now={threads} load={os.getloadavg()[0]:.1f}", flush=True)
+    finally:
+        for _, process in servers.values():
             process.terminate()
+        for _, process in servers.values():
             process.wait(30)
+    baseline = backends[0]
+    print(f"\nsummary (median of {args.rounds} rounds; ~{prompt_tokens} prompt tokens per request; "
+          f"ratios from waves run alternately in this run):")
+    for condition in conditions:
+        base = statistics.median(rates[(baseline, condition)])
+        for backend in backends:
+            median = statistics.median(rates[(backend, condition)])
+            paired = [x / y for x, y in zip(rates[(backend, condition)], rates[(baseline, condition)], strict=True)]
+            print(f"  {condition:4s} {backend:20s} tokens/s={median:6.1f} ratio_vs_{baseline}={median / base:5.2f} "
+                  f"(per round: {', '.join(f'{p:.2f}' for p in paired)})")
+    if args.busy_loop:
+        for backend in backends:
+            steady = [b / i for b, i in zip(rates[(backend, "busy")], rates[(backend, "idle")], strict=True)]
+            print(f"  steadiness {backend:20s} busy/idle tokens/s={statistics.median(steady):5.2f} "
+                  f"(per round: {', '.join(f'{s:.2f}' for s in steady)})")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 LOCAL_TEACHER_HOST = "127.0.0.1"
 LOCAL_TEACHER_PORT = 8765
 LOCAL_TEACHER_BASE_URL = f"http://{LOCAL_TEACHER_HOST}:{LOCAL_TEACHER_PORT}/v1"
+# How the embedded teacher runs the model: the transformers engine (default: the faster one
+# measured here, see 00_Setup/README.md) or llama.cpp on the GGUF (needs `make llama`;
+# the one that honours response_format).
+TEACHER_BACKENDS = ("transformers", "llama")
 
 
 class ConfigError(ValueError):
@@ -139,6 +143,13 @@ def _parse_float(minimum: float | None = None, maximum: float | None = None) -> 
         return value
 
     return parse
+
+
+def _parse_teacher_backend(raw: str) -> str:
+    value = raw.strip().lower() or "transformers"
+    if value not in TEACHER_BACKENDS:
+        raise ValueError(f"one of {', '.join(TEACHER_BACKENDS)}")
+    return value
 
 
 def _parse_cut_sizes(raw: str) -> list[int]:
@@ -279,6 +290,10 @@ _FIELDS: tuple[_Field, ...] = (
            "several base URLs: longest cool-down in seconds"),
     _Field("temperature", "TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7, "teacher sampling temperature"),
     _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
+    _Field("teacher_idle_timeout", "LOCAL_TEACHER_IDLE_TIMEOUT", _parse_float(0.0, 7 * 86400), 600.0,
+           "seconds without requests after which a background embedded teacher exits (0: never)"),
+    _Field("teacher_backend", "LOCAL_TEACHER_BACKEND", _parse_teacher_backend, "transformers",
+           "embedded teacher engine: transformers, or llama (llama.cpp; needs `make llama`)"),
     _Field("stage_max_tokens", "STAGE_MAX_TOKENS", _parse_stage_caps, {},
            "per-stage caps, e.g. judges=1024,answers=2048 (stages: summaries, questions, answers, facts, "
            "qa_pairs, judges)"),
@@ -340,6 +355,8 @@ class Settings:
     endpoint_cooldown: float = 5.0
     endpoint_max_cooldown: float = 300.0
     pdf_password: Secret = field(default=Secret(""), repr=False)
+    teacher_idle_timeout: float = 600.0
+    teacher_backend: str = "transformers"
     stage_max_tokens: dict[str, int] = field(default_factory=dict)
     stage_thinking: dict[str, str] = field(default_factory=dict)
     thinking_control: str = ""

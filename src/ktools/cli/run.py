@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from ktools.llm.local.lifecycle import stop_teachers_started_during
 from ktools.runner import (
     StepFailed,
     StepInterrupted,
@@ -72,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     parameters.update({name: parse_value(value) for name, value in args.parameter})
     started = time.perf_counter()
     try:
-        outcomes = run_pipeline(steps, parameters, force=args.force, kernel_name=args.kernel,
-                                on_event=_print_event)
+        # What the run starts, it stops: the notebooks start the embedded teacher on first use.
+        with stop_teachers_started_during():
+            outcomes = run_pipeline(steps, parameters, force=args.force, kernel_name=args.kernel,
+                                    on_event=_print_event)
     except StepFailed as exc:
         print(f"\nktools run: FAILED — {exc}", file=sys.stderr)
         if exc.executed is not None:

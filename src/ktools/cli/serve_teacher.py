@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from ktools.config import LOCAL_TEACHER_HOST, LOCAL_TEACHER_PORT
+from ktools.config import LOCAL_TEACHER_HOST, LOCAL_TEACHER_PORT, setting
 from ktools.llm import local_teacher
 from ktools.llm.local import lifecycle
 
@@ -24,6 +24,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: half the cores, at least 1)")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="weights dtype; auto = bfloat16 on CPUs with native bf16, else float32")
+    parser.add_argument("--backend", choices=("transformers", "llama"), default=None,
+                        help="model engine: transformers, or llama.cpp on the GGUF (needs `make llama`; honours "
+                             "response_format); default: LOCAL_TEACHER_BACKEND (transformers)")
+    parser.add_argument("--idle-timeout", type=float, default=None,
+                        help="exit after this many seconds without requests (0: never); default: never in the "
+                             "foreground, LOCAL_TEACHER_IDLE_TIMEOUT with --background")
     parser.add_argument("--static-batching", action="store_true",
                         help="admit new requests only when the batch is empty (for benchmarks)")
     mode = parser.add_mutually_exclusive_group()
@@ -58,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     if args.background:
         extra = ["--threads", str(args.threads)] if args.threads else []
         extra += ["--dtype", args.dtype]
+        if args.backend:
+            extra += ["--backend", args.backend]
+        if args.idle_timeout is not None:
+            extra += ["--idle-timeout", str(args.idle_timeout)]
         if args.max_connections:
             extra += ["--max-connections", str(args.max_connections)]
         if args.api_key:  # to the child through its environment, never its command line
@@ -97,7 +107,8 @@ def _foreground(args: argparse.Namespace) -> int:
     try:
         local_teacher.serve(args.host, args.port, max_batch=args.max_batch, continuous=not args.static_batching,
                             threads=args.threads, dtype=args.dtype, on_ready=on_ready, api_key=api_key,
-                            max_connections=args.max_connections or MAX_CONNECTIONS)
+                            max_connections=args.max_connections or MAX_CONNECTIONS,
+                            backend=args.backend or setting("teacher_backend"), idle_timeout=args.idle_timeout or 0.0)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             print(f"error: port {args.port} on {args.host} is in use; pick another --port", file=sys.stderr)

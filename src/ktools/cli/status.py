@@ -6,6 +6,7 @@ import argparse
 
 from ktools import setup_checks
 from ktools.config import ConfigError, load_settings
+from ktools.llm.local.lifecycle import running_teachers
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -28,11 +29,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nTeacher: {'reachable' if check.ok else 'NOT reachable'} - {check.detail}")
         if check.fix:
             print(f"  fix: {check.fix}")
+    teachers = running_teachers()
+    if teachers:
+        print("\nEmbedded teachers running (stop with: ktools serve-teacher --stop --port PORT):")
+        print(_table([{**t, "idle_timeout": _seconds(t["idle_timeout"]), "idle_seconds": _seconds(t["idle_seconds"], zero="0 s"),
+                       "rss_mb": t["rss_mb"] or "?", "threads": t["threads"] or "?"} for t in teachers],
+                     ["port", "pid", "status", "backend", "threads", "rss_mb", "idle_seconds", "idle_timeout",
+                      "log_file"]))
+    else:
+        print("\nEmbedded teachers running: none")
     print("\nOutputs:")
     outputs = setup_checks.step_outputs(settings)
     print(_table([{**r, "exists": "yes" if r["exists"] else "-"} for r in outputs],
                  ["step", "notebook folder", "exists", "files", "MB", "output"]))
     return 0
+
+
+def _seconds(value: float | None, zero: str = "never") -> str:
+    if value is None:
+        return "?"
+    return zero if value == 0 else f"{value:.0f} s"
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:

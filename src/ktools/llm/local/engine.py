@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,44 +27,18 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from ktools.llm.local.kv import BatchKV
+from ktools.llm.local.requests import (  # noqa: F401 - re-exported for callers of this module
+    Completion,
+    EngineStopped,
+    GenerationRequest,
+    GenerationResult,
+)
+from ktools.llm.local.requests import (
+    settle as _settle,
+)
 from ktools.llm.local.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
-
-
-class EngineStopped(RuntimeError):
-    pass
-
-
-@dataclass
-class Completion:
-    text: str
-    finish_reason: str  # "stop" (EOS or a stop string) or "length"
-    completion_tokens: int
-
-
-@dataclass
-class GenerationRequest:
-    prompt_ids: list[int]
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 256
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    future: Future = field(default_factory=Future, repr=False)
-    cancelled: bool = False
-    results: dict[int, Completion] = field(default_factory=dict, repr=False)  # sample -> completion
-
-    def cancel(self) -> None:
-        """The client went away: the engine drops the request at its next step."""
-        self.cancelled = True
-
-
-@dataclass
-class GenerationResult:
-    completions: list[Completion]
-    prompt_tokens: int
 
 
 @dataclass
@@ -87,6 +61,7 @@ class BatchEngine:
         continuous: bool = True,
         prefill_tokens: int = 4096,
         kv_budget_tokens: int = 96_000,
+        governor: Any = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -94,6 +69,7 @@ class BatchEngine:
         self.continuous = continuous
         self.prefill_tokens = prefill_tokens
         self.kv_budget_tokens = kv_budget_tokens
+        self.governor = governor  # threads.ThreadGovernor: torch's thread count follows the machine
         self.context_window = int(getattr(model.config, "max_position_embeddings", 2048))
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
@@ -151,6 +127,9 @@ class BatchEngine:
                     if self._stopping:
                         break
                 started = time.perf_counter()
+                threads = self.governor.poll() if self.governor is not None else None
+                if threads is not None:
+                    torch.set_num_threads(threads)
                 try:
                     self._admit()
                     if self._rows:
@@ -306,17 +285,6 @@ class BatchEngine:
 
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
-
-
-def _settle(future: Future, *, result: Any = None, exception: BaseException | None = None) -> None:
-    """Resolve a future unless the HTTP side cancelled it meanwhile (its client left)."""
-    try:
-        if exception is not None:
-            future.set_exception(exception)
-        else:
-            future.set_result(result)
-    except InvalidStateError:
-        pass
 
 
 def _pad_left(mask: torch.Tensor, width: int) -> torch.Tensor:

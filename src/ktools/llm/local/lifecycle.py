@@ -12,6 +12,12 @@ port so several teachers (tests on free ports, the default 8765) never collide:
   server, not two.
 - any other host: we cannot start a server there; it must already answer.
 
+A teacher started here in the background exits by itself after
+`LOCAL_TEACHER_IDLE_TIMEOUT` seconds without requests (default 600), and `ktools run`
+stops the teachers that appeared during the run (`stop_teachers_started_during`), so a
+finished demo does not leave gigabytes of model memory behind. `running_teachers()`
+lists what runs now (for `ktools status`).
+
 This module imports neither torch nor transformers: checking/starting stays cheap.
 """
 
@@ -176,6 +182,10 @@ def spawn(host: str = LOCAL_TEACHER_HOST, port: int = LOCAL_TEACHER_PORT, *, max
     if max_batch:
         command += ["--max-batch", str(max_batch)]
     command += extra_args or []
+    if "--idle-timeout" not in command:
+        from ktools.config import setting
+
+        command += ["--idle-timeout", str(setting("teacher_idle_timeout"))]
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -299,3 +309,58 @@ def status(host: str = LOCAL_TEACHER_HOST, port: int = LOCAL_TEACHER_PORT) -> di
             "status": health.status or ("not running" if not health.reachable else "foreign service"),
             "pid": (health.payload or {}).get("pid") or read_pid(port), "detail": health.detail,
             "health": health.payload, "pid_file": str(pid_file(port)), "log_file": str(log_file(port))}
+
+
+def running_teachers() -> list[dict[str, Any]]:
+    """Our teachers alive now, one per pid file: port, pid, status, memory, idle timeout."""
+    found = []
+    for path in sorted(teacher_dir().glob("teacher-*.pid")):
+        try:
+            port = int(path.stem.removeprefix("teacher-"))
+        except ValueError:
+            continue
+        pid = read_pid(port)
+        if pid is None:
+            continue
+        health = probe(f"http://{LOCAL_TEACHER_HOST}:{port}/v1")
+        payload = health.payload or {}
+        found.append({"port": port, "pid": pid, "status": health.status or "not answering",
+                      "backend": payload.get("backend", ""), "threads": payload.get("threads"),
+                      "idle_timeout": payload.get("idle_timeout"), "idle_seconds": payload.get("idle_seconds"),
+                      "rss_mb": _rss_mb(pid), "log_file": str(log_file(port))})
+    return found
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+@contextlib.contextmanager
+def stop_teachers_started_during():
+    """Stop, on the way out, every embedded teacher that was not running when the block began.
+
+    What a run starts, the run stops: the notebooks of `ktools run` start the teacher on
+    first use (in their own kernels), so the run itself cannot hold a handle to it; it
+    compares the running teachers before and after instead. A teacher that was already
+    running (the user's own) is left alone; teachers started outside a run (a notebook
+    in JupyterLab) exit through their idle timeout.
+    """
+    before = {(t["port"], t["pid"]) for t in running_teachers()}
+    try:
+        yield
+    finally:
+        for teacher in running_teachers():
+            if (teacher["port"], teacher["pid"]) in before:
+                continue
+            try:
+                stop(LOCAL_TEACHER_HOST, teacher["port"])
+                log.info("stopped the embedded teacher this run started (pid %d, port %d)",
+                         teacher["pid"], teacher["port"])
+            except LocalTeacherError as exc:
+                log.warning("could not stop the embedded teacher on port %d: %s", teacher["port"], exc)

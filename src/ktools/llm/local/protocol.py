@@ -9,6 +9,9 @@ fast. Choices made where OpenAI's API leaves room, documented in 00_Setup/README
   the context window, generation stops at the window with finish_reason "length"
   (only a prompt that does not fit at all is a 400).
 - `stream: true`, `logprobs: true` and tools are rejected with a 400 (not implemented).
+- `response_format`: `{"type": "text"}`, `{"type": "json_object"}` or `{"type": "json_schema",
+  "json_schema": {"name": ..., "schema": {...}}}`; the llama.cpp backend enforces it with a
+  grammar (`structured.py`), the transformers backend answers 400 (it cannot constrain).
 - Unknown fields are ignored, as OpenAI-compatible servers commonly do.
 """
 
@@ -56,6 +59,7 @@ class ChatRequest:
     max_tokens: int
     stop: tuple[str, ...]
     seed: int | None
+    response_format: dict[str, Any] | None = None  # None or a validated json_object / json_schema
 
 
 def parse_chat_request(body: Any) -> ChatRequest:
@@ -84,7 +88,25 @@ def parse_chat_request(body: Any) -> ChatRequest:
     else:
         max_tokens = _int(body, "max_tokens", DEFAULT_MAX_TOKENS, minimum=1)
     seed = _int(body, "seed", None)
-    return ChatRequest(messages, model or "", n, temperature, top_p, max_tokens, _stop(body.get("stop")), seed)
+    return ChatRequest(messages, model or "", n, temperature, top_p, max_tokens, _stop(body.get("stop")), seed,
+                       _response_format(body.get("response_format")))
+
+
+def _response_format(value: Any) -> dict[str, Any] | None:
+    """None for plain text; the object itself for json_object / json_schema (shape checked here)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("type") not in ("text", "json_object", "json_schema"):
+        raise RequestError("'response_format' must be an object with type 'text', 'json_object' or "
+                           "'json_schema'", param="response_format")
+    if value["type"] == "text":
+        return None
+    if value["type"] == "json_schema":
+        wrapper = value.get("json_schema")
+        if not isinstance(wrapper, dict) or not isinstance(wrapper.get("schema"), dict):
+            raise RequestError("'response_format.json_schema.schema' must be a JSON Schema object",
+                               param="response_format.json_schema")
+    return value
 
 
 def _messages(value: Any) -> list[dict[str, str]]:

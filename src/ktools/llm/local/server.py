@@ -10,6 +10,12 @@ retries after a client-side timeout do not pile up work.
 The server binds its port before loading the model, so a port conflict shows at
 once and `/health` answers `{"status": "loading"}` (503) until the model is ready.
 
+Two model sides (`--backend`): the transformers engine (`engine.py`, the default: the
+faster of the two on this machine, see `bench/teacher_serving.py`) and llama.cpp on the
+shipped GGUF (`llama_backend.py`: less memory, and it honours `response_format`). With `idle_timeout` the server exits by itself after
+that many seconds without a request in flight, so a teacher that a run started in the
+background does not hold its memory for hours after the run.
+
 What it refuses (anything on the machine, or a web page in a browser, can reach it):
 - a POST whose Content-Type is not JSON (415): a page can POST text/plain cross-origin
   without a CORS preflight and burn the CPU on generations; application/json needs one;
@@ -89,15 +95,21 @@ class ModelBackend:
         import torch
 
         from ktools.llm.local.engine import BatchEngine
+        from ktools.llm.local.threads import ThreadGovernor
         from ktools.models import load_causal_lm, load_tokenizer
 
-        self.threads = threads or default_threads()
-        torch.set_num_threads(self.threads)
+        self.governor = ThreadGovernor(threads or default_threads(), fixed=threads is not None)
+        torch.set_num_threads(self.governor.threads)
         self.tokenizer = load_tokenizer(model_name)
         self.dtype = resolve_dtype(dtype)
         model = load_causal_lm(model_name, device="cpu", dtype=getattr(torch, self.dtype))
-        self.engine = BatchEngine(model, self.tokenizer, max_batch=max_batch, continuous=continuous).start()
+        self.engine = BatchEngine(model, self.tokenizer, max_batch=max_batch, continuous=continuous,
+                                  governor=self.governor).start()
         self.context_window = self.engine.context_window
+
+    @property
+    def threads(self) -> int:
+        return self.governor.threads
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
         encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
@@ -108,13 +120,28 @@ class ModelBackend:
         return self.engine.submit(request)
 
     def info(self) -> dict[str, Any]:
-        return {"queue": self.engine.queue_depth, "active_sequences": self.engine.active_rows,
+        return {"backend": "transformers", "queue": self.engine.queue_depth, "active_sequences": self.engine.active_rows,
                 "max_batch": self.engine.max_batch,
-                "batching": "continuous" if self.engine.continuous else "static", "dtype": self.dtype, "threads": self.threads,
+                "batching": "continuous" if self.engine.continuous else "static", "dtype": self.dtype,
+                "threads": self.governor.threads, "threads_adaptive": not self.governor.fixed,
                 "stats": dict(self.engine.stats)}
 
     def close(self) -> None:
         self.engine.shutdown()
+
+
+def make_backend(kind: str = "transformers", **options: Any) -> Any:
+    """The model side: "transformers" (the batching engine) or "llama" (llama.cpp on the GGUF)."""
+    if kind == "llama":
+        from ktools.llm.local import llama_backend
+
+        if not llama_backend.available():
+            raise RuntimeError("--backend llama needs llama-cpp-python: run `make llama` "
+                               "(compiles it with the system gcc, ~15 min on 2 busy cores)")
+        return llama_backend.LlamaBackend(max_batch=options.get("max_batch", 32), threads=options.get("threads"))
+    if kind == "transformers":
+        return ModelBackend(**options)
+    raise ValueError(f"backend must be transformers or llama (got {kind!r})")
 
 
 def default_threads() -> int:
@@ -167,7 +194,7 @@ REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
 
 class TeacherServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, backend_factory: Any = None,
-                 model_id: str = EMBEDDED_MODEL_NAME, api_key: str | None = None,
+                 model_id: str = EMBEDDED_MODEL_NAME, idle_timeout: float = 0.0, api_key: str | None = None,
                  max_connections: int = MAX_CONNECTIONS):
         self.host = host
         self._api_key = (api_key or "").encode() or None
@@ -181,6 +208,10 @@ class TeacherServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
         self._stopped: asyncio.Event | None = None  # created inside the running loop
+        self.idle_timeout = idle_timeout  # seconds; 0 = serve until stopped
+        self._in_flight = 0
+        self._last_activity = time.monotonic()
+        self._idle_watch: asyncio.Task | None = None
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -193,6 +224,17 @@ class TeacherServer:
         if warning:
             log.warning("%s", warning)
         asyncio.get_running_loop().run_in_executor(None, self._load_backend)
+        if self.idle_timeout > 0:
+            self._idle_watch = asyncio.create_task(self._stop_when_idle())
+
+    async def _stop_when_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.idle_timeout / 4))
+            idle = time.monotonic() - self._last_activity
+            if self._in_flight == 0 and idle >= self.idle_timeout:
+                log.info("no request for %.0f s (idle timeout %.0f s): stopping", idle, self.idle_timeout)
+                self.request_stop()
+                return
 
     def _load_backend(self) -> None:
         started = time.perf_counter()
@@ -305,10 +347,20 @@ class TeacherServer:
             return 503, {**payload, "status": "error", "error": self.load_error}
         if not self.ready:
             return 503, {**payload, "status": "loading"}
-        return 200, {**payload, "status": "ok", **self.backend.info()}
+        idle = {"idle_timeout": self.idle_timeout, "in_flight": self._in_flight,
+                "idle_seconds": round(time.monotonic() - self._last_activity, 1)}
+        return 200, {**payload, "status": "ok", **idle, **self.backend.info()}
 
     async def _chat(self, body: bytes, reader: asyncio.StreamReader) -> tuple[int | None, dict[str, Any]]:
-        from ktools.llm.local.engine import EngineStopped, GenerationRequest
+        self._in_flight += 1
+        try:
+            return await self._generate(body, reader)
+        finally:
+            self._in_flight -= 1
+            self._last_activity = time.monotonic()
+
+    async def _generate(self, body: bytes, reader: asyncio.StreamReader) -> tuple[int | None, dict[str, Any]]:
+        from ktools.llm.local.requests import EngineStopped, GenerationRequest
 
         try:
             parsed = protocol.parse_chat_request(_json(body))
@@ -319,7 +371,7 @@ class TeacherServer:
             max_tokens = min(parsed.max_tokens, backend.context_window - len(prompt_ids))
             request = GenerationRequest(prompt_ids, n=parsed.n, temperature=parsed.temperature,
                                         top_p=parsed.top_p, max_tokens=max_tokens, stop=parsed.stop,
-                                        seed=parsed.seed)
+                                        seed=parsed.seed, grammar=_grammar(backend, parsed.response_format))
             future = asyncio.wrap_future(backend.submit(request))
         except RequestError as exc:
             return exc.status, exc.body()
@@ -355,6 +407,19 @@ class TeacherServer:
                                    type_="server_error")
             await asyncio.sleep(0.2)
         return self.backend
+
+
+def _grammar(backend: Any, response_format: dict[str, Any] | None) -> str | None:
+    if response_format is None:
+        return None
+    if not hasattr(backend, "grammar"):
+        raise RequestError("response_format needs the llama.cpp backend of the embedded teacher "
+                           "(`make llama`, then LOCAL_TEACHER_BACKEND=llama or serve-teacher --backend llama)",
+                           param="response_format", code="unsupported_parameter")
+    try:
+        return backend.grammar(response_format)
+    except ValueError as exc:
+        raise RequestError(f"response_format: {exc}", param="response_format") from None
 
 
 def _json(body: bytes) -> Any:
@@ -441,13 +506,13 @@ async def _send(writer: asyncio.StreamWriter, status: int, payload: dict[str, An
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, *, max_batch: int = 32, continuous: bool = True,
-          threads: int | None = None, dtype: str = "auto", on_ready: Any = None, api_key: str | None = None,
-          max_connections: int = MAX_CONNECTIONS) -> None:
-    """Run the teacher in the foreground until SIGINT/SIGTERM."""
+          threads: int | None = None, dtype: str = "auto", on_ready: Any = None, backend: str = "transformers",
+          idle_timeout: float = 0.0, api_key: str | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
+    """Run the teacher in the foreground until SIGINT/SIGTERM (or `idle_timeout` seconds without requests)."""
 
     async def main() -> None:
-        server = TeacherServer(host, port, backend_factory=lambda: ModelBackend(
-            max_batch=max_batch, continuous=continuous, threads=threads, dtype=dtype), api_key=api_key,
+        server = TeacherServer(host, port, idle_timeout=idle_timeout, backend_factory=lambda: make_backend(
+            backend, max_batch=max_batch, continuous=continuous, threads=threads, dtype=dtype), api_key=api_key,
             max_connections=max_connections)
         await server.start()
         loop = asyncio.get_running_loop()
