@@ -50,7 +50,10 @@ def test_local_run_on_the_sample_leaves_the_notebooks_files(tmp_output, private_
     assert seed and {"document", "icl_query_1", "document_outline", "chunk_id"} <= set(seed[0])
     assert len(read_jsonl(paths.chunks)) == len(seed) == run.metadata["step_02"]["chunks"]
     report = read_json(paths.generation_report)
-    assert report["status"] == "complete" and report["rows"] > 0
+    # The smoke profile allows a partial run (ALLOW_PARTIAL: the 135M teacher may leave a generator
+    # without rows over 3 chunks); no chunk may have failed or been left undone.
+    assert report["rows"] > 0 and report["status"] in {"complete", "partial"}, report["status_reason"]
+    assert not any(g["chunks"].get("failed") or g["chunks"].get("pending") for g in report["generators"].values())
     assert lifecycle.status("127.0.0.1", private_teacher)["ours"]  # the teacher the parameters named
     assert sum(len(read_jsonl(paths.generated(g))) for g in GENERATORS) == report["rows"]
     assert paths.response_cache.is_file()  # the teacher's answers travel with the artifact

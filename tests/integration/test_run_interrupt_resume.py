@@ -61,10 +61,14 @@ def _stored(store: Path) -> dict[tuple[str, int], str]:
 
 @pytest.fixture
 def teacher_port():
-    port = _free_port()
-    yield port
+    """An embedded teacher started before both runs, as a user's own teacher would be: `ktools run`
+    stops only the teachers it started itself, so this one serves both runs and its request
+    counter says what each of them sent."""
     from ktools.llm.local import lifecycle
 
+    port = _free_port()
+    lifecycle.start_background("127.0.0.1", port)
+    yield port
     lifecycle.stop("127.0.0.1", port)
 
 
@@ -104,7 +108,14 @@ def test_interrupt_during_step03_then_resume_sends_only_unanswered_requests(tmp_
     assert {s.number: s.marker_path(paths).stat().st_mtime_ns for s in STEPS[:3]} == early_markers
     assert STEPS[3].marker_path(paths).exists()
     report = json.loads(paths.generation_report.read_text())
-    assert report["status"] == "complete"
+    # Every chunk ran to the end. The status is "complete" unless the 135M teacher's draw left a
+    # generator with no row over the smoke profile's 3 chunks ("partial", which the smoke profile
+    # allows: ALLOW_PARTIAL) — a fact about the teacher, not about resuming.
+    unfinished = {name: {k: n for k, n in g["chunks"].items() if k in ("failed", "pending") and n}
+                  for name, g in report["generators"].items()}
+    assert not any(unfinished.values()), unfinished
+    assert report["status"] == "complete" or (
+        report["status"] == "partial" and any(g["rows"] == 0 for g in report["generators"].values())), report
 
     after = _stored(store)
     assert all(after.get(key) == text for key, text in before.items())  # nothing stored was lost or redone

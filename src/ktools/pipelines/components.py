@@ -61,6 +61,7 @@ def knowledge_generation(
     judges: str = "auto",
     token_budget: int = 0,
     max_cost: float = 0.0,
+    allow_partial: bool = False,
     teacher_provider: str = "",
     teacher_base_url: str = "",
     teacher_model_name: str = "",

@@ -42,8 +42,6 @@ NOTEBOOK_ONLY: dict[str, str] = {
     "MIX_PATH": "the mix comes from the step-04 artifact (choose it with cut_size)",
     "RESUME": "a training pod starts without checkpoints",
     "SAMPLE_QUESTIONS": "answers shown in the notebook only",
-    "ALLOW_PARTIAL": "a pipeline run fails at a generation that is not complete (a partial dataset would be "
-                     "trained on); re-run with response_store_dir to keep its answers",
     "QA_CHECK_ROWS": "the training-set Q&A check is shown in the notebook only",
     "EXAM_PATH": "a user's exam is a local file; the pipeline's leak check covers the corpus exam it builds",
 }
@@ -102,6 +100,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         judges: str = "auto",
         token_budget: int = 0,
         max_cost: float = 0.0,
+        allow_partial: bool = False,
         response_store_dir: str = "",
         # 04 Knowledge mixing
         cut_sizes: str = "",
@@ -144,7 +143,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
             questions_per_chunk=questions_per_chunk, max_concurrency=max_concurrency,
             seed_data_subsample=seed_data_subsample, enable_reasoning=enable_reasoning,
             customisation_prompt=customisation_prompt, temperature=temperature, max_tokens=max_tokens,
-            judges=judges, token_budget=token_budget, max_cost=max_cost, response_store_dir=response_store_dir,
+            judges=judges, token_budget=token_budget, max_cost=max_cost, allow_partial=allow_partial,
+            response_store_dir=response_store_dir,
             **teacher)
         generate.set_display_name("03 Knowledge generation")
         if store_pvc:

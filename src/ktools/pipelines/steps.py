@@ -211,7 +211,7 @@ def run_knowledge_generation(
     number_of_summaries: int | None = None, questions_per_chunk: int = 3, max_concurrency: int | None = None,
     seed_data_subsample: int | None = None, enable_reasoning: bool | None = None,
     customisation_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
-    judges: str = "auto", token_budget: int | None = None, max_cost: float | None = None,
+    judges: str = "auto", token_budget: int | None = None, max_cost: float | None = None, allow_partial: bool = False,
     teacher_provider: str = "", teacher_base_url: str = "", teacher_model_name: str = "",
     response_store_dir: str = "",
 ) -> dict[str, Any]:
@@ -263,8 +263,13 @@ def run_knowledge_generation(
         finally:
             client.close()
         log.info("%s", report.summary())
-        # A budget or cost cap is a stop the user asked for; anything else short of complete fails the step.
-        if report.failures or report.status not in ("complete", "budget_reached", "cost_limit_reached"):
+        # A budget or cost cap is a stop the user asked for; anything else short of complete fails the
+        # step, unless allow_partial (as notebook 03's ALLOW_PARTIAL) accepts a partial run, loudly.
+        accepted = {"complete", "budget_reached", "cost_limit_reached"} | ({"partial"} if allow_partial else set())
+        if report.status == "partial" and allow_partial:
+            log.warning("generation is partial and allow_partial is set: going on with %d rows (%s)", report.rows,
+                        report.status_reason)
+        if (report.failures and not allow_partial) or report.status not in accepted:
             reasons = "; ".join(f"{f.get('generator', '?')} chunk {f.get('chunk_id', '?')}: "
                                 f"{f.get('error') or f.get('reason') or '?'}" for f in report.failures[:5])
             reasons = reasons or report.status_reason
