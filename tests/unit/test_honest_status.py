@@ -122,3 +122,31 @@ def test_a_dry_run_that_works_still_exits_0(seed, tmp_path, capsys):
     with FakeOpenAIServer(responder=scripted_responder) as server:
         assert generate(seed, tmp_path / "qa", server.base_url, "--dry-run") == 0
     assert "estimated" in capsys.readouterr().out
+
+
+def test_run_skips_a_partial_step03_only_when_nothing_is_left_to_retry(tmp_path):
+    """A partial run whose chunks all ran (a generator's rows were all rejected) would
+    come out the same if run again; one with failed or unrun chunks is run again."""
+    from ktools.runner.pipeline import _generation_unfinished
+
+    class Paths:
+        generation_report = tmp_path / "report.json"
+
+    def report(status, **chunks):
+        counts = {"done": 3, "failed": 0, "pending": 0, **chunks}
+        write_json(Paths.generation_report, {"status": status, "status_reason": "x kept no rows",
+                                             "generators": {"extractive_summary": {"chunks": counts},
+                                                            "key_facts_to_qa": {"chunks": {"done": 3}}}})
+
+    report("partial")
+    assert _generation_unfinished(Paths()) is None
+    report("partial", failed=1)
+    assert "partial" in _generation_unfinished(Paths())
+    report("partial", pending=2)
+    assert "partial" in _generation_unfinished(Paths())
+    report("interrupted")
+    assert "interrupted" in _generation_unfinished(Paths())
+    report("empty")
+    assert "empty" in _generation_unfinished(Paths())
+    report("complete")
+    assert _generation_unfinished(Paths()) is None

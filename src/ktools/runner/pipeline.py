@@ -52,10 +52,26 @@ class NotebookStep:
 
 def _generation_unfinished(paths: OutputPaths) -> str | None:
     try:
-        status = read_json(paths.generation_report).get("status")
+        report = read_json(paths.generation_report)
+        status = report.get("status")
     except Exception as exc:  # unreadable report: not finished
         return f"{paths.generation_report} unreadable ({exc})"
-    return None if status == "complete" else f"generation report status is {status!r}"
+    if status == "complete":
+        return None
+    if status == "partial" and not _retryable_chunks(report):
+        # Every chunk ran and was answered; a generator kept nothing because its rows
+        # were rejected. Running again would resend nothing (the store answers every
+        # request) and give the same rows, so the step is as finished as it can be.
+        # The report and the notebook still say "partial"; the run only skips it.
+        log.warning("step 03 is partial with nothing left to retry: %s", report.get("status_reason") or "")
+        return None
+    return f"generation report status is {status!r}"
+
+
+def _retryable_chunks(report: dict) -> int:
+    """Chunk runs a second generation would redo: failed or never run, over all generators."""
+    return sum((g.get("chunks") or {}).get("failed", 0) + (g.get("chunks") or {}).get("pending", 0)
+               for g in (report.get("generators") or {}).values())
 
 
 def _step_notebook(n: int) -> str:
