@@ -2,7 +2,7 @@
 and what does a fully cached re-run (resume) cost?
 
 Starts the scripted fake OpenAI server in a SUBPROCESS (its CPU is not ours) with a fixed
-latency and `ktools.generate.scripted:scripted_responder` (well-formed replies to our
+latency and `ktools.testing.scripted:scripted_responder` (well-formed replies to our
 prompts), then runs all four generators (judges on, as for any real teacher) over the
 seed chunks with N summaries, at each concurrency C, and prints:
 
@@ -99,7 +99,7 @@ def runq_wait() -> float:
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ktools.testing.fake_openai", "--port", "0", "--latency", str(latency),
-         "--responder", "ktools.generate.scripted:scripted_responder"],
+         "--responder", "ktools.testing.scripted:scripted_responder"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("FAKE_OPENAI_URL="):

@@ -216,13 +216,6 @@ def load_each(paths: Iterable[Path], load: Callable[[Path], T], errors: list[tup
         yield path, value
 
 
-def require_fields(record: dict[str, Any], fields: Iterable[str], *, path: str | Path, line: int) -> None:
-    """Raise a JsonlError naming file, line and the missing/empty field."""
-    for name in fields:
-        if name not in record:
-            raise JsonlError(f"{path}, record {line}: missing field {name!r}")
-
-
 def repair_torn_tail(path: str | Path) -> int:
     """Cut an unterminated last line off an append-only file; return bytes removed."""
     path = Path(path)

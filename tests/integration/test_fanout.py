@@ -86,8 +86,8 @@ def test_throughput_near_the_sum_of_capacities_and_nothing_lost_when_one_dies(se
 
 def test_generation_over_two_replicas_completes_when_one_is_killed(servers, tmp_path):
     from ktools.generate import GenerationOptions, run_generation
-    from ktools.generate.scripted import ScriptedClient
     from ktools.io import read_jsonl
+    from ktools.testing.scripted import ScriptedClient
 
     seeds = [{"document": f"Chunk {i}: the Orvane harbour levy is {i + 3} euros per berth, due each March.",
               "chunk_id": f"c{i}", "source": "doc.md"} for i in range(8)]
@@ -96,7 +96,7 @@ def test_generation_over_two_replicas_completes_when_one_is_killed(servers, tmp_
                              judge_relevancy=False)
     run_generation(seeds, opts, ScriptedClient(), tmp_path / "clean")
 
-    responder = ("--responder", "ktools.generate.scripted:scripted_responder")
+    responder = ("--responder", "ktools.testing.scripted:scripted_responder")
     log = tmp_path / "dying.log"
     survivor, url_a = servers(0.05, 0, *responder)
     dying, url_b = servers(0.05, 0, *responder, "--log", str(log))
@@ -127,8 +127,8 @@ def test_ktools_generate_takes_several_base_urls_and_prints_per_endpoint_stats(t
     import json
     import os
 
-    from ktools.generate.scripted import scripted_responder
     from ktools.testing.fake_openai import FakeOpenAIServer
+    from ktools.testing.scripted import scripted_responder
 
     chunks = tmp_path / "chunks"
     chunks.mkdir()

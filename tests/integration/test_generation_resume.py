@@ -53,7 +53,7 @@ CHILD = textwrap.dedent("""
 def _start_server(tmp_path: Path, log: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ktools.testing.fake_openai", "--port", "0", "--latency", "0.02",
-         "--responder", "ktools.generate.scripted:scripted_responder", "--log", str(log)],
+         "--responder", "ktools.testing.scripted:scripted_responder", "--log", str(log)],
         stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while time.time() < deadline:

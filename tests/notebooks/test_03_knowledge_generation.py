@@ -7,10 +7,10 @@ import json
 import nbformat
 import pytest
 
-from ktools.generate.scripted import scripted_responder
 from ktools.io import read_jsonl
 from ktools.paths import GENERATORS, OutputPaths
 from ktools.testing.fake_openai import FakeOpenAIServer
+from ktools.testing.scripted import scripted_responder
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 

@@ -7,9 +7,9 @@ import pytest
 
 from ktools.cli import main
 from ktools.generate import GenerationOptions, run_generation
-from ktools.generate.scripted import ScriptedClient, scripted_responder
 from ktools.io import read_json, write_jsonl
 from ktools.testing.fake_openai import FakeOpenAIServer
+from ktools.testing.scripted import ScriptedClient, scripted_responder
 
 SEEDS = [{"document": f"Chunk {i}: the Orvane harbour levy is {i + 3} euros per berth, due each March.",
           "chunk_id": f"c{i}", "source": "doc.md"} for i in range(6)]

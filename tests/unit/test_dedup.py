@@ -8,8 +8,8 @@ import pytest
 
 from ktools.generate import GenerationOptions, run_generation
 from ktools.generate.dedup import find_duplicates, jaccard, normalise, shingles
-from ktools.generate.scripted import ScriptedClient, reply_for
 from ktools.io import read_jsonl
+from ktools.testing.scripted import ScriptedClient, reply_for
 
 
 def test_equal_normalised_text_and_near_duplicates_go_distinct_questions_stay():

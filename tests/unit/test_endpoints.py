@@ -314,8 +314,8 @@ def test_a_429_pauses_only_its_endpoint():
 
 def test_a_run_on_endpoints_a_b_resumes_on_endpoint_c_without_resending(tmp_path):
     from ktools.generate import GenerationOptions, run_generation
-    from ktools.generate.scripted import scripted_responder
     from ktools.io import read_jsonl
+    from ktools.testing.scripted import scripted_responder
 
     seeds = [{"document": f"Chunk {i}: the Orvane harbour levy is {i + 3} euros per berth, due each March.",
               "chunk_id": f"c{i}", "source": "doc.md"} for i in range(6)]

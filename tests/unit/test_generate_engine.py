@@ -8,9 +8,9 @@ import json
 import pytest
 
 from ktools.generate import GenerationOptions, arun_generation, load_seed_rows, run_generation
-from ktools.generate.scripted import ScriptedClient, reply_for
 from ktools.io import JsonlError, read_json, read_jsonl
 from ktools.paths import GENERATORS
+from ktools.testing.scripted import ScriptedClient, reply_for
 
 CONTRACT = {"question", "response", "document", "raw_document", "document_outline", "domain", "chunk_id",
             "source", "generator", "item_id", "reasoning", "truncated", "judge_question",

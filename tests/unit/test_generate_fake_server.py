@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ktools.generate import GenerationOptions, run_generation
-from ktools.generate.scripted import ScriptedClient, scripted_responder
 from ktools.io import read_jsonl
 from ktools.llm.client import TeacherClient
 from ktools.testing.fake_openai import FakeOpenAIServer
+from ktools.testing.scripted import ScriptedClient, scripted_responder
 
 
 def seeds(k=2):

@@ -357,7 +357,7 @@ def test_chunking_tokenizer_without_transformers_counts_the_same(repo_root):
 
 def test_teacher_reply_over_the_cap_is_rejected_and_stored_once(tmp_path):
     from ktools.generate import GenerationOptions, run_generation
-    from ktools.generate.scripted import ScriptedClient, reply_for
+    from ktools.testing.scripted import ScriptedClient, reply_for
 
     huge = "Q: what? A: " + "blah " * 400_000  # 2 MB: max_tokens 1024 cannot produce that
     big_unparsable = "no tags here " * 2000  # 26 KB: under the cap, just useless

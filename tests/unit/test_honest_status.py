@@ -9,9 +9,9 @@ import socket
 import pytest
 
 from ktools.cli import main
-from ktools.generate.scripted import scripted_responder
 from ktools.io import read_json, write_json, write_jsonl
 from ktools.testing.fake_openai import FakeOpenAIServer
+from ktools.testing.scripted import scripted_responder
 
 DOC = "The Orvane harbour levy is 7 euros per berth, due each March to the harbour office."
 

@@ -10,7 +10,7 @@ from ktools.mixing.tokens import reference_count
 from ktools.paths import GENERATORS, OutputPaths
 
 generate = pytest.importorskip("ktools.generate")
-scripted = pytest.importorskip("ktools.generate.scripted")
+scripted = pytest.importorskip("ktools.testing.scripted")
 
 
 def test_build_mixes_on_real_step03_output(tmp_output):

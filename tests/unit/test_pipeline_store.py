@@ -14,9 +14,9 @@ import sqlite3
 
 import pytest
 
-from ktools.generate.scripted import scripted_responder
 from ktools.pipelines import steps
 from ktools.testing.fake_openai import FakeOpenAIServer
+from ktools.testing.scripted import scripted_responder
 
 ANSWERED_BEFORE_THE_FAULTS = 6
 

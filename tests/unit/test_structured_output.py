@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from ktools.generate import GenerationOptions, run_generation
-from ktools.generate.scripted import scripted_responder
 from ktools.generate.structured import parse_structured, parse_structured_judge
 from ktools.io import read_jsonl
 from ktools.llm.client import TeacherClient
 from ktools.paths import GENERATORS
 from ktools.testing.fake_openai import FakeOpenAIServer
 from ktools.testing.provider_fakes import json_schema_honoured
+from ktools.testing.scripted import scripted_responder
 
 SEEDS = [{"document": f"Chunk {i}: the Orvane harbour levy is {i + 3} euros per berth, due each March "
                       "to the harbour office.", "chunk_id": f"c{i}", "source": "doc.md"} for i in range(2)]

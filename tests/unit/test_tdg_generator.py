@@ -187,8 +187,8 @@ def test_stage_caps_reach_the_teacher_and_bad_cli_values_are_refused(tmp_path):
 
 def test_seed_mode_runs_all_four_generators_and_exports_step03(tmp_path):
     from ktools.export import combine_qa_dir, load_qa_input
-    from ktools.generate.scripted import ScriptedClient
     from ktools.io import write_jsonl
+    from ktools.testing.scripted import ScriptedClient
 
     seed_rows = [{"document": f"Section {i}: the harbour master sets berth fees and pilot duties, rule {i}.",
                   "source": "harbour.md" if i < 2 else "ferry.md", "chunk_id": f"c{i}", "start": 80 * i,

@@ -42,7 +42,6 @@ QUERY_FIELDS = ("icl_query_1", "icl_query_2", "icl_query_3")
 ICL_FIELDS = ("document_outline", "domain", "icl_document", *QUERY_FIELDS)
 CHUNK_FIELDS = ("document", "source", "chunk_id", "start", "end", "n_tokens", "heading_path")
 EXCERPT_TOKENS = 500
-ORIGINS = ("given", "drafted", "excerpt", "fallback")
 
 
 @dataclass

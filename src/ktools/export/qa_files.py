@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 QA_FILE_SUFFIX = "_qa.json"
 COMBINED_FILE_NAME = "training_data.json"
-PAIR_FIELDS = ("question", "answer", "source_file", "file_name", "file_type", "chunk_id", "chunk_index",
-               "chunk_start", "chunk_end", "source_text")
 
 
 class QAInputError(ValueError):

@@ -57,8 +57,6 @@ from ktools.prompts import Prompt, load_prompt, load_prompt_file
 
 log = logging.getLogger(__name__)
 
-# Seed fields every template may use; missing optional ones default to "".
-SEED_TEXT_FIELDS = ("document_outline", "domain", "icl_document", "icl_query_1", "icl_query_2", "icl_query_3")
 MAX_PARTIAL_REFILLS = 3
 REPLY_TOO_LARGE = "ktools_reply_too_large"  # finish_reason of a sample dropped for its size
 RAW_PREVIEW_CHARS = 2000  # of a rejected reply kept in rejected.jsonl

@@ -224,10 +224,6 @@ def build_report(units: list[UnitResult], *, generators: tuple[str, ...]) -> tup
     return gens, dict(docs), failures
 
 
-def files_written(paths: dict[str, Path]) -> dict[str, str]:
-    return {k: str(v) for k, v in paths.items()}
-
-
 def sample_rows(out_dir: str | Path, generators: tuple[str, ...], n: int = 2,
                 columns: tuple[str, ...] = ("generator", "item_id", "question", "response", "truncated")):
     """The first `n` rows of each generator's gen.jsonl, as a pandas DataFrame (for notebooks)."""

@@ -1,7 +1,7 @@
 """A scripted teacher for tests and benchmarks: well-formed replies to ktools' own prompts.
 
 `scripted_responder(body, index)` has the `FakeOpenAIServer` responder signature
-(`python -m ktools.testing.fake_openai --responder ktools.generate.scripted:scripted_responder`).
+(`python -m ktools.testing.fake_openai --responder ktools.testing.scripted:scripted_responder`).
 Replies are a pure function of the request and the sample index, so a request sent
 twice (after a crash) gets the same answer - which is what lets the resume test
 compare an interrupted run byte for byte with an uninterrupted one.
