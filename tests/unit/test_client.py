@@ -329,6 +329,24 @@ def test_proxy_or_https_uses_the_stock_transport(monkeypatch):
     assert not TeacherClient("https://api.example.com/v1", "m").fast_transport
 
 
+def test_the_lean_transport_is_plain_http_only():
+    # No TLS branch to keep untested: asking for it over https is an error that says what to do,
+    # and the transport itself refuses an https URL before opening a connection.
+    import httpx2
+
+    from ktools.llm.transport import FastAsyncTransport
+
+    with pytest.raises(ValueError, match="fast_transport=True needs plain http"):
+        TeacherClient("https://api.example.com/v1", "m", fast_transport=True)
+
+    async def scenario():
+        async with httpx2.AsyncClient(transport=FastAsyncTransport()) as http:
+            await http.get("https://127.0.0.1:9/x")
+
+    with pytest.raises(httpx2.UnsupportedProtocol, match="plain http only"):
+        asyncio.run(scenario())
+
+
 def test_stock_httpx_transport_path(server):
     server.add_faults(["500"])
     client = make_client(server, fast_transport=False)

@@ -401,9 +401,11 @@ class TeacherClient:
         self.backoff_max = backoff_max
         self._api_key = str.__str__(api_key) if api_key else preset.placeholder_key
         register_secret(self._api_key if api_key else None)
-        if fast_transport is None:
-            fast_transport = all(url.startswith("http://") and not _uses_proxy(url) for url in self.base_urls)
-        self.fast_transport = fast_transport
+        plain_http = all(url.startswith("http://") and not _uses_proxy(url) for url in self.base_urls)
+        if fast_transport and not plain_http:
+            raise ValueError("fast_transport=True needs plain http:// teacher URLs without a proxy: leave it "
+                             "unset for an https:// teacher (httpx2's own transport does TLS)")
+        self.fast_transport = plain_http if fast_transport is None else fast_transport
         self._url = self.base_url + "/chat/completions"
         self._limiter = _Limiter(max_concurrency)
         # RPM/TPM (None: none of ours) and the server's x-ratelimit-* headers, which are always followed.

@@ -10,8 +10,11 @@ arrive, nothing is scanned. httpx2 still builds the request and the response
 (content decoding, headers), and `openai` still does everything above it.
 
 Scope: HTTP/1.1 with Content-Length, chunked or read-until-close bodies, over
-TCP or TLS (httpx2's own SSL context). Proxies are not supported: the client
-uses the stock transport when a proxy is configured for the URL.
+plain TCP. No TLS: the client picks this transport only for `http://` teachers
+(local servers, a GPU box on the LAN), where the per-request CPU matters; an
+`https://` API goes through httpx2's stock transport, which verifies certificates
+the way users expect. Proxies are not supported either: the client uses the stock
+transport when a proxy is configured for the URL.
 
 A request whose connection dies before any response byte arrived is NOT re-sent
 here: it surfaces as a connection error so the client's retry loop (which counts
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -280,27 +282,18 @@ class FastAsyncTransport(httpx2.AsyncBaseTransport):
     Create and use it on one event loop (as the AsyncOpenAI that owns it).
     """
 
-    def __init__(self, *, max_keepalive: int = 256, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, *, max_keepalive: int = 256):
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._max_keepalive = max_keepalive
-        self._ssl_context = ssl_context
         self._open: set[_Connection] = set()
         self._closed = False
-
-    def _ssl(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            self._ssl_context = httpx2.create_ssl_context()
-        return self._ssl_context
 
     async def _connect(self, key: tuple[str, str, int], timeout: float | None) -> _Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
-        tls = scheme == "https"
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(loop), host, port,
-                    ssl=self._ssl() if tls else None, server_hostname=host if tls else None)
+                _, conn = await loop.create_connection(lambda: _Connection(loop), host, port)
         except TimeoutError:
             raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out after {timeout} s") from None
         except OSError as exc:
@@ -333,7 +326,11 @@ class FastAsyncTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
         scheme = url.scheme
-        port = url.port or (443 if scheme == "https" else 80)
+        if scheme != "http":
+            raise httpx2.UnsupportedProtocol(
+                f"{url}: the lean transport speaks plain http only; use the stock httpx2 transport "
+                "(TeacherClient(fast_transport=False), the default for https) for this URL")
+        port = url.port or 80
         key = (scheme, url.host, port)
         content = request.content if hasattr(request, "_content") else await request.aread()
         head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
