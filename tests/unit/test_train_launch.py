@@ -14,13 +14,12 @@ import pytest
 from ktools.train import launch
 from ktools.train.callbacks import TimeLimitCallback
 from ktools.train.config import TrainConfig
-from ktools.train.distributed import DistContext
+from ktools.train.distributed import DistContext, trainer_arguments
+from ktools.train.hardware import count_parameters
 from ktools.train.launch import (
     choose_strategy,
-    count_parameters,
     plan_launch,
     torchrun_command,
-    trainer_arguments,
     training_memory_bytes,
     worker_env,
 )

@@ -11,7 +11,8 @@ from ktools.train.data import (
     tokenize_conversation,
     tokenize_mix,
 )
-from ktools.train.trainer import TrainResult, detect_backends, save_final_model, train
+from ktools.train.result import TrainResult
+from ktools.train.trainer import detect_backends, save_final_model, train
 
 __all__ = [
     "DEFAULT_LEARNING_RATE", "IGNORE_INDEX", "METHODS", "STRATEGIES", "MixFormatError", "TokenizedExample",

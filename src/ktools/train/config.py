@@ -28,7 +28,7 @@ LARGE_MODEL_LEARNING_RATE = {"full": 5e-5, "lora": 1e-4}
 def model_parameters(model_name: str) -> int | None:
     """Parameter count of a local model (from its safetensors headers), None when unknown."""
     from ktools.models import resolve_model_path
-    from ktools.train.launch import count_parameters
+    from ktools.train.hardware import count_parameters
 
     try:
         return count_parameters(resolve_model_path(model_name))

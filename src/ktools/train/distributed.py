@@ -2,13 +2,15 @@
 the only process): rank, world size, and the few collective steps `train()` takes.
 
 In the single-process case every method is a no-op, so `train()` reads the same either way.
+`trainer_arguments` gives the `TrainingArguments` a worker of each strategy adds.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -84,3 +86,36 @@ class DistContext:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def trainer_arguments(strategy: str, *, cuda: bool, layer_classes: Sequence[str] = ()) -> dict[str, Any]:
+    """Extra `TrainingArguments` for a worker of `strategy` ("single": none)."""
+    if strategy == "single":
+        return {}
+    args: dict[str, Any] = {
+        "ddp_backend": "nccl" if cuda else "gloo",
+        # Every parameter gets a gradient in a causal LM (LoRA: every adapter), so DDP
+        # need not search the graph for unused ones at each step.
+        "ddp_find_unused_parameters": False,
+    }
+    if strategy == "fsdp":
+        config: dict[str, Any] = {
+            "transformer_layer_cls_to_wrap": list(layer_classes),  # one FSDP unit per decoder layer
+            "use_orig_params": True,
+            "sync_module_states": True,
+            "state_dict_type": "FULL_STATE_DICT",  # the final save is one ordinary HF checkpoint
+        }
+        if transformers_major() >= 5:  # the string form is deprecated there
+            args["fsdp"] = True
+            args["fsdp_config"] = {**config, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                                   "reshard_after_forward": True}  # = full_shard
+        else:
+            args["fsdp"] = "full_shard auto_wrap"
+            args["fsdp_config"] = config
+    return args
+
+
+def transformers_major() -> int:
+    from importlib.metadata import version
+
+    return int(version("transformers").split(".")[0])

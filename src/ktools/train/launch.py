@@ -15,10 +15,8 @@ as parameters in tests); `run_training()` is the one call the CLI and the notebo
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import struct
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ktools.train.config import TrainConfig
+from ktools.train.hardware import count_parameters, gpu_count, gpu_memory_bytes
+from ktools.train.result import report_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,48 +57,6 @@ class LaunchPlan:
     @property
     def in_process(self) -> bool:
         return self.strategy == "single"
-
-
-def gpu_count() -> int:
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def gpu_memory_bytes() -> int | None:
-    """Total memory of the smallest visible GPU (None without one)."""
-    n = gpu_count()
-    if not n:
-        return None
-    import torch
-
-    return min(torch.cuda.get_device_properties(i).total_memory for i in range(n))
-
-
-def count_parameters(model_path: str | Path) -> int | None:
-    """Parameters of a local safetensors model, read from the file headers (no weights loaded).
-
-    None when the model is not a local safetensors directory (e.g. a hub name).
-    """
-    path = Path(model_path)
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path] if path.suffix == ".safetensors" else []
-    if not files:
-        return None
-    total = 0
-    for file in files:
-        with file.open("rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(size))
-        for name, tensor in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for dim in tensor["shape"]:
-                count *= dim
-            total += count
-    return total
 
 
 def training_memory_bytes(n_params: int, method: str) -> int:
@@ -182,44 +140,6 @@ def launch_config_path(config: TrainConfig) -> Path:
     return report_dir(config) / LAUNCH_CONFIG_FILE
 
 
-def report_dir(config: TrainConfig) -> Path:
-    """Where train() writes train_report.json (its default: the checkpoint folder's parent)."""
-    return Path(config.report_dir or Path(config.checkpoints_dir or "checkpoints").parent)
-
-
-def trainer_arguments(strategy: str, *, cuda: bool, layer_classes: Sequence[str] = ()) -> dict[str, Any]:
-    """Extra `TrainingArguments` for a worker of `strategy` ("single": none)."""
-    if strategy == "single":
-        return {}
-    args: dict[str, Any] = {
-        "ddp_backend": "nccl" if cuda else "gloo",
-        # Every parameter gets a gradient in a causal LM (LoRA: every adapter), so DDP
-        # need not search the graph for unused ones at each step.
-        "ddp_find_unused_parameters": False,
-    }
-    if strategy == "fsdp":
-        config: dict[str, Any] = {
-            "transformer_layer_cls_to_wrap": list(layer_classes),  # one FSDP unit per decoder layer
-            "use_orig_params": True,
-            "sync_module_states": True,
-            "state_dict_type": "FULL_STATE_DICT",  # the final save is one ordinary HF checkpoint
-        }
-        if transformers_major() >= 5:  # the string form is deprecated there
-            args["fsdp"] = True
-            args["fsdp_config"] = {**config, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-                                   "reshard_after_forward": True}  # = full_shard
-        else:
-            args["fsdp"] = "full_shard auto_wrap"
-            args["fsdp_config"] = config
-    return args
-
-
-def transformers_major() -> int:
-    from importlib.metadata import version
-
-    return int(version("transformers").split(".")[0])
-
-
 def stream_process(command: Sequence[str], env: Mapping[str, str], sink: Callable[[str], Any]) -> int:
     """Run `command`, handing its merged stdout/stderr to `sink` as it comes (progress bars'
     carriage returns included); the exit code."""
@@ -236,7 +156,8 @@ def run_training(config: TrainConfig, strategy: str = "auto", *, sink: Callable[
                  n_gpus: int | None = None, progress: bool = True) -> Any:
     """Train `config`: in this process on 0-1 GPU, else through torchrun (output streamed to
     `sink`, default stdout). Returns the TrainResult either way."""
-    from ktools.train.trainer import TrainResult, choose_backend, train
+    from ktools.train.result import TrainResult
+    from ktools.train.trainer import choose_backend, train
 
     if choose_backend(config.backend) == "osft":  # training_hub starts its own workers
         return train(config, progress=progress)

@@ -59,8 +59,8 @@ def import_training_hub() -> Any:
 
 def train_osft(config: TrainConfig, n_gpus: int | None = None, **overrides: Any) -> Any:
     from ktools.models import resolve_model_path
-    from ktools.train.launch import gpu_count
-    from ktools.train.trainer import TrainResult
+    from ktools.train.hardware import gpu_count
+    from ktools.train.result import TrainResult
 
     training_hub = import_training_hub()
     params = osft_arguments(config, resolve_model_path(config.model_name),

@@ -18,7 +18,6 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,52 +26,11 @@ from ktools.train.batching import BatchDataset, collate, make_batches, unwrap_si
 from ktools.train.callbacks import LossProgressCallback, TimeLimitCallback
 from ktools.train.config import TrainConfig
 from ktools.train.data import load_mix, tokenize_mix
+from ktools.train.result import TrainResult
 
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
-
-
-@dataclass
-class TrainResult:
-    model_dir: str
-    method: str
-    backend: str
-    steps: int
-    planned_steps: int
-    steps_per_epoch: int
-    epochs_done: float
-    train_seconds: float
-    tokens_trained: int          # real (unpadded) tokens processed in this run
-    tokens_per_second: float
-    first_loss: float | None
-    final_loss: float | None
-    losses: list[tuple[int, float]] = field(default_factory=list)
-    stopped_by_time_limit: bool = False
-    resumed_from: str | None = None
-    n_rows: int = 0
-    n_examples: int = 0
-    n_truncated: int = 0
-    tokens_per_epoch: int = 0
-    loss_tokens_per_epoch: int = 0
-    seconds_per_token_estimate: float | None = None
-    torch_threads: int | None = None
-    loss_curve: str | None = None
-    report_path: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-
-    world_size: int = 1
-    strategy: str = "single"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_report(cls, path: str | Path) -> TrainResult:
-        """The result a (distributed) run wrote to its train_report.json."""
-        data = read_json(path)
-        data["losses"] = [tuple(pair) for pair in data.get("losses", [])]
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def detect_backends() -> dict[str, Any]:
@@ -265,9 +223,8 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
     from ktools.models import load_tokenizer
-    from ktools.train.distributed import DistContext
-    from ktools.train.launch import report_dir as report_dir_of
-    from ktools.train.launch import trainer_arguments
+    from ktools.train.distributed import DistContext, trainer_arguments
+    from ktools.train.result import report_dir as report_dir_of
 
     dist = DistContext.from_env(strategy)
     checkpoints = Path(config.checkpoints_dir or "checkpoints")
