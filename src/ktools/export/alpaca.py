@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ktools.training_rows import alpaca_fields
+
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately "
     "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n{response}"
@@ -34,4 +36,4 @@ def alpaca_fields_record(pair: Mapping[str, Any], *, with_context: bool = False)
     """`input` is empty (closed-book knowledge tuning) unless `with_context` puts the chunk there."""
     question, answer = _question_answer(pair)
     context = str(pair.get("source_text") or "").strip() if with_context else ""
-    return {"instruction": question, "input": context, "output": answer}
+    return alpaca_fields(question, context, answer)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ktools.training_rows import chat_messages
+
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
@@ -17,11 +19,7 @@ def _str_or_none(value: Any) -> str | None:
 def messages_record(pair: Mapping[str, Any], *, system_message: str | None = None,
                     with_metadata: bool = True) -> dict[str, Any]:
     answer = pair.get("answer", pair.get("response"))
-    messages = []
-    if system_message:
-        messages.append({"role": "system", "content": system_message})
-    messages.append({"role": "user", "content": str(pair["question"]).strip()})
-    messages.append({"role": "assistant", "content": str(answer).strip()})
+    messages = chat_messages(str(pair["question"]).strip(), str(answer).strip(), system=system_message)
     record: dict[str, Any] = {"messages": messages}
     if with_metadata:
         index = pair.get("chunk_index")
