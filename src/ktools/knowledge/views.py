@@ -45,6 +45,7 @@ from typing import Any
 
 from ktools.knowledge.facts import DocumentFacts, Sentence, best_span, document_facts, fact_spans
 from ktools.knowledge.questions import rule_question, short_title
+from ktools.training_rows import chat_messages
 
 TEXT_VIEWS = ("raw_text", "restatement", "shuffled")
 QUESTION_VIEWS = ("cloze", "fact_qa", "about")
@@ -71,8 +72,7 @@ class ViewRow:
     key_fact: str | None = None
 
     def record(self, domain: str = "") -> dict[str, Any]:
-        return {"messages": [{"role": "user", "content": self.prompt},
-                             {"role": "assistant", "content": self.answer}],
+        return {"messages": chat_messages(self.prompt, self.answer),
                 "metadata": {"generator": self.view, "chunk_id": self.chunk_id, "source": self.source,
                              "item_id": self.item_id, "domain": domain, "document": None,
                              "key_fact": self.key_fact},

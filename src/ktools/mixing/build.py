@@ -19,6 +19,7 @@ from ktools.mixing.split import split_eval
 from ktools.mixing.stats import MixReport, dataset_stats
 from ktools.mixing.tokens import TokenCounter
 from ktools.paths import OutputPaths
+from ktools.training_rows import alpaca_fields
 
 log = logging.getLogger(__name__)
 
@@ -347,8 +348,8 @@ def _assemble_cut(report: MixReport, cut: int, fmt: str, per_gen: dict[str, list
         if fmt == CHAT:
             report.token_lengths[cut][name] = [rec["token_length"] for rec in recs]
             if options.save_alpaca:
-                alpaca.extend({"instruction": rec["messages"][0]["content"], "input": "",
-                               "output": rec["messages"][1]["content"]} for rec in recs)
+                alpaca.extend(alpaca_fields(rec["messages"][0]["content"], "", rec["messages"][1]["content"])
+                              for rec in recs)
     return [(records, fmt)] + ([(alpaca, ALPACA)] if alpaca else [])
 
 

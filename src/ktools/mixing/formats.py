@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ktools.training_rows import alpaca_fields, chat_messages
+
 ANSWER_MARKERS = re.compile(r"\[(?:/?ANSWER|END|/?QUESTION)\]|</?answer>|</?response>", re.IGNORECASE)
 _PLACEHOLDER_QUESTION = re.compile(
     r"""^\s*(?:
@@ -106,15 +108,9 @@ def metadata(row: dict[str, Any]) -> dict[str, Any]:
 
 def to_chat_row(row: dict[str, Any], *, with_document: bool, gpt_oss: bool = False) -> ChatRow:
     user_content, context = user_turn(row, with_document)
-    reasoning = row.get("reasoning") or None
-    user: dict[str, Any] = {"role": "user", "content": user_content}
-    assistant: dict[str, Any] = {"role": "assistant", "content": clean_answer(row.get("response", ""))}
-    if gpt_oss:
-        user["thinking"] = None
-        assistant["thinking"] = reasoning or ""
-    elif reasoning:
-        assistant["thinking"] = reasoning
-    record = {"messages": [user, assistant], "metadata": metadata(row), "unmask": True, "token_length": None}
+    messages = chat_messages(user_content, clean_answer(row.get("response", "")),
+                             thinking=row.get("reasoning") or None, gpt_oss=gpt_oss)
+    record = {"messages": messages, "metadata": metadata(row), "unmask": True, "token_length": None}
     return ChatRow(record, context)
 
 
@@ -125,7 +121,7 @@ def to_alpaca(row: dict[str, Any], *, with_document: bool) -> dict[str, Any]:
         instruction, context = question, context_text(row)
     else:
         instruction, context = user_turn(row, False)[0], ""
-    return {"instruction": instruction, "input": context, "output": clean_answer(row.get("response", ""))}
+    return alpaca_fields(instruction, context, clean_answer(row.get("response", "")))
 
 
 def to_eval_row(row: dict[str, Any], row_id: str) -> dict[str, Any]:
