@@ -92,3 +92,37 @@ def test_notebook_raises_after_the_report_when_the_run_is_not_complete(repo_root
     assert SECRET not in text
     if teacher == "refuses":  # the report was shown before the cell raised
         assert "document_based_qa" in text and json.loads(paths.generation_report.read_text())["status"] == "empty"
+
+
+def test_ktools_generate_writes_what_the_notebook_writes(repo_root, tmp_output, tmp_path, monkeypatch):
+    """`ktools generate` and notebook 03 take one path: the same seed, settings and fake teacher give
+    byte-identical generated and rejected rows."""
+    papermill = pytest.importorskip("papermill")
+    from ktools.cli import main
+
+    paths = OutputPaths(tmp_output)
+    _seed(paths)
+    cli_dir = tmp_path / "cli_step_03"
+    with FakeOpenAIServer(responder=scripted_responder) as server:
+        monkeypatch.setenv("TEACHER_PROVIDER", "openai")
+        monkeypatch.setenv("TEACHER_MODEL_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_MODEL_NAME", "fake-model")
+        monkeypatch.setenv("TEACHER_MODEL_API_KEY", SECRET)
+        monkeypatch.setenv("NUMBER_OF_SUMMARIES", "2")
+        monkeypatch.setenv("MAX_CONCURRENCY", "4")
+        step = repo_root / "03_Knowledge_Generation"
+        papermill.execute_notebook(
+            str(step / NOTEBOOK), str(tmp_path / "executed.ipynb"), cwd=str(step), kernel_name="python3",
+            parameters={"QUESTIONS_PER_CHUNK": 2, "DRY_RUN": False}, progress_bar=False)
+        code = main(["generate", "--seed", str(paths.seed_data), "--qa-dir", str(cli_dir),
+                     "--questions-per-chunk", "2", "--no-progress"])
+    assert code == 0
+    compared = 0
+    for g in GENERATORS:
+        for name in ("gen.jsonl", "rejected.jsonl"):
+            notebook_file, cli_file = paths.step(3) / g / name, cli_dir / g / name
+            assert notebook_file.is_file() == cli_file.is_file(), (g, name)
+            if notebook_file.is_file():
+                assert notebook_file.read_bytes() == cli_file.read_bytes(), f"{g}/{name} differs"
+                compared += 1
+    assert compared >= len(GENERATORS)
