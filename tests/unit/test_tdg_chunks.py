@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ktools.tdg_chunks import ChunkFileError, read_chunks_dir
+from ktools.compat.training_data_generator.chunk_files import ChunkFileError, read_chunks_dir
 from ktools.testing.chunk_files import write_chunker_file
 
 
@@ -38,7 +38,7 @@ def test_reads_every_chunk_format(tmp_path, caplog):
     (chunks / "Old_qa.json").write_text("{}")  # our own output: ignored
     (chunks / "image.png").write_bytes(b"\x89PNG")
 
-    with caplog.at_level(logging.INFO, logger="ktools.tdg_chunks"):
+    with caplog.at_level(logging.INFO, logger="ktools.compat.training_data_generator.chunk_files"):
         load = read_chunks_dir(chunks)
     assert not load.errors
     docs = {d.source: d for d in load.documents}

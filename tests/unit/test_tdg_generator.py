@@ -6,9 +6,7 @@ import re
 
 import pytest
 
-from ktools.io import read_json, read_jsonl
-from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
-from ktools.tdg import (
+from ktools.compat.training_data_generator.generator import (
     FAILURES_FILE,
     SUMMARY_FILE,
     QAGenerator,
@@ -16,6 +14,8 @@ from ktools.tdg import (
     convert_tdg_template,
     engine_parses_json_pairs,
 )
+from ktools.io import read_json, read_jsonl
+from ktools.llm.types import ChatResult, Choice, SamplingParams, TeacherError, Usage
 from ktools.testing.chunk_files import write_chunker_file
 
 

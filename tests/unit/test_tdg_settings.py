@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ktools.config import ConfigError
-from ktools.tdg_settings import (
+from ktools.compat.training_data_generator.settings import (
     DEFAULT_OLLAMA_BASE_URL,
     load_tdg_settings,
     map_provider,
     resolve_generate_config,
 )
+from ktools.config import ConfigError
 
 
 @pytest.fixture

@@ -34,11 +34,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ktools.compat.training_data_generator.qa_files import COMBINED_FILE_NAME, QAInputError
+    from ktools.compat.training_data_generator.qa_inputs import combine_qa_dir
+    from ktools.compat.training_data_generator.settings import load_tdg_settings
     from ktools.config import ConfigError, load_settings
-    from ktools.export.inputs import combine_qa_dir
-    from ktools.export.qa_files import COMBINED_FILE_NAME, QAInputError
     from ktools.paths import OutputPaths
-    from ktools.tdg_settings import load_tdg_settings
 
     try:
         tdg = load_tdg_settings()

@@ -40,8 +40,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ktools.compat.training_data_generator.qa_files import QAInputError
     from ktools.export.convert import ConvertOptions, convert_qa
-    from ktools.export.qa_files import QAInputError
 
     options = ConvertOptions(system_message=args.system_message, with_context=args.with_context,
                              created_by=args.created_by, domain=args.domain,

@@ -7,7 +7,7 @@
     ktools generate --chunks-dir /data/chunks --qa-dir /data/qa_results --dry-run
 
 Every flag also has its environment variable (GENERATOR_*, OLLAMA_*; see
-`ktools.tdg_settings`), read from the environment and `.env`: CLI > env > .env > defaults.
+`ktools.compat.training_data_generator.settings`), read from the environment and `.env`: CLI > env > .env > defaults.
 
 `--provider local` means Ollama when an Ollama URL is given (`--ollama-base-url` or
 OLLAMA_BASE_URL), as in the Training Data Generator, and the embedded SmolLM2 teacher
@@ -235,13 +235,13 @@ def _print_dry_run(summary: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from ktools.compat.training_data_generator.chunk_files import ChunkFileError
+    from ktools.compat.training_data_generator.generator import QAGenerator, TDGError
+    from ktools.compat.training_data_generator.qa_files import QAInputError
     from ktools.config import ConfigError
-    from ktools.export.qa_files import QAInputError
     from ktools.generate import GenerationInterrupted
     from ktools.io import JsonlError
     from ktools.prompts import PromptError
-    from ktools.tdg import QAGenerator, TDGError
-    from ktools.tdg_chunks import ChunkFileError
 
     log = logging.getLogger("ktools.generate")
     if not args.verbose:  # one line per HTTP request drowns the progress and the summary
@@ -297,6 +297,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _env_chunks_dir() -> str | None:
-    from ktools.tdg_settings import load_tdg_settings
+    from ktools.compat.training_data_generator.settings import load_tdg_settings
 
     return load_tdg_settings().process_dir

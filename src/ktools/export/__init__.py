@@ -1,18 +1,18 @@
-"""Exports of generated Q&A in the layouts people already use.
+"""Exports of generated Q&A in the layouts trainers and reviewers use (`ktools convert`).
 
-- `qa_files`: the Training Data Generator's per-document `{document}_qa.json` and the
-  combined `training_data.json` (built from its own files or from ktools' step-03
-  `gen.jsonl`, grouped by source document).
 - `alpaca`: Alpaca JSONL, the `{"text": ...}` form and the instruction/input/output form.
 - `messages`: chat `messages` JSONL.
 - `qna_yaml`: an InstructLab-style `qna.yaml` for human review.
-- `inputs`: reads any of the above inputs (file or folder) into per-document Q&A.
+- `convert`: any Q&A input (per-document `{document}_qa.json`, `training_data.json`, step-03
+  `gen.jsonl`) to one of those.
+
+The per-document Q&A files themselves (`{document}_qa.json`, `training_data.json`, reading
+them back) belong to the Training Data Generator layer, `ktools.compat.training_data_generator`;
+their functions are re-exported here, where earlier versions defined them.
 """
 
-from ktools.export.alpaca import ALPACA_TEMPLATE, alpaca_fields_record, alpaca_text, alpaca_text_record
-from ktools.export.inputs import CombineResult, LoadedQA, combine_qa_dir, load_qa_input
-from ktools.export.messages import messages_record
-from ktools.export.qa_files import (
+from ktools.compat.training_data_generator.qa_documents import qa_documents_from_gen_rows
+from ktools.compat.training_data_generator.qa_files import (
     QAInputError,
     build_qa_document,
     combine_qa_documents,
@@ -21,8 +21,15 @@ from ktools.export.qa_files import (
     validate_qa_document,
     write_qa_file,
 )
+from ktools.compat.training_data_generator.qa_inputs import (
+    CombineResult,
+    LoadedQA,
+    combine_qa_dir,
+    load_qa_input,
+)
+from ktools.export.alpaca import ALPACA_TEMPLATE, alpaca_fields_record, alpaca_text, alpaca_text_record
+from ktools.export.messages import messages_record
 from ktools.export.qna_yaml import dump_qna_yaml, qna_yaml_document
-from ktools.export.step03 import qa_documents_from_gen_rows
 
 __all__ = [
     "ALPACA_TEMPLATE",

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ktools.compat.training_data_generator.qa_files import QA_FILE_SUFFIX, QAInputError, document_stem
+from ktools.compat.training_data_generator.qa_inputs import load_qa_input
 from ktools.export.alpaca import alpaca_fields_record, alpaca_text_record
-from ktools.export.inputs import load_qa_input
 from ktools.export.messages import messages_record
-from ktools.export.qa_files import QA_FILE_SUFFIX, QAInputError, document_stem
 from ktools.export.qna_yaml import dump_qna_yaml, qna_yaml_document
 from ktools.io import write_atomic, write_jsonl
 

@@ -1,18 +1,18 @@
 """The Training Data Generator's programmatic entry point, on the ktools engine.
 
-    from ktools.tdg import QAGenerator
+    from ktools.compat.training_data_generator import QAGenerator
 
     generator = QAGenerator(chunks_dir="/data/chunks", qa_dir="/data/qa_results",
                             provider="openai", model="gpt-4", questions_per_chunk=8, temperature=0.2)
     summary = generator.generate_qa_for_all_documents(resume=True)
     print(f"Generated Q&A for {summary['successful_files']} documents")
 
-It reads chunk files (`ktools.tdg_chunks`) or a ktools seed JSONL, runs the generation
+It reads chunk files (`ktools.compat.training_data_generator.chunk_files`) or a ktools seed JSONL, runs the generation
 engine (`ktools.generate.run_generation`; default generator `document_based_qa`, the
 Training Data Generator's one flow; any of the four can be chosen), and writes into
 `qa_dir`:
 
-- `{document}_qa.json` per document (the reference layout, `ktools.export.qa_files`);
+- `{document}_qa.json` per document (the reference layout, `ktools.compat.training_data_generator.qa_files`);
 - `qa_generation_summary.json`: documents, chunks done/failed/pending, pairs, success
   rate, requests, tokens, time per chunk;
 - `qa_failures.jsonl`: one line per failed chunk (document, chunk id/index, generator,
@@ -35,13 +35,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ktools.export.inputs import generation_info_from_report
-from ktools.export.qa_files import QA_FILE_SUFFIX, file_metadata, now_iso, write_qa_file
-from ktools.export.step03 import UNKNOWN_SOURCE, DocumentInfo, qa_documents_by_source
+from ktools.compat.training_data_generator.chunk_files import ChunkDocument, read_chunks_dir
+from ktools.compat.training_data_generator.qa_documents import (
+    UNKNOWN_SOURCE,
+    DocumentInfo,
+    qa_documents_by_source,
+)
+from ktools.compat.training_data_generator.qa_files import (
+    QA_FILE_SUFFIX,
+    file_metadata,
+    now_iso,
+    write_qa_file,
+)
+from ktools.compat.training_data_generator.qa_inputs import generation_info_from_report
+from ktools.compat.training_data_generator.settings import GenerateConfig, resolve_generate_config
 from ktools.io import read_jsonl, write_json, write_jsonl
 from ktools.prompts import check_template
-from ktools.tdg_chunks import ChunkDocument, read_chunks_dir
-from ktools.tdg_settings import GenerateConfig, resolve_generate_config
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ktools.export.qa_files import (
+from ktools.compat.training_data_generator.qa_files import (
     QA_FILE_SUFFIX,
     build_qa_document,
     file_metadata,

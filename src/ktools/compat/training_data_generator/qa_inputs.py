@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ktools.export.qa_files import (
+from ktools.compat.training_data_generator.qa_documents import qa_documents_from_gen_rows
+from ktools.compat.training_data_generator.qa_files import (
     QA_FILE_SUFFIX,
     QAInputError,
     combine_qa_documents,
@@ -27,7 +28,6 @@ from ktools.export.qa_files import (
     split_combined,
     write_qa_file,
 )
-from ktools.export.step03 import qa_documents_from_gen_rows
 from ktools.io import JsonlError, load_each, read_json, read_jsonl, read_jsonl_or_raise
 
 log = logging.getLogger(__name__)
