@@ -54,13 +54,7 @@ CELLS = [
         "import pandas as pd\n"
         "from IPython.display import Markdown, display\n\n"
         "from ktools.config import find_repo_root, load_settings\n"
-        "from ktools.generate import (\n"
-        "    GenerationOptions,\n"
-        "    load_seed_rows,\n"
-        "    normalise_generators,\n"
-        "    run_generation,\n"
-        "    sample_rows,\n"
-        ")\n"
+        "from ktools.generate import generation_options, generation_step, load_seed_rows, sample_rows\n"
         "from ktools.llm.client import TeacherClient\n"
         "from ktools.paths import OutputPaths\n\n"
         "REPO = find_repo_root()\n"
@@ -72,12 +66,9 @@ CELLS = [
         "    token_budget=TOKEN_BUDGET, max_cost=MAX_COST,\n"
         ")\n"
         "paths = OutputPaths.from_settings(settings, repo_root=REPO)\n"
-        "judges = {\"on\": True, \"off\": False}.get(JUDGES)  # None = auto\n"
-        "options = GenerationOptions.from_settings(\n"
-        "    settings, generators=normalise_generators(GENERATORS), questions_per_chunk=QUESTIONS_PER_CHUNK,\n"
-        "    judge_question=judges, judge_faithfulness=judges, judge_relevancy=judges,\n"
-        "    retry_failed=RETRY_FAILED,\n"
-        ")\n"
+        "# The same step-03 calls as `ktools generate` and the Kubeflow component (ktools.generate.step).\n"
+        "options = generation_options(settings, generators=GENERATORS, questions_per_chunk=QUESTIONS_PER_CHUNK,\n"
+        "                             judges=JUDGES, retry_failed=RETRY_FAILED)\n"
         "pd.DataFrame(settings.as_table())  # the API key is shown masked"
     ),
     new_markdown_cell("## Teacher and seed data"),
@@ -97,7 +88,7 @@ CELLS = [
     ),
     new_code_cell(
         "if DRY_RUN:\n"
-        "    dry = run_generation(seed, options.replace(dry_run=True), client, paths.step(3))\n"
+        "    dry = generation_step(settings, options.replace(dry_run=True), client=client, seed=seed, paths=paths)\n"
         "    if dry.status == \"failed\":  # every dry-run request failed: nothing to estimate, nothing to run\n"
         "        raise RuntimeError(f\"dry run failed: {dry.status_reason}\")\n"
         "    display(dry.estimate_table())\n"
@@ -110,7 +101,7 @@ CELLS = [
         "skipped; set `RETRY_FAILED = True` to retry those."
     ),
     new_code_cell(
-        "report = run_generation(seed, options, client, paths.step(3)) if RUN_FULL else None\n"
+        "report = generation_step(settings, options, client=client, seed=seed, paths=paths) if RUN_FULL else None\n"
         "display(Markdown(report.summary() if report else \"RUN_FULL is False: nothing generated.\"))"
     ),
     new_markdown_cell(

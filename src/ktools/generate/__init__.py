@@ -1,6 +1,12 @@
 """Step 03: the four generators over one resumable, pipelined engine.
 
-Public API (stable; the CLI `ktools generate`, `QAGenerator` and the notebook use it)::
+The step's entry point (notebook 03, `ktools generate` and the Kubeflow component call it;
+`ktools.generate.step`)::
+
+    options = generation_options(settings, generators="all", questions_per_chunk=3, judges="auto")
+    report = generation_step(settings, options, client=None, seed=None, out_dir=None)
+
+Engine API underneath (stable)::
 
     from ktools.generate import GenerationOptions, run_generation, arun_generation
 
@@ -64,6 +70,7 @@ from ktools.generate.options import JUDGES, GenerationOptions, normalise_generat
 from ktools.generate.report import GenerationReport, sample_rows
 from ktools.generate.run import GenerationInterrupted, arun_generation, load_seed_rows, run_generation
 from ktools.generate.status import failed_chunks, status_counts
+from ktools.generate.step import generation_options, generation_step
 
 __all__ = [
     "FLOWS",
@@ -76,6 +83,8 @@ __all__ = [
     "Step",
     "arun_generation",
     "failed_chunks",
+    "generation_options",
+    "generation_step",
     "load_seed_rows",
     "normalise_generators",
     "request_hash",

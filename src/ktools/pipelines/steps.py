@@ -227,8 +227,7 @@ def run_knowledge_generation(
     (and retries the chunks that failed); a copy goes into the artifact at the end.
     Without it the store lives in the pod's scratch space and a failure loses it.
     """
-    from ktools.generate import GenerationOptions, load_seed_rows, normalise_generators, run_generation
-    from ktools.llm.client import TeacherClient
+    from ktools.generate.step import generation_options, generation_step
 
     if judges not in ("auto", "on", "off"):
         raise ValueError(f"judges must be 'auto', 'on' or 'off', got {judges!r}")
@@ -245,23 +244,16 @@ def run_knowledge_generation(
             **_teacher_overrides(teacher_provider, teacher_base_url, teacher_model_name))
         paths = OutputPaths.from_settings(settings)
         store = Path(response_store_dir) / paths.response_cache.name if response_store_dir else None
-        judge = {"on": True, "off": False}.get(judges)  # None = auto
-        options = GenerationOptions.from_settings(
-            settings, generators=normalise_generators(generators), questions_per_chunk=questions_per_chunk,
-            judge_question=judge, judge_faithfulness=judge, judge_relevancy=judge, token_budget=_unset(token_budget),
-            max_cost=_unset(max_cost),
+        options = generation_options(
+            settings, generators=generators, questions_per_chunk=questions_per_chunk, judges=judges,
+            token_budget=_unset(token_budget), max_cost=_unset(max_cost),
             # A kept store means this may be a re-run after failed chunks: that is what it is for.
             retry_failed=store is not None)
         if store is not None:
             store.parent.mkdir(parents=True, exist_ok=True)
             log.info("response store %s (%s)", store, "resuming" if store.is_file() else "new")
-        client = TeacherClient.from_settings(settings)  # starts the embedded teacher if no endpoint is set
-        try:
-            seed = load_seed_rows(paths.seed_data, options.subsample)
-            log.info("teacher %s; %d seed chunks", client.model, len(seed))
-            report = run_generation(seed, options, client, paths.step(3), cache_path=store)
-        finally:
-            client.close()
+        # As the notebook's Generate cell; starts the embedded teacher if no endpoint is set.
+        report = generation_step(settings, options, paths=paths, cache_path=store)
         log.info("%s", report.summary())
         # A budget or cost cap is a stop the user asked for; anything else short of complete fails the
         # step, unless allow_partial (as notebook 03's ALLOW_PARTIAL) accepts a partial run, loudly.

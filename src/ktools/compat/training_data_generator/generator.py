@@ -7,8 +7,8 @@
     summary = generator.generate_qa_for_all_documents(resume=True)
     print(f"Generated Q&A for {summary['successful_files']} documents")
 
-It reads chunk files (`ktools.compat.training_data_generator.chunk_files`) or a ktools seed JSONL, runs the generation
-engine (`ktools.generate.run_generation`; default generator `document_based_qa`, the
+It reads chunk files (`chunk_files`) or a ktools seed JSONL, runs step 03 as notebook 03 does
+(`ktools.generate.step.generation_step`; default generator `document_based_qa`, the
 Training Data Generator's one flow; any of the four can be chosen), and writes into
 `qa_dir`:
 
@@ -88,19 +88,6 @@ def convert_tdg_template(text: str, origin: str = "template") -> str:
                            "{num_questions} and {extra_instructions}; write literal braces as {{ and }}.")
         out.append(f"{{{{ {TDG_TEMPLATE_FIELDS[name]} }}}}")
     return "".join(out)
-
-
-def _close_client(client: Any) -> None:
-    # run_generation returns before its worker thread has closed that thread's event loop; closing
-    # the client meanwhile waits 10 s on that loop. Let the worker finish first.
-    import threading
-
-    for thread in threading.enumerate():
-        if thread.name == "ktools-generation" and thread is not threading.current_thread():
-            thread.join(timeout=5)
-    closer = getattr(client, "close", None)
-    if closer is not None:
-        closer()
 
 
 def engine_parses_json_pairs() -> bool:
@@ -238,15 +225,15 @@ class QAGenerator:
         return {"document_qa": target}
 
     def options(self, *, retry_failed: bool = False, dry_run: bool = False):
-        from ktools.generate import GenerationOptions
+        """Step 03's options (`generation_options`, as notebook 03 builds them) plus this tool's extras."""
+        from ktools.generate.step import generation_options
 
         c, s = self.config, self.config.settings
-        return GenerationOptions.from_settings(
-            s, generators=self.generators, questions_per_chunk=c.questions_per_chunk, top_p=c.top_p,
-            stop=c.stop, extra_sampling=dict(c.sampling_extra()), system_message=self.system_message,
+        return generation_options(
+            s, generators=self.generators, questions_per_chunk=c.questions_per_chunk, judges=self.judges,
+            top_p=c.top_p, stop=c.stop, extra_sampling=dict(c.sampling_extra()), system_message=self.system_message,
             prompt_overrides_dir=self.prompts_dir, prompt_overrides=self._prompt_overrides(),
             retry_failed=retry_failed, dry_run=dry_run, show_progress=self.show_progress,
-            judge_question=self.judges, judge_faithfulness=self.judges, judge_relevancy=self.judges,
             stage_max_tokens={**s.stage_max_tokens, **self.stage_max_tokens} or None,
         )
 
@@ -299,7 +286,8 @@ class QAGenerator:
         total_qa_pairs, success_rate, requests, tokens, seconds_per_chunk, status.
         Raises `ktools.generate.GenerationInterrupted` on Ctrl+C after writing what is done.
         """
-        from ktools.generate import GenerationInterrupted, run_generation
+        from ktools.generate import GenerationInterrupted
+        from ktools.generate.step import close_client, generation_step
 
         resume = self.config.resume if resume is None else resume
         t0 = time.perf_counter()
@@ -315,12 +303,12 @@ class QAGenerator:
                  self.config.settings.teacher_provider, getattr(client, "model", "?"), self.qa_dir)
         interrupted = None
         try:
-            report = run_generation(rows, options, client, self.qa_dir)
+            report = generation_step(self.config.settings, options, client=client, seed=rows, out_dir=self.qa_dir)
         except GenerationInterrupted as exc:
             interrupted, report = exc, exc.report
         finally:
             if self.client is None:
-                _close_client(client)
+                close_client(client)
         if report is None:  # interrupted before anything ran
             raise interrupted  # type: ignore[misc]
         if dry_run:
