@@ -254,6 +254,9 @@ class _Field:
     parse: Callable[[str], Any]
     default: Any
     help: str
+    # Other names still read for the same setting (an older name, another tool's), when `env`
+    # is set in no layer; `env` is the one written in .env.example and shown by `ktools status`.
+    aliases: tuple[str, ...] = ()
 
 
 _FIELDS: tuple[_Field, ...] = (
@@ -278,7 +281,10 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("seed_data_subsample", "SEED_DATA_SUBSAMPLE", _parse_optional_int, None,
            "use only the first N seed chunks (empty: all)"),
     _Field("customisation_prompt", "CUSTOMISATION_PROMPT", _parse_str, "", "extra instructions for every prompt"),
-    _Field("max_seq_len", "MAX_SEQ_LEN", _parse_optional_int, None, "drop mix rows longer than this"),
+    # Step 05's MAX_SEQ_LEN (a notebook parameter) truncates training examples instead; one name, two meanings.
+    _Field("max_seq_len", "MIX_MAX_SEQ_LEN", _parse_optional_int, None,
+           "step 04: drop mix rows longer than this many tokens (MAX_SEQ_LEN, its old name, is still read)",
+           aliases=("MAX_SEQ_LEN",)),
     _Field("request_timeout", "TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 300.0,
            "seconds per teacher request (a timed-out request is retried once: at most ~2x this per call)"),
     _Field("max_retries", "TEACHER_MAX_RETRIES", _parse_int(0), 6, "retries per teacher request"),
@@ -460,13 +466,19 @@ def invalid_setting(name: str, raw: str, origin: str | None, exc: ValueError, *,
 
 def _field_value(f: _Field, layers: Layers) -> tuple[Any, str | None]:
     """A field's parsed value from the highest layer that sets it (and that layer), or its default."""
-    raw, origin = layered_value(layers, f.env)
+    name = f.env
+    raw, origin = layered_value(layers, name)
+    for alias in f.aliases:
+        if raw is not None:
+            break
+        name = alias
+        raw, origin = layered_value(layers, alias)
     if raw is None or (raw.strip() == "" and f.attr not in SECRET_FIELDS):
         return f.default, None
     try:
         return f.parse(raw), origin or "default"
     except ValueError as exc:
-        raise invalid_setting(f.env, raw, origin, exc, secret=f.attr in SECRET_FIELDS,
+        raise invalid_setting(name, raw, origin, exc, secret=f.attr in SECRET_FIELDS,
                               fallback=f" to use the default ({f.default!r})") from None
 
 

@@ -114,7 +114,7 @@ def check_teacher(settings: Settings, *, prompt: str = "In one short sentence: w
                   max_tokens: int = 24, start_embedded: bool = True) -> Check:
     """Ask the configured teacher for a real completion (starting the embedded one if it is the default)."""
     from ktools.llm import SamplingParams, TeacherClient
-    from ktools.llm.local_teacher import is_loopback, probe
+    from ktools.llm.local.teacher import is_loopback, probe
 
     secret = settings.teacher_api_key.reveal() if settings.teacher_api_key else ""
     where = settings.teacher_base_url or "the embedded teacher (http://127.0.0.1:8765/v1)"
@@ -168,7 +168,7 @@ def teacher_reachability(settings: Settings, timeout: float = 3.0) -> Check:
     """A cheap look (no completion) for `ktools status`."""
     import httpx
 
-    from ktools.llm.local_teacher import probe
+    from ktools.llm.local.teacher import probe
 
     if settings.uses_embedded_teacher:
         url = settings.teacher_base_url or _local_default()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from ktools.generate.cache import request_hash
+from ktools.generate.store import request_hash
 from ktools.io import read_jsonl
 from ktools.llm.types import SamplingParams
 from ktools.paths import GENERATORS

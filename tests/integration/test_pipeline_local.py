@@ -14,11 +14,11 @@ import pytest
 pytest.importorskip("kfp", reason="needs the kubeflow extra: pip install 'ktools[kubeflow]' (make test does)")
 
 from ktools.io import read_json, read_jsonl  # noqa: E402
+from ktools.kubeflow.local import run_local  # noqa: E402
 from ktools.llm.local import lifecycle  # noqa: E402
+from ktools.notebook_runner.execute import STEPS  # noqa: E402
+from ktools.notebook_runner.profiles import profile_parameters  # noqa: E402
 from ktools.paths import GENERATORS, OutputPaths  # noqa: E402
-from ktools.pipelines.local import run_local  # noqa: E402
-from ktools.runner.pipeline import STEPS  # noqa: E402
-from ktools.runner.profiles import profile_parameters  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from ktools.notebook_runner.execute import STEPS
 from ktools.paths import OutputPaths
-from ktools.runner.pipeline import STEPS
 
 pytestmark = pytest.mark.slow
 

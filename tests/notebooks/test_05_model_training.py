@@ -27,7 +27,7 @@ def test_notebook_trains_a_tiny_mix(repo_root, tmp_output, tmp_path):
     executed = tmp_path / "executed.ipynb"
     papermill.execute_notebook(
         str(step / NOTEBOOK[1]), str(executed), cwd=str(step), kernel_name="python3", progress_bar=False,
-        parameters={"CUT_SIZE": 5, "MAX_STEPS": 2, "MAX_SEQ_LEN": 64, "TOKENS_PER_BATCH": 64,
+        parameters={"CUT_SIZE": 5, "MAX_STEPS": 2, "TRAIN_MAX_SEQ_LEN": 64, "TOKENS_PER_BATCH": 64,
                     "SAMPLE_QUESTIONS": 1, "METHOD": "lora"},
     )
     model_dir = paths.fine_tuned_model("SmolLM2-135M-Instruct")

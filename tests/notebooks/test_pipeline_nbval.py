@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from ktools.notebook_runner.execute import STEPS
 from ktools.paths import OutputPaths
-from ktools.runner.pipeline import STEPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nbval_support import run_nbval  # noqa: E402

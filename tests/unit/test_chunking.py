@@ -128,7 +128,7 @@ def test_bad_parameters_are_clear(tok):
 
 
 def test_sample_document_gives_10_to_20_chunks_with_defaults(tok, repo_root):
-    from ktools.documents.pipeline import DEFAULT_MAX_TOKENS, DEFAULT_MIN_TOKENS, DEFAULT_OVERLAP_TOKENS
+    from ktools.documents.step import DEFAULT_MAX_TOKENS, DEFAULT_MIN_TOKENS, DEFAULT_OVERLAP_TOKENS
 
     md = (repo_root / "assets" / "sample" / "sample_document.md").read_text(encoding="utf-8")
     chunks = chunk_markdown(md, tok, source="sample_document.md", max_tokens=DEFAULT_MAX_TOKENS,

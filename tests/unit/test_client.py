@@ -426,9 +426,9 @@ def test_from_settings_uses_settings_values(server, tmp_path):
 
 def test_from_settings_local_starts_the_embedded_teacher(server, tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("ktools.llm.local_teacher")
+    fake = types.ModuleType("ktools.llm.local.teacher")
     fake.ensure_local_teacher = lambda base_url, **kw: calls.append(base_url)
-    monkeypatch.setitem(sys.modules, "ktools.llm.local_teacher", fake)
+    monkeypatch.setitem(sys.modules, "ktools.llm.local.teacher", fake)
     import ktools.llm
 
     monkeypatch.setattr(ktools.llm, "local_teacher", fake, raising=False)

@@ -120,3 +120,12 @@ def test_effective_tokenizer(tmp_path):
     assert s.effective_tokenizer == s.student_model_name == "SmolLM2-135M-Instruct"
     s = load_settings(environ={"TOKENIZER_MODEL_NAME": "tok"}, repo_root=tmp_path)
     assert s.effective_tokenizer == "tok"
+
+
+def test_mix_max_seq_len_and_its_old_name(tmp_path):
+    assert load_settings(environ={"MIX_MAX_SEQ_LEN": "300"}, repo_root=tmp_path).max_seq_len == 300
+    assert load_settings(environ={"MAX_SEQ_LEN": "400"}, repo_root=tmp_path).max_seq_len == 400  # still read
+    both = load_settings(environ={"MIX_MAX_SEQ_LEN": "300", "MAX_SEQ_LEN": "400"}, repo_root=tmp_path)
+    assert both.max_seq_len == 300
+    with pytest.raises(ConfigError, match="^MAX_SEQ_LEN='x'"):
+        load_settings(environ={"MAX_SEQ_LEN": "x"}, repo_root=tmp_path)

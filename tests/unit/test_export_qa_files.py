@@ -9,7 +9,7 @@ import yaml
 
 from ktools.compat.training_data_generator.qa_files import file_metadata, qa_file_name, training_pair
 from ktools.export import QAInputError, build_qa_document, combine_qa_dir, load_qa_input, write_qa_file
-from ktools.export.convert import ConvertOptions, convert_qa
+from ktools.export.qa_formats import ConvertOptions, convert_qa
 from ktools.io import read_json, read_jsonl, write_jsonl
 
 QA_KEYS = ["metadata", "processing_info", "qa_generation_info", "training_pairs", "status",

@@ -43,7 +43,7 @@ from ktools.config import load_settings
 from ktools.documents.convert import convert_sources
 from ktools.documents.errors import DocumentError
 from ktools.documents.limits import ConversionLimits
-from ktools.documents.pipeline import chunk_step, given_from_parameters, seed_step
+from ktools.documents.step import chunk_step, given_from_parameters, seed_step
 from ktools.documents.urls import fetch_url, redact_url
 from ktools.io import JsonlError, iter_jsonl, replace_dir_atomic, write_atomic, write_json, write_jsonl
 from ktools.llm.local import lifecycle

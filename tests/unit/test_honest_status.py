@@ -70,7 +70,7 @@ def test_every_request_failing_is_a_failed_run_everywhere(seed, tmp_path, capsys
                  "--allow-partial"]) == 0
 
     # `ktools run` does not take this step 03 as done.
-    from ktools.runner.pipeline import _generation_unfinished
+    from ktools.notebook_runner.execute import _generation_unfinished
 
     class Paths:
         generation_report = qa / "report.json"
@@ -127,7 +127,7 @@ def test_a_dry_run_that_works_still_exits_0(seed, tmp_path, capsys):
 def test_run_skips_a_partial_step03_only_when_nothing_is_left_to_retry(tmp_path):
     """A partial run whose chunks all ran (a generator's rows were all rejected) would
     come out the same if run again; one with failed or unrun chunks is run again."""
-    from ktools.runner.pipeline import _generation_unfinished
+    from ktools.notebook_runner.execute import _generation_unfinished
 
     class Paths:
         generation_report = tmp_path / "report.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ktools.runner.pipeline import STEPS
+from ktools.notebook_runner.execute import STEPS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = [REPO_ROOT / s.folder / s.notebook for s in STEPS if (REPO_ROOT / s.folder / s.notebook).is_file()]

@@ -14,8 +14,8 @@ import yaml
 pytest.importorskip("kfp", reason="needs the kubeflow extra: pip install 'ktools[kubeflow]' (make test does)")
 
 from ktools.cli import main  # noqa: E402
-from ktools.pipelines import steps  # noqa: E402
-from ktools.pipelines.definition import (  # noqa: E402
+from ktools.kubeflow import steps  # noqa: E402
+from ktools.kubeflow.definition import (  # noqa: E402
     NOTEBOOK_ONLY,
     UNSET,
     build_pipeline,
@@ -23,14 +23,13 @@ from ktools.pipelines.definition import (  # noqa: E402
     parameter_types,
     pipeline_arguments,
 )
-from ktools.pipelines.names import API_KEY_ENV, STORE_MOUNT  # noqa: E402
+from ktools.kubeflow.names import API_KEY_ENV, STORE_MOUNT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = {2: "02_Data_Processing/Data_Processing.ipynb", 3: "03_Knowledge_Generation/Knowledge_Generation.ipynb",
              4: "04_Knowledge_Mixing/Knowledge_Mixing.ipynb", 5: "05_Model_Training/Model_Training.ipynb"}
-# The one notebook name that means different things in two notebooks.
-PER_NOTEBOOK_NAMES = {(4, "MAX_SEQ_LEN"): "mix_max_seq_len", (5, "MAX_SEQ_LEN"): "train_max_seq_len",
-                      (4, "COMPONENTS"): "mix_components"}
+# Notebook names the pipeline spells differently.
+PER_NOTEBOOK_NAMES = {(4, "COMPONENTS"): "mix_components"}
 TASKS = ["data-processing", "knowledge-generation", "knowledge-mixing", "model-training"]
 
 
@@ -81,7 +80,7 @@ def test_every_component_runs_the_given_image_and_installs_nothing_at_start(tmp_
         assert container["image"] == "registry.example/ktools:1.2"
         command = " ".join(container["command"])
         assert "pip install" not in command
-        assert "from ktools.pipelines.steps import" in command  # thin wrapper over ktools
+        assert "from ktools.kubeflow.steps import" in command  # thin wrapper over ktools
 
 
 def test_teacher_key_comes_from_the_secret_of_the_two_teacher_steps(tmp_path):
@@ -178,7 +177,7 @@ def test_compile_command_writes_the_yaml_with_new_defaults(tmp_path, capsys):
 def test_compile_command_without_kfp_names_the_extra(tmp_path, monkeypatch, capsys):
     import sys
 
-    for name in [m for m in sys.modules if m == "kfp" or m.startswith(("kfp.", "ktools.pipelines."))]:
+    for name in [m for m in sys.modules if m == "kfp" or m.startswith(("kfp.", "ktools.kubeflow."))]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "kfp", None)  # `import kfp` now fails as if it were not installed
     assert main(["pipeline", "compile", "-o", str(tmp_path / "p.yaml")]) == 2

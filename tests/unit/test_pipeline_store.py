@@ -1,6 +1,6 @@
 """The Kubeflow generation step with a response store that outlives the pod.
 
-Runs `ktools.pipelines.steps.run_knowledge_generation` (what the component calls; no
+Runs `ktools.kubeflow.steps.run_knowledge_generation` (what the component calls; no
 kfp needed) against the scripted OpenAI-compatible server on 127.0.0.1: a first
 attempt whose teacher starts refusing requests fails the step but keeps every answer
 it got in `response_store_dir`; the second attempt resends only the rest and leaves
@@ -14,7 +14,7 @@ import sqlite3
 
 import pytest
 
-from ktools.pipelines import steps
+from ktools.kubeflow import steps
 from ktools.testing.fake_openai import FakeOpenAIServer
 from ktools.testing.scripted import scripted_responder
 

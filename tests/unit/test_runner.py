@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ktools.runner import parse_steps, run_pipeline
-from ktools.runner.pipeline import STEPS, StepFailed
+from ktools.notebook_runner import parse_steps, run_pipeline
+from ktools.notebook_runner.execute import STEPS, StepFailed
 
 
 def _notebook(parameters: str, *body: str) -> nbformat.NotebookNode:
@@ -113,8 +113,8 @@ def test_cli_exit_code_and_message(fake_repo, out):
 
 def test_generation_step_with_partial_report_is_not_complete(tmp_path):
     from ktools.io import write_json
+    from ktools.notebook_runner.execute import is_complete
     from ktools.paths import GENERATORS, OutputPaths
-    from ktools.runner.pipeline import is_complete
 
     paths = OutputPaths(tmp_path / "output")
     step = STEPS[3]
@@ -187,3 +187,16 @@ def _paths(out: Path):
     from ktools.paths import OutputPaths
 
     return OutputPaths(out)
+
+
+def test_an_old_parameter_name_sets_the_new_names_a_notebook_declares():
+    from ktools.notebook_runner.execute import notebook_parameters
+
+    mixing = {"MIX_MAX_SEQ_LEN": None, "SEED": 42}
+    training = {"TRAIN_MAX_SEQ_LEN": 512}
+    assert notebook_parameters({"MAX_SEQ_LEN": 640, "SEED": 1}, mixing) == (
+        {"SEED": 1, "MIX_MAX_SEQ_LEN": 640}, {"SEED", "MAX_SEQ_LEN"})
+    assert notebook_parameters({"MAX_SEQ_LEN": 640}, training) == ({"TRAIN_MAX_SEQ_LEN": 640}, {"MAX_SEQ_LEN"})
+    # the new name wins when both are given; a notebook still declaring the old name gets it as is
+    assert notebook_parameters({"MAX_SEQ_LEN": 640, "TRAIN_MAX_SEQ_LEN": 256}, training)[0] == {"TRAIN_MAX_SEQ_LEN": 256}
+    assert notebook_parameters({"MAX_SEQ_LEN": 640}, {"MAX_SEQ_LEN": None})[0] == {"MAX_SEQ_LEN": 640}

@@ -7,7 +7,6 @@ import yaml
 
 from ktools.config import load_settings
 from ktools.documents.errors import DocumentError, SeedValidationError
-from ktools.documents.pipeline import chunk_step, convert_step, seed_step
 from ktools.documents.seed import (
     ICL_FIELDS,
     IclFields,
@@ -17,6 +16,7 @@ from ktools.documents.seed import (
     select_excerpt,
     validate_seed,
 )
+from ktools.documents.step import chunk_step, convert_step, seed_step
 from ktools.io import read_json, read_jsonl
 
 DOC = """# Tern Island Ferry Rules

@@ -48,7 +48,7 @@ CELLS = [
         "import pandas as pd\n"
         "from IPython.display import Markdown, display\n\n"
         "from ktools.config import find_repo_root, load_settings\n"
-        "from ktools.documents import pipeline as step\n"
+        "from ktools.documents import step\n"
         "from ktools.documents.errors import format_errors\n\n"
         "REPO = find_repo_root()\n"
         "settings = load_settings(step_dir=REPO / \"02_Data_Processing\", repo_root=REPO,\n"

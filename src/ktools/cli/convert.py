@@ -19,7 +19,7 @@ import sys
 def register(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n", 2)[2]
-    from ktools.export.convert import FORMATS
+    from ktools.export.qa_formats import FORMATS
 
     parser.add_argument("input", help="Q&A file or folder (*_qa.json, training_data.json, step-03 output)")
     parser.add_argument("--output-dir", default=".", help="folder for the converted files (default: .)")
@@ -41,7 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ktools.compat.training_data_generator.qa_files import QAInputError
-    from ktools.export.convert import ConvertOptions, convert_qa
+    from ktools.export.qa_formats import ConvertOptions, convert_qa
 
     options = ConvertOptions(system_message=args.system_message, with_context=args.with_context,
                              created_by=args.created_by, domain=args.domain,

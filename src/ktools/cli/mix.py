@@ -24,7 +24,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpt-oss", type=_bool, metavar="BOOL",
                         help="also write the GPT-OSS format (env SAVE_GPT_OSS_FORMAT)")
     parser.add_argument("--alpaca", action="store_true", help="also write Alpaca JSONL of each mix")
-    parser.add_argument("--max-seq-len", type=int, help="drop rows longer than this many tokens (env MAX_SEQ_LEN)")
+    parser.add_argument("--max-seq-len", type=int, help="drop rows longer than this many tokens (env MIX_MAX_SEQ_LEN)")
     parser.add_argument("--eval-share", type=float, default=0.1, help="share held out for eval (default 0.1)")
     parser.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
     parser.add_argument("--tokenizer", help="tokenizer for token counts (env TOKENIZER_MODEL_NAME)")

@@ -14,8 +14,8 @@ import argparse
 import sys
 from typing import Any
 
-from ktools.pipelines.names import DEFAULT_IMAGE, DEFAULT_PACKAGE, DEFAULT_SECRET_KEY, DEFAULT_SECRET_NAME
-from ktools.runner.profiles import PROFILES
+from ktools.kubeflow.names import DEFAULT_IMAGE, DEFAULT_PACKAGE, DEFAULT_SECRET_KEY, DEFAULT_SECRET_NAME
+from ktools.notebook_runner.profiles import PROFILES
 
 MISSING_EXTRA = ("ktools pipeline needs the Kubeflow Pipelines SDK: pip install 'ktools[kubeflow]' "
                  "(or: pip install 'kfp[kubernetes]>=2.16.1,<2.17')")
@@ -59,7 +59,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _values(args: argparse.Namespace) -> dict[str, Any]:
     from ktools.cli.run import parse_value
-    from ktools.runner.profiles import profile_parameters
+    from ktools.notebook_runner.profiles import profile_parameters
 
     values = profile_parameters(args.profile)
     values.update({name: parse_value(value) for name, value in args.parameter})
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from ktools.pipelines.definition import compile_pipeline
+    from ktools.kubeflow.definition import compile_pipeline
 
     path = compile_pipeline(args.output, image=args.image, secret_name=args.secret_name,
                             secret_key=args.secret_key, train_gpus=args.train_gpus, store_pvc=args.store_pvc,
@@ -94,8 +94,8 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run_local(args: argparse.Namespace) -> int:
-    from ktools.pipelines.local import run_local
-    from ktools.pipelines.steps import PipelineStepError
+    from ktools.kubeflow.local import run_local
+    from ktools.kubeflow.steps import PipelineStepError
 
     try:
         result = run_local(_values(args), output_dir=args.output_dir, pipeline_root=args.pipeline_root,

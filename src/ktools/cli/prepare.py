@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from ktools.documents.limits import ConversionLimits
-from ktools.documents.pipeline import (
+from ktools.documents.step import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MIN_TOKENS,
     DEFAULT_OVERLAP_TOKENS,
@@ -101,7 +101,7 @@ def _given(args: argparse.Namespace) -> dict[str, object]:
 def run_command(name: str, args: argparse.Namespace) -> int:
     from ktools.config import ConfigError, load_settings
     from ktools.documents.errors import DocumentError, SeedValidationError, format_errors
-    from ktools.documents.pipeline import chunk_step, convert_step, seed_step
+    from ktools.documents.step import chunk_step, convert_step, seed_step
 
     status = 0
     try:

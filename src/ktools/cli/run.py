@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ktools.llm.local.lifecycle import stop_teachers_started_during
-from ktools.runner import (
+from ktools.notebook_runner import (
     StepFailed,
     StepInterrupted,
     StepOutcome,
@@ -17,7 +17,7 @@ from ktools.runner import (
     profile_parameters,
     run_pipeline,
 )
-from ktools.runner.profiles import PROFILES
+from ktools.notebook_runner.profiles import PROFILES
 
 
 def parse_value(raw: str) -> Any:

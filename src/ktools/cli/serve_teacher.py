@@ -10,8 +10,8 @@ import os
 import sys
 
 from ktools.config import LOCAL_TEACHER_HOST, LOCAL_TEACHER_PORT, setting
-from ktools.llm import local_teacher
 from ktools.llm.local import lifecycle
+from ktools.llm.local import teacher as local_teacher
 
 log = logging.getLogger(__name__)
 

@@ -64,13 +64,13 @@ judge_question, judge_faithfulness, judge_relevancy (+ key_fact for key_facts_to
 
 from __future__ import annotations
 
-from ktools.generate.cache import ResponseStore, request_hash, response_key
 from ktools.generate.flows import FLOWS, Flow, Step
 from ktools.generate.options import JUDGES, GenerationOptions, normalise_generators
 from ktools.generate.report import GenerationReport, sample_rows
 from ktools.generate.run import GenerationInterrupted, arun_generation, load_seed_rows, run_generation
 from ktools.generate.status import failed_chunks, status_counts
 from ktools.generate.step import generation_options, generation_step
+from ktools.generate.store import ResponseStore, request_hash, response_key
 
 __all__ = [
     "FLOWS",

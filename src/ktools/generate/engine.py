@@ -36,19 +36,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ktools.generate.cache import (
-    ResponseStore,
-    StoredSample,
-    canonical_json,
-    params_json,
-    request_hash_from_json,
-)
 from ktools.generate.flows import FLOWS, JUDGE_PROMPTS, Flow, Step
 from ktools.generate.judges import JudgeSpec, judge_fields, judge_row, judge_verdicts
 from ktools.generate.options import JUDGE_STAGE, JUDGES, GenerationOptions
 from ktools.generate.parsing import PARSERS, content_words, is_grounded, parse_judge, strip_reasoning
 from ktools.generate.report import UnitResult
 from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL, fingerprint
+from ktools.generate.store import (
+    ResponseStore,
+    StoredSample,
+    canonical_json,
+    params_json,
+    request_hash_from_json,
+)
 from ktools.generate.structured import SCHEMAS, judge_schema, parse_structured, response_format
 from ktools.generate.structured import enabled as structured_enabled
 from ktools.generate.thinking import control_for, thinking_extra

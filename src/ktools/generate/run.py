@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ktools.generate.cache import ResponseStore
 from ktools.generate.dedup import find_duplicates
 from ktools.generate.engine import Engine, Unit, make_units, run_units
 from ktools.generate.flows import FLOWS
@@ -29,6 +28,7 @@ from ktools.generate.outcome import COMPLETE, generator_status, run_status, stat
 from ktools.generate.outcome import FAILED as FAILED_RUN
 from ktools.generate.report import GenerationReport, build_report
 from ktools.generate.status import DONE, FAILED, PENDING, REJECTED_ALL
+from ktools.generate.store import ResponseStore
 from ktools.io import JsonlError, iter_jsonl
 from ktools.llm.eventloop import new_event_loop
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ktools.generate.cache import ResponseStore, canonical_json
+from ktools.generate.store import ResponseStore, canonical_json
 
 DONE = "done"
 REJECTED_ALL = "rejected_all"

@@ -101,7 +101,7 @@ def canonical_json(obj: Any) -> str:
 
     Chat messages (a list of dicts of strings, the engine's every key) go through orjson,
     which writes strings and keys byte for byte as this json.dumps call does (checked for
-    every code point in tests/unit/test_generate_cache.py) at a third of the CPU;
+    every code point in tests/unit/test_generate_store.py) at a third of the CPU;
     anything else (floats, nested parts, lone surrogates) keeps json.dumps, so every
     stored hash stays valid.
     """

@@ -2,9 +2,9 @@
 
 KFP ships each function's *source* to the container (or, locally, to a subprocess), so
 the functions must be self-contained: they import ktools inside and hand everything to
-`ktools.pipelines.steps`, where the work happens. Parameter names and defaults are the
+`ktools.kubeflow.steps`, where the work happens. Parameter names and defaults are the
 step notebooks' (lower-cased); 0 / "" / False (a negative temperature) mean "the value
-from .env or the default", the notebooks' None (see `ktools.pipelines.definition`). `params = dict(locals())` must stay the first statement: it captures the
+from .env or the default", the notebooks' None (see `ktools.kubeflow.definition`). `params = dict(locals())` must stay the first statement: it captures the
 parameters and nothing else.
 
 The image is chosen when the pipeline is built (`make_components(image)`), and holds
@@ -40,7 +40,7 @@ def data_processing(
 ):
     """Step 02: convert the sources, chunk by tokens, build the seed dataset."""
     params = dict(locals())
-    from ktools.pipelines.steps import run_data_processing
+    from ktools.kubeflow.steps import run_data_processing
 
     params.pop("step_02")
     step_02.metadata.update(run_data_processing(step_02.path, **params))
@@ -69,7 +69,7 @@ def knowledge_generation(
 ):
     """Step 03: the four generators over the seed chunks, with the teacher."""
     params = dict(locals())
-    from ktools.pipelines.steps import run_knowledge_generation
+    from ktools.kubeflow.steps import run_knowledge_generation
 
     params.pop("step_02")
     params.pop("step_03")
@@ -96,7 +96,7 @@ def knowledge_mixing(
     """Step 04: eval split, knowledge components and corpus exam (from step 02's chunks), training
     mixes per cut size, token counts."""
     params = dict(locals())
-    from ktools.pipelines.steps import run_knowledge_mixing
+    from ktools.kubeflow.steps import run_knowledge_mixing
 
     params.pop("step_02")
     params.pop("step_03")
@@ -126,7 +126,7 @@ def model_training(
 ):
     """Step 05: fine-tune the student on one training mix; the model is its own artifact."""
     params = dict(locals())
-    from ktools.pipelines.steps import run_model_training
+    from ktools.kubeflow.steps import run_model_training
 
     for name in ("step_04", "step_05", "model"):
         params.pop(name)

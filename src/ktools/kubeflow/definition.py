@@ -1,8 +1,8 @@
 """The Kubeflow pipeline: steps 02 → 03 → 04 → 05, each step's directory an artifact of the next.
 
 Pipeline parameters are the step notebooks' parameters, lower-cased, with the same
-defaults (`MAX_SEQ_LEN`, which means different things in 04 and 05, becomes
-`mix_max_seq_len` and `train_max_seq_len`), plus the teacher endpoint settings. The
+defaults (04's `MIX_MAX_SEQ_LEN` is `mix_max_seq_len`, 05's `TRAIN_MAX_SEQ_LEN` is
+`train_max_seq_len`; their old shared name `MAX_SEQ_LEN` sets both), plus the teacher endpoint settings. The
 teacher's API key is never a parameter: it comes from a Kubernetes secret, mounted as
 `TEACHER_MODEL_API_KEY` into the two components that call the teacher (02 drafts ICL
 fields in `icl_mode="teacher"`; 03 generates).
@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Artifact, Model
 
-from ktools.pipelines.components import make_components
-from ktools.pipelines.names import (
+from ktools.kubeflow.components import make_components
+from ktools.kubeflow.names import (
     API_KEY_ENV,
     DEFAULT_IMAGE,
     DEFAULT_SECRET_KEY,
@@ -31,6 +31,7 @@ from ktools.pipelines.names import (
 )
 
 # Notebook parameters whose pipeline name is not just the lower-cased notebook name.
+# MAX_SEQ_LEN: both steps' old name (now MIX_MAX_SEQ_LEN and TRAIN_MAX_SEQ_LEN), still accepted.
 NOTEBOOK_ALIASES: dict[str, tuple[str, ...]] = {"MAX_SEQ_LEN": ("mix_max_seq_len", "train_max_seq_len"),
                                                 "COMPONENTS": ("mix_components",)}
 # Notebook parameters of steps 02-05 the pipeline has no use for, and why.

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ktools.config import load_settings
+from ktools.kubeflow.definition import build_pipeline, pipeline_arguments
+from ktools.kubeflow.names import DEFAULT_IMAGE
 from ktools.paths import OutputPaths
-from ktools.pipelines.definition import build_pipeline, pipeline_arguments
-from ktools.pipelines.names import DEFAULT_IMAGE
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ return its own step directory (its output artifact). Each function here therefor
 4. copies `step_NN/` of the scratch root into the output artifact's path.
 
 No `kfp` import here: these run (and are tested) without the SDK, and the component
-functions in `ktools.pipelines.components` stay a few lines each.
+functions in `ktools.kubeflow.components` stay a few lines each.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def run_data_processing(
     teacher_provider: str = "", teacher_base_url: str = "", teacher_model_name: str = "",
 ) -> dict[str, Any]:
     """Step 02 as 02_Data_Processing runs it: convert, chunk, seed → the `step_02/` directory."""
-    from ktools.documents import pipeline as step
+    from ktools.documents import step
     from ktools.documents.errors import format_errors
 
     configure_logging()

@@ -449,7 +449,7 @@ class TeacherClient:
                 raise ConfigError(f"TEACHER_MODEL_BASE_URL lists several endpoints ({base_url}) but the provider is "
                                   "local (the embedded teacher, one server): set TEACHER_PROVIDER=vllm (or the "
                                   "provider your replicas run) or give one URL")
-            from ktools.llm import local_teacher  # lazy: the embedded teacher pulls in torch
+            from ktools.llm.local import teacher as local_teacher  # lazy: the embedded teacher pulls in torch
 
             local_teacher.ensure_local_teacher(base_url)
             if supports_n is None:

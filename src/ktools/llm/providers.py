@@ -48,7 +48,7 @@ PRESETS: dict[str, ProviderPreset] = {
     "ollama": ProviderPreset("ollama", "http://localhost:11434/v1", False, (), supports_n=False,
                              placeholder_key="ollama"),
     "vllm": ProviderPreset("vllm", "http://localhost:8000/v1", False, ("VLLM_API_KEY",), placeholder_key="EMPTY"),
-    # The embedded teacher (ktools.llm.local_teacher) on 127.0.0.1.
+    # The embedded teacher (ktools.llm.local.teacher) on 127.0.0.1.
     "local": ProviderPreset("local", LOCAL_TEACHER_BASE_URL, False, (), default_model=EMBEDDED_MODEL_NAME),
 }
 

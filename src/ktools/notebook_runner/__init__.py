@@ -19,7 +19,7 @@ completed steps and resumes the interrupted one.
 
 from __future__ import annotations
 
-from ktools.runner.pipeline import (
+from ktools.notebook_runner.execute import (
     STEPS,
     NotebookStep,
     StepFailed,
@@ -28,7 +28,7 @@ from ktools.runner.pipeline import (
     parse_steps,
     run_pipeline,
 )
-from ktools.runner.profiles import PROFILES, profile_parameters
+from ktools.notebook_runner.profiles import PROFILES, profile_parameters
 
 __all__ = [
     "PROFILES",

@@ -22,6 +22,10 @@ from ktools.paths import GENERATORS, STEP_FOLDERS, OutputPaths
 log = logging.getLogger(__name__)
 
 KERNEL_NAME = "python3"
+# Notebook parameters renamed since: the old name still sets each new one a notebook declares
+# (unless that one is given too). MAX_SEQ_LEN meant "drop longer mix rows" in 04 and
+# "truncate training examples" in 05.
+RENAMED_PARAMETERS: dict[str, tuple[str, ...]] = {"MAX_SEQ_LEN": ("MIX_MAX_SEQ_LEN", "TRAIN_MAX_SEQ_LEN")}
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,19 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
     return papermill.inspect_notebook(str(notebook))
 
 
+def notebook_parameters(parameters: Mapping[str, Any], declared: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The parameters a notebook declares (old names mapped to their new ones), and the given names used."""
+    own = {k: v for k, v in parameters.items() if k in declared}
+    consumed = set(own)
+    for old, new_names in RENAMED_PARAMETERS.items():
+        if old in parameters and old not in declared:
+            for new in new_names:
+                if new in declared and new not in parameters:
+                    own[new] = parameters[old]
+                    consumed.add(old)
+    return own, consumed
+
+
 def _fingerprint(notebook: Path, parameters: Mapping[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(notebook.read_bytes())
@@ -298,8 +315,8 @@ def run_pipeline(
                 on_event("missing", outcome)
             continue
         declared = declared_parameters(notebook)
-        own = {k: v for k, v in parameters.items() if k in declared}
-        used.update(own)
+        own, consumed = notebook_parameters(parameters, declared)
+        used.update(consumed)
         fingerprint = _fingerprint(notebook, own)
         executed = step.executed_path(paths)
         if not force and is_complete(step, paths, fingerprint):

@@ -78,7 +78,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "MAX_ROWS": 8,
         # 04 drops longer rows, 05 truncates: above a 256-token chunk plus a 96-token question
         # and answer each, with the chat template.
-        "MAX_SEQ_LEN": 640,
+        "MIX_MAX_SEQ_LEN": 640,
+        "TRAIN_MAX_SEQ_LEN": 640,
         "SAMPLE_QUESTIONS": 1,
         "QA_CHECK_ROWS": 4,
     },

@@ -7,5 +7,5 @@
 - `server`    — the asyncio HTTP front end
 - `lifecycle` — pid/log files, background start, `ensure_local_teacher`, stop, status
 
-The public entry points are re-exported by `ktools.llm.local_teacher`.
+The public entry points are re-exported by `ktools.llm.local.teacher`.
 """

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sqlite3
 
-from ktools.generate.cache import ResponseStore, canonical_json, request_hash, response_key
+from ktools.generate.store import ResponseStore, canonical_json, request_hash, response_key
 from ktools.llm.types import Choice, SamplingParams
 
 MSGS = [{"role": "user", "content": "hello"}]
