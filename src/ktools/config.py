@@ -11,6 +11,7 @@ naming the variable, the value, where it came from and the expected form.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -247,134 +248,96 @@ def _parse_secret(raw: str) -> Secret:
     return Secret(raw.strip())
 
 
-@dataclass(frozen=True)
-class _Field:
-    attr: str
-    env: str
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-    # Other names still read for the same setting (an older name, another tool's), when `env`
-    # is set in no layer; `env` is the one written in .env.example and shown by `ktools status`.
-    aliases: tuple[str, ...] = ()
-
-
-_FIELDS: tuple[_Field, ...] = (
-    _Field("teacher_provider", "TEACHER_PROVIDER", _parse_provider, "",
-           "openai, anthropic, gemini, ollama, vllm or local (embedded); default: local unless a base URL is set"),
-    _Field("teacher_model_name", "TEACHER_MODEL_NAME", _parse_str, "", "model the teacher endpoint serves"),
-    _Field("teacher_base_url", "TEACHER_MODEL_BASE_URL", _parse_base_url_list, "",
-           "OpenAI-compatible base URL (…/v1); several (replicas): comma-separated, URL#N = its concurrency share"),
-    _Field("teacher_api_key", "TEACHER_MODEL_API_KEY", _parse_secret, Secret(""), "API key (never shown)"),
-    _Field("pdf_password", "PDF_PASSWORD", _parse_secret, Secret(""),
-           "password that opens encrypted PDFs in step 02 (never shown)"),
-    _Field("student_model_name", "STUDENT_MODEL_NAME", _parse_model_ref, EMBEDDED_MODEL_NAME,
-           "student to fine-tune: the embedded SmolLM2, a transformers name or a local path"),
-    _Field("tokenizer_model_name", "TOKENIZER_MODEL_NAME", _parse_model_ref, "",
-           "tokenizer for chunking and token counts; default: the student's"),
-    _Field("cut_sizes", "CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes"),
-    _Field("qa_per_doc", "QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix"),
-    _Field("save_gpt_oss_format", "SAVE_GPT_OSS_FORMAT", _parse_bool, False, "also write GPT-OSS format"),
-    _Field("number_of_summaries", "NUMBER_OF_SUMMARIES", _parse_int(1), 5, "summaries per chunk (n)"),
-    _Field("max_concurrency", "MAX_CONCURRENCY", _parse_int(1), 16, "requests in flight, whole run"),
-    _Field("enable_reasoning", "ENABLE_REASONING", _parse_bool, False, "ask the teacher for reasoning"),
-    _Field("seed_data_subsample", "SEED_DATA_SUBSAMPLE", _parse_optional_int, None,
-           "use only the first N seed chunks (empty: all)"),
-    _Field("customisation_prompt", "CUSTOMISATION_PROMPT", _parse_str, "", "extra instructions for every prompt"),
-    # Step 05's MAX_SEQ_LEN (a notebook parameter) truncates training examples instead; one name, two meanings.
-    _Field("max_seq_len", "MIX_MAX_SEQ_LEN", _parse_optional_int, None,
-           "step 04: drop mix rows longer than this many tokens (MAX_SEQ_LEN, its old name, is still read)",
-           aliases=("MAX_SEQ_LEN",)),
-    _Field("request_timeout", "TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 300.0,
-           "seconds per teacher request (a timed-out request is retried once: at most ~2x this per call)"),
-    _Field("max_retries", "TEACHER_MAX_RETRIES", _parse_int(0), 6, "retries per teacher request"),
-    _Field("endpoint_failures", "TEACHER_ENDPOINT_FAILURES", _parse_int(1), 3,
-           "several base URLs: consecutive failures that take an endpoint out for a cool-down"),
-    _Field("endpoint_cooldown", "TEACHER_ENDPOINT_COOLDOWN", _parse_float(0.0, 86400), 5.0,
-           "several base URLs: first cool-down in seconds (doubles each time it fails again)"),
-    _Field("endpoint_max_cooldown", "TEACHER_ENDPOINT_MAX_COOLDOWN", _parse_float(0.0, 86400), 300.0,
-           "several base URLs: longest cool-down in seconds"),
-    _Field("temperature", "TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7, "teacher sampling temperature"),
-    _Field("max_tokens", "TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion"),
-    _Field("teacher_idle_timeout", "LOCAL_TEACHER_IDLE_TIMEOUT", _parse_float(0.0, 7 * 86400), 600.0,
-           "seconds without requests after which a background embedded teacher exits (0: never)"),
-    _Field("teacher_backend", "LOCAL_TEACHER_BACKEND", _parse_teacher_backend, "transformers",
-           "embedded teacher engine: transformers, or llama (llama.cpp; needs `make llama`)"),
-    _Field("stage_max_tokens", "STAGE_MAX_TOKENS", _parse_stage_caps, {},
-           "per-stage caps, e.g. judges=1024,answers=2048 (stages: summaries, questions, answers, facts, "
-           "qa_pairs, judges)"),
-    _Field("stage_thinking", "STAGE_THINKING", parse_stage_map, {},
-           "thinking per stage: on, off or an effort (minimal/low/medium/high), e.g. judges=off"),
-    _Field("thinking_control", "THINKING_CONTROL", _parse_str, "",
-           "how thinking is switched: chat_template_kwargs, reasoning_effort or none (default: by provider)"),
-    _Field("token_budget", "TOKEN_BUDGET", _parse_optional_int, None,
-           "stop generation cleanly after this many tokens sent (empty: no limit)"),
-    _Field("teacher_price_input", "TEACHER_PRICE_INPUT", _parse_float(0.0), 0.0,
-           "price per million input (prompt) tokens, for cost estimates and MAX_COST"),
-    _Field("teacher_price_output", "TEACHER_PRICE_OUTPUT", _parse_float(0.0), 0.0,
-           "price per million output (completion) tokens"),
-    _Field("max_cost", "MAX_COST", _parse_optional_float, None,
-           "stop generation cleanly (resumable) once this much money is spent (needs the prices)"),
-    _Field("teacher_rpm", "TEACHER_RPM", _parse_optional_int, None, "requests per minute at most (empty: no limit)"),
-    _Field("teacher_tpm", "TEACHER_TPM", _parse_optional_int, None, "tokens per minute at most (empty: no limit)"),
-    _Field("structured_output", "STRUCTURED_OUTPUT", _parse_choice("auto", "on", "off"), "off",
-           "JSON schema for questions, facts, Q&A pairs and judge scores: auto (where the provider has it), on, off"),
-    _Field("dedup_threshold", "DEDUP_THRESHOLD", _parse_float(0.0, 1.0), 0.9,
-           "a question this similar (word-bigram Jaccard) to an earlier one is dropped in step 03; "
-           "1 = equal text only, 0 = off"),
-    _Field("output_dir", "KTOOLS_OUTPUT_DIR", _parse_folder, "", "where outputs go (default: <repo>/output)"),
-    _Field("local_teacher_api_key", "LOCAL_TEACHER_API_KEY", _parse_secret, Secret(""),
-           "embedded teacher: the key its server requires on /v1 and the client sends (never shown; "
-           "empty: no key, fine on 127.0.0.1)"),
-    _Field("cache_dir", "KTOOLS_CACHE_DIR", _parse_folder, "",
-           "converted models cache (default: ~/.cache/ktools)"),
-)
-
-ENV_NAMES = {f.attr: f.env for f in _FIELDS}
-SECRET_FIELDS = frozenset({"teacher_api_key", "pdf_password", "local_teacher_api_key"})
+def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str, *, aliases: tuple[str, ...] = (),
+             secret: bool = False) -> Any:
+    """A setting, declared once, as a `Settings` field: its environment variable, parser, default
+    and meaning, plus `aliases` (an older name, another tool's) still read when `env` is set in no
+    layer. `_FIELDS`, `load_settings`, `as_table` (`ktools status`, the notebooks) and the
+    `.env.example` test all read these declarations; a secret is never shown."""
+    meta = {"env": env, "parse": parse, "help": help, "aliases": tuple(aliases), "secret": secret}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: copy.deepcopy(default), repr=not secret, metadata=meta)
+    return field(default=default, repr=not secret, metadata=meta)
 
 
 @dataclass(frozen=True)
 class Settings:
-    teacher_provider: str
-    teacher_model_name: str
-    teacher_base_url: str
-    teacher_api_key: Secret = field(repr=False)
-    student_model_name: str
-    tokenizer_model_name: str
-    cut_sizes: list[int]
-    qa_per_doc: int
-    save_gpt_oss_format: bool
-    number_of_summaries: int
-    max_concurrency: int
-    enable_reasoning: bool
-    seed_data_subsample: int | None
-    customisation_prompt: str
-    max_seq_len: int | None
-    request_timeout: float
-    max_retries: int
-    temperature: float
-    max_tokens: int
-    output_dir: str
-    cache_dir: str
-    endpoint_failures: int = 3
-    endpoint_cooldown: float = 5.0
-    endpoint_max_cooldown: float = 300.0
-    pdf_password: Secret = field(default=Secret(""), repr=False)
-    teacher_idle_timeout: float = 600.0
-    teacher_backend: str = "transformers"
-    stage_max_tokens: dict[str, int] = field(default_factory=dict)
-    stage_thinking: dict[str, str] = field(default_factory=dict)
-    thinking_control: str = ""
-    token_budget: int | None = None
-    teacher_price_input: float = 0.0
-    teacher_price_output: float = 0.0
-    max_cost: float | None = None
-    teacher_rpm: int | None = None
-    teacher_tpm: int | None = None
-    dedup_threshold: float = 0.9
-    structured_output: str = "off"
-    local_teacher_api_key: Secret = field(default=Secret(""), repr=False)
+    teacher_provider: str = _setting("TEACHER_PROVIDER", _parse_provider, "",
+        "openai, anthropic, gemini, ollama, vllm or local (embedded); default: local unless a base URL is set")
+    teacher_model_name: str = _setting("TEACHER_MODEL_NAME", _parse_str, "",
+        "model the teacher endpoint serves")
+    teacher_base_url: str = _setting("TEACHER_MODEL_BASE_URL", _parse_base_url_list, "",
+        "OpenAI-compatible base URL (…/v1); several (replicas): comma-separated, URL#N = its concurrency share")
+    teacher_api_key: Secret = _setting("TEACHER_MODEL_API_KEY", _parse_secret, Secret(""),
+        "API key (never shown)", secret=True)
+    pdf_password: Secret = _setting("PDF_PASSWORD", _parse_secret, Secret(""),
+        "password that opens encrypted PDFs in step 02 (never shown)", secret=True)
+    student_model_name: str = _setting("STUDENT_MODEL_NAME", _parse_model_ref, EMBEDDED_MODEL_NAME,
+        "student to fine-tune: the embedded SmolLM2, a transformers name or a local path")
+    tokenizer_model_name: str = _setting("TOKENIZER_MODEL_NAME", _parse_model_ref, "",
+        "tokenizer for chunking and token counts; default: the student's")
+    cut_sizes: list[int] = _setting("CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes")
+    qa_per_doc: int = _setting("QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix")
+    save_gpt_oss_format: bool = _setting("SAVE_GPT_OSS_FORMAT", _parse_bool, False,
+        "also write GPT-OSS format")
+    number_of_summaries: int = _setting("NUMBER_OF_SUMMARIES", _parse_int(1), 5, "summaries per chunk (n)")
+    max_concurrency: int = _setting("MAX_CONCURRENCY", _parse_int(1), 16, "requests in flight, whole run")
+    enable_reasoning: bool = _setting("ENABLE_REASONING", _parse_bool, False, "ask the teacher for reasoning")
+    seed_data_subsample: int | None = _setting("SEED_DATA_SUBSAMPLE", _parse_optional_int, None,
+        "use only the first N seed chunks (empty: all)")
+    customisation_prompt: str = _setting("CUSTOMISATION_PROMPT", _parse_str, "",
+        "extra instructions for every prompt")
+    # Step 05's MAX_SEQ_LEN (a notebook parameter) truncates training examples instead; one name, two meanings.
+    max_seq_len: int | None = _setting("MIX_MAX_SEQ_LEN", _parse_optional_int, None,
+        "step 04: drop mix rows longer than this many tokens (MAX_SEQ_LEN, its old name, is still read)",
+        aliases=("MAX_SEQ_LEN",))
+    request_timeout: float = _setting("TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 300.0,
+        "seconds per teacher request (a timed-out request is retried once: at most ~2x this per call)")
+    max_retries: int = _setting("TEACHER_MAX_RETRIES", _parse_int(0), 6, "retries per teacher request")
+    endpoint_failures: int = _setting("TEACHER_ENDPOINT_FAILURES", _parse_int(1), 3,
+        "several base URLs: consecutive failures that take an endpoint out for a cool-down")
+    endpoint_cooldown: float = _setting("TEACHER_ENDPOINT_COOLDOWN", _parse_float(0.0, 86400), 5.0,
+        "several base URLs: first cool-down in seconds (doubles each time it fails again)")
+    endpoint_max_cooldown: float = _setting("TEACHER_ENDPOINT_MAX_COOLDOWN", _parse_float(0.0, 86400), 300.0,
+        "several base URLs: longest cool-down in seconds")
+    temperature: float = _setting("TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7,
+        "teacher sampling temperature")
+    max_tokens: int = _setting("TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion")
+    teacher_idle_timeout: float = _setting("LOCAL_TEACHER_IDLE_TIMEOUT", _parse_float(0.0, 7 * 86400), 600.0,
+        "seconds without requests after which a background embedded teacher exits (0: never)")
+    teacher_backend: str = _setting("LOCAL_TEACHER_BACKEND", _parse_teacher_backend, "transformers",
+        "embedded teacher engine: transformers, or llama (llama.cpp; needs `make llama`)")
+    stage_max_tokens: dict[str, int] = _setting("STAGE_MAX_TOKENS", _parse_stage_caps, {},
+        "per-stage caps, e.g. judges=1024,answers=2048 (stages: summaries, questions, answers, facts, "
+        "qa_pairs, judges)")
+    stage_thinking: dict[str, str] = _setting("STAGE_THINKING", parse_stage_map, {},
+        "thinking per stage: on, off or an effort (minimal/low/medium/high), e.g. judges=off")
+    thinking_control: str = _setting("THINKING_CONTROL", _parse_str, "",
+        "how thinking is switched: chat_template_kwargs, reasoning_effort or none (default: by provider)")
+    token_budget: int | None = _setting("TOKEN_BUDGET", _parse_optional_int, None,
+        "stop generation cleanly after this many tokens sent (empty: no limit)")
+    teacher_price_input: float = _setting("TEACHER_PRICE_INPUT", _parse_float(0.0), 0.0,
+        "price per million input (prompt) tokens, for cost estimates and MAX_COST")
+    teacher_price_output: float = _setting("TEACHER_PRICE_OUTPUT", _parse_float(0.0), 0.0,
+        "price per million output (completion) tokens")
+    max_cost: float | None = _setting("MAX_COST", _parse_optional_float, None,
+        "stop generation cleanly (resumable) once this much money is spent (needs the prices)")
+    teacher_rpm: int | None = _setting("TEACHER_RPM", _parse_optional_int, None,
+        "requests per minute at most (empty: no limit)")
+    teacher_tpm: int | None = _setting("TEACHER_TPM", _parse_optional_int, None,
+        "tokens per minute at most (empty: no limit)")
+    structured_output: str = _setting("STRUCTURED_OUTPUT", _parse_choice("auto", "on", "off"), "off",
+        "JSON schema for questions, facts, Q&A pairs and judge scores: auto (where the provider has it), on, off")
+    dedup_threshold: float = _setting("DEDUP_THRESHOLD", _parse_float(0.0, 1.0), 0.9,
+        "a question this similar (word-bigram Jaccard) to an earlier one is dropped in step 03; "
+        "1 = equal text only, 0 = off")
+    output_dir: str = _setting("KTOOLS_OUTPUT_DIR", _parse_folder, "",
+        "where outputs go (default: <repo>/output)")
+    local_teacher_api_key: Secret = _setting("LOCAL_TEACHER_API_KEY", _parse_secret, Secret(""),
+        "embedded teacher: the key its server requires on /v1 and the client sends (never shown; "
+        "empty: no key, fine on 127.0.0.1)", secret=True)
+    cache_dir: str = _setting("KTOOLS_CACHE_DIR", _parse_folder, "",
+        "converted models cache (default: ~/.cache/ktools)")
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -410,6 +373,28 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A declared setting, read off its `Settings` field (see `_setting`)."""
+
+    attr: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    aliases: tuple[str, ...] = ()
+
+
+def _declared(f: dataclasses.Field) -> _Field:
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    return _Field(f.name, f.metadata["env"], f.metadata["parse"], default, f.metadata["help"], f.metadata["aliases"])
+
+
+_FIELDS: tuple[_Field, ...] = tuple(_declared(f) for f in dataclasses.fields(Settings) if "env" in f.metadata)
+ENV_NAMES = {f.attr: f.env for f in _FIELDS}
+SECRET_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings) if f.metadata.get("secret"))
 
 
 def find_repo_root(start: Path | None = None) -> Path:
