@@ -272,10 +272,11 @@ class Settings:
         "API key (never shown)", secret=True)
     pdf_password: Secret = _setting("PDF_PASSWORD", _parse_secret, Secret(""),
         "password that opens encrypted PDFs in step 02 (never shown)", secret=True)
+    # STUDENT_MODEL, TOKENIZER_MODEL, OUTPUT_DATA_FOLDER: the reference tools' names.
     student_model_name: str = _setting("STUDENT_MODEL_NAME", _parse_model_ref, EMBEDDED_MODEL_NAME,
-        "student to fine-tune: the embedded SmolLM2, a transformers name or a local path")
+        "student to fine-tune: the embedded SmolLM2, a transformers name or a local path", aliases=("STUDENT_MODEL",))
     tokenizer_model_name: str = _setting("TOKENIZER_MODEL_NAME", _parse_model_ref, "",
-        "tokenizer for chunking and token counts; default: the student's")
+        "tokenizer for chunking and token counts; default: the student's", aliases=("TOKENIZER_MODEL",))
     cut_sizes: list[int] = _setting("CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes")
     qa_per_doc: int = _setting("QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix")
     save_gpt_oss_format: bool = _setting("SAVE_GPT_OSS_FORMAT", _parse_bool, False,
@@ -332,12 +333,16 @@ class Settings:
         "a question this similar (word-bigram Jaccard) to an earlier one is dropped in step 03; "
         "1 = equal text only, 0 = off")
     output_dir: str = _setting("KTOOLS_OUTPUT_DIR", _parse_folder, "",
-        "where outputs go (default: <repo>/output)")
+        "where outputs go (default: <repo>/output)", aliases=("OUTPUT_DATA_FOLDER",))
     local_teacher_api_key: Secret = _setting("LOCAL_TEACHER_API_KEY", _parse_secret, Secret(""),
         "embedded teacher: the key its server requires on /v1 and the client sends (never shown; "
         "empty: no key, fine on 127.0.0.1)", secret=True)
     cache_dir: str = _setting("KTOOLS_CACHE_DIR", _parse_folder, "",
         "converted models cache (default: ~/.cache/ktools)")
+    event_loop: str = _setting("KTOOLS_EVENT_LOOP", _parse_choice("auto", "uvloop", "asyncio"), "auto",
+        "event loop of ktools' own async work: auto (uvloop when installed), uvloop or asyncio")
+    torch_threads: int | None = _setting("KTOOLS_TORCH_THREADS", _parse_optional_int, None,
+        "torch CPU threads for training and the embedded teacher (empty: 1 on a busy small CPU, else torch's)")
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -460,6 +465,8 @@ def _field_value(f: _Field, layers: Layers) -> tuple[Any, str | None]:
         raw, origin = layered_value(layers, alias)
     if raw is None or (raw.strip() == "" and f.attr not in SECRET_FIELDS):
         return f.default, None
+    if name != f.env:
+        origin = f"{origin}, as {name}"  # `ktools status` says which name set it
     try:
         return f.parse(raw), origin or "default"
     except ValueError as exc:
@@ -477,6 +484,71 @@ def setting(attr: str, step_dir: str | Path | None = None, environ: Mapping[str,
     return _field_value(f, settings_layers(step_dir, environ, repo_root))[0]
 
 
+# The providers' own API-key variables, read (in this order) when TEACHER_MODEL_API_KEY is empty.
+PROVIDER_KEY_VARIABLES: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "vllm": ("VLLM_API_KEY",),
+}
+# KTOOLS_* variables ktools sets itself for its own processes (not settings).
+INTERNAL_VARIABLES = frozenset({"KTOOLS_TRAIN_STRATEGY"})
+WATCHED_PREFIXES = ("KTOOLS_", "TEACHER_")
+_warned_unknown: set[str] = set()
+
+
+def provider_api_key(provider: str, environ: Mapping[str, str] | None = None, step_dir: str | Path | None = None,
+                     repo_root: str | Path | None = None) -> str:
+    """The provider's own key variable (OPENAI_API_KEY, ...), from the same layers as every setting."""
+    layers = settings_layers(step_dir, environ, repo_root)
+    for name in PROVIDER_KEY_VARIABLES.get(provider, ()):
+        raw, _origin = layered_value(layers, name)
+        if raw and raw.strip():
+            register_secret(raw.strip())
+            return raw.strip()
+    return ""
+
+
+def known_variables() -> frozenset[str]:
+    """Every variable name ktools reads as a setting (its aliases included)."""
+    names = {f.env for f in _FIELDS} | {a for f in _FIELDS for a in f.aliases}
+    names |= {n for group in PROVIDER_KEY_VARIABLES.values() for n in group}
+    return frozenset(names | INTERNAL_VARIABLES)
+
+
+def warn_unknown_variables(layers: Layers) -> list[str]:
+    """Log (once per name) KTOOLS_* / TEACHER_* variables no setting reads: a typo, or a name
+    from another version, would otherwise be ignored in silence. Returns the unknown names."""
+    known = known_variables()
+    unknown = sorted({name for _origin, layer in layers for name in layer
+                      if name.startswith(WATCHED_PREFIXES) and name not in known})
+    for name in unknown:
+        if name not in _warned_unknown:
+            _warned_unknown.add(name)
+            origin = next(o for o, layer in reversed(layers) if name in layer)
+            log.warning("%s (from %s) is not a ktools setting and is ignored; check its spelling "
+                        "(`ktools status` lists the settings)", name, origin)
+    return unknown
+
+
+def env_example(names: list[str] | None = None) -> str:
+    """`.env.example` text for settings (all by default), from their declarations: the meaning
+    as a comment, then the variable commented out at its default."""
+    blocks = []
+    for f in _FIELDS:
+        if names is not None and f.env not in names:
+            continue
+        default = f.default
+        if isinstance(default, list):
+            default = ",".join(str(v) for v in default)
+        elif isinstance(default, dict):
+            default = ",".join(f"{k}={v}" for k, v in default.items())
+        elif default is None or isinstance(default, Secret):
+            default = ""
+        blocks.append(f"# {f.help}\n# {f.env}={default}")
+    return "\n".join(blocks) + "\n"
+
+
 def load_settings(
     step_dir: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -485,6 +557,7 @@ def load_settings(
 ) -> Settings:
     """Read settings. `overrides` (attribute names) win over everything, e.g. from notebook parameters."""
     layers = settings_layers(step_dir, environ, repo_root)
+    warn_unknown_variables(layers)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for f in _FIELDS:

@@ -129,3 +129,54 @@ def test_mix_max_seq_len_and_its_old_name(tmp_path):
     assert both.max_seq_len == 300
     with pytest.raises(ConfigError, match="^MAX_SEQ_LEN='x'"):
         load_settings(environ={"MAX_SEQ_LEN": "x"}, repo_root=tmp_path)
+
+
+def test_every_setting_is_declared_once_on_the_dataclass():
+    import dataclasses
+
+    from ktools.config import _FIELDS, SECRET_FIELDS, Settings
+
+    declared = [f.name for f in dataclasses.fields(Settings) if "env" in f.metadata]
+    assert [f.attr for f in _FIELDS] == declared and len(set(declared)) == len(declared)
+    assert {f.env for f in _FIELDS} >= {"KTOOLS_EVENT_LOOP", "KTOOLS_TORCH_THREADS", "KTOOLS_CACHE_DIR"}
+    assert SECRET_FIELDS == {"teacher_api_key", "pdf_password", "local_teacher_api_key"}
+    assert Settings().cut_sizes is not Settings().cut_sizes  # mutable defaults are not shared
+
+
+def test_every_setting_is_in_an_env_example(repo_root):
+    from ktools.config import _FIELDS
+
+    text = "".join(p.read_text() for p in repo_root.glob("0*/.env.example"))
+    assert [f.env for f in _FIELDS if f"{f.env}=" not in text] == []
+
+
+def test_the_reference_tools_names_are_read_as_aliases(tmp_path):
+    settings = load_settings(environ={"TOKENIZER_MODEL": "gpt2", "STUDENT_MODEL": "my/student",
+                                      "OUTPUT_DATA_FOLDER": str(tmp_path / "out")}, repo_root=tmp_path)
+    assert (settings.tokenizer_model_name, settings.student_model_name) == ("gpt2", "my/student")
+    assert settings.output_dir == str(tmp_path / "out")
+    assert settings.sources["TOKENIZER_MODEL_NAME"] == "environment, as TOKENIZER_MODEL"
+    own = load_settings(environ={"TOKENIZER_MODEL": "gpt2", "TOKENIZER_MODEL_NAME": "other"}, repo_root=tmp_path)
+    assert own.tokenizer_model_name == "other"  # ktools' own name wins
+
+
+def test_unknown_ktools_and_teacher_variables_are_warned_about(tmp_path, caplog):
+    (tmp_path / ".env").write_text("TEACHER_MODLE_NAME=typo\n")
+    with caplog.at_level(logging.WARNING, logger="ktools.config"):
+        load_settings(environ={"KTOOLS_OUTPUT_DIRR": "x", "KTOOLS_EVENT_LOOP": "asyncio", "OTHER_TOOL_X": "1",
+                               "OPENAI_API_KEY": "sk-x", "KTOOLS_TRAIN_STRATEGY": "ddp"}, repo_root=tmp_path)
+    warned = caplog.text
+    assert "KTOOLS_OUTPUT_DIRR (from environment) is not a ktools setting" in warned
+    assert f"TEACHER_MODLE_NAME (from {tmp_path / '.env'})" in warned
+    assert "KTOOLS_EVENT_LOOP" not in warned and "OTHER_TOOL_X" not in warned and "KTOOLS_TRAIN_STRATEGY" not in warned
+
+
+def test_provider_key_variables_are_read_through_the_settings_layers(tmp_path):
+    from ktools.config import provider_api_key
+    from ktools.llm.providers import get_preset
+
+    (tmp_path / ".env").write_text("GOOGLE_API_KEY=from-dotenv-123\n")
+    assert provider_api_key("gemini", environ={}, repo_root=tmp_path) == "from-dotenv-123"
+    assert provider_api_key("gemini", environ={"GEMINI_API_KEY": "env-456"}, repo_root=tmp_path) == "env-456"
+    assert get_preset("openai").api_key_from_env({"OPENAI_API_KEY": "sk-env"}) == "sk-env"
+    assert provider_api_key("ollama", environ={"OPENAI_API_KEY": "x"}, repo_root=tmp_path) == ""

@@ -16,19 +16,15 @@ that loop.
 from __future__ import annotations
 
 import asyncio
-import os
 
-from ktools.config import ConfigError
+from ktools.config import ConfigError, setting
 
 ENV_VAR = "KTOOLS_EVENT_LOOP"
 CHOICES = ("auto", "uvloop", "asyncio")
 
 
 def _choice() -> str:
-    value = (os.environ.get(ENV_VAR) or "auto").strip().lower()
-    if value not in CHOICES:
-        raise ConfigError(f"{ENV_VAR}={value!r} is not one of {', '.join(CHOICES)}")
-    return value
+    return setting("event_loop")  # KTOOLS_EVENT_LOOP, declared in ktools.config
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

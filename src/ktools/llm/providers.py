@@ -7,11 +7,17 @@ variable) a key is needed, and whether `n` samples per request are honoured.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ktools.config import EMBEDDED_MODEL_NAME, LOCAL_TEACHER_BASE_URL, PROVIDER_ALIASES, ConfigError
+from ktools.config import (
+    EMBEDDED_MODEL_NAME,
+    LOCAL_TEACHER_BASE_URL,
+    PROVIDER_ALIASES,
+    PROVIDER_KEY_VARIABLES,
+    ConfigError,
+    provider_api_key,
+)
 
 
 @dataclass(frozen=True)
@@ -29,25 +35,21 @@ class ProviderPreset:
     placeholder_key: str = "not-needed"
 
     def api_key_from_env(self, environ: Mapping[str, str] | None = None) -> str:
-        env = os.environ if environ is None else environ
-        for name in self.key_env_fallbacks:
-            value = env.get(name, "").strip()
-            if value:
-                return value
-        return ""
+        return provider_api_key(self.name, environ)
 
 
 PRESETS: dict[str, ProviderPreset] = {
-    "openai": ProviderPreset("openai", "https://api.openai.com/v1", True, ("OPENAI_API_KEY",)),
+    "openai": ProviderPreset("openai", "https://api.openai.com/v1", True, PROVIDER_KEY_VARIABLES["openai"]),
     # Anthropic's OpenAI SDK compatibility layer; it ignores `n`.
-    "anthropic": ProviderPreset("anthropic", "https://api.anthropic.com/v1/", True, ("ANTHROPIC_API_KEY",),
+    "anthropic": ProviderPreset("anthropic", "https://api.anthropic.com/v1/", True, PROVIDER_KEY_VARIABLES["anthropic"],
                                 supports_n=False),
     "gemini": ProviderPreset("gemini", "https://generativelanguage.googleapis.com/v1beta/openai/", True,
-                             ("GEMINI_API_KEY", "GOOGLE_API_KEY")),
+                             PROVIDER_KEY_VARIABLES["gemini"]),
     # Ollama's /v1 endpoint ignores `n` and needs no key.
     "ollama": ProviderPreset("ollama", "http://localhost:11434/v1", False, (), supports_n=False,
                              placeholder_key="ollama"),
-    "vllm": ProviderPreset("vllm", "http://localhost:8000/v1", False, ("VLLM_API_KEY",), placeholder_key="EMPTY"),
+    "vllm": ProviderPreset("vllm", "http://localhost:8000/v1", False, PROVIDER_KEY_VARIABLES["vllm"],
+                           placeholder_key="EMPTY"),
     # The embedded teacher (ktools.llm.local.teacher) on 127.0.0.1.
     "local": ProviderPreset("local", LOCAL_TEACHER_BASE_URL, False, (), default_model=EMBEDDED_MODEL_NAME),
 }

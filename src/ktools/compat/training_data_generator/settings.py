@@ -45,6 +45,7 @@ from typing import Any
 from ktools.config import (
     LOCAL_TEACHER_BASE_URL,
     PROVIDER_ALIASES,
+    PROVIDER_KEY_VARIABLES,
     PROVIDERS,
     ConfigError,
     Layers,
@@ -68,12 +69,8 @@ from ktools.paths import STEP_FOLDERS
 STEP_DIR = STEP_FOLDERS[3]
 DEFAULT_QUESTIONS_PER_CHUNK = 3
 DEFAULT_OLLAMA_BASE_URL = "http://localhost:11434/v1"
-# Provider-specific key variables the reference tool's LLM layer reads.
-PROVIDER_KEY_ENV = {
-    "openai": ("OPENAI_API_KEY",),
-    "anthropic": ("ANTHROPIC_API_KEY",),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-}
+# Provider-specific key variables the reference tool's LLM layer reads (declared in ktools.config).
+PROVIDER_KEY_ENV = {p: PROVIDER_KEY_VARIABLES[p] for p in ("openai", "anthropic", "gemini")}
 
 
 def _parse_batch(raw: str) -> bool | int:
