@@ -26,9 +26,10 @@ from dotenv import dotenv_values
 log = logging.getLogger(__name__)
 
 PROVIDERS = ("local", "openai", "anthropic", "gemini", "ollama", "vllm")
-# Names people use for the same providers (the Training Data Generator says
-# "claude" and calls Ollama "local"; we keep "local" for the embedded teacher).
-PROVIDER_ALIASES = {"claude": "anthropic", "google": "gemini", "vertex": "gemini"}
+# Names people use for the same providers. "embedded" is the unambiguous name of the embedded
+# teacher: "local" means it in ktools settings, but Ollama to the Training Data Generator
+# (`ktools generate --provider local` with an Ollama URL); "embedded" means it everywhere.
+PROVIDER_ALIASES = {"claude": "anthropic", "google": "gemini", "vertex": "gemini", "embedded": "local"}
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 LOCAL_TEACHER_HOST = "127.0.0.1"
@@ -168,7 +169,7 @@ def _parse_provider(raw: str) -> str:
     v = raw.strip().lower()
     v = PROVIDER_ALIASES.get(v, v)
     if v not in PROVIDERS:
-        raise ValueError("one of " + ", ".join(PROVIDERS) + " (aliases: claude, google)")
+        raise ValueError("one of " + ", ".join(PROVIDERS) + " (aliases: embedded = local, claude, google)")
     return v
 
 
@@ -263,7 +264,8 @@ def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str, *, 
 @dataclass(frozen=True)
 class Settings:
     teacher_provider: str = _setting("TEACHER_PROVIDER", _parse_provider, "",
-        "openai, anthropic, gemini, ollama, vllm or local (embedded); default: local unless a base URL is set")
+        "openai, anthropic, gemini, ollama, vllm or embedded (= local, the embedded teacher); default: local "
+        "unless a base URL is set")
     teacher_model_name: str = _setting("TEACHER_MODEL_NAME", _parse_str, "",
         "model the teacher endpoint serves")
     teacher_base_url: str = _setting("TEACHER_MODEL_BASE_URL", _parse_base_url_list, "",

@@ -142,3 +142,11 @@ def test_directories_resume_and_stop(repo):
     assert str(cfg.output_file) == "/data/results/training_data.json"
     assert cfg.resume is False and cfg.stop == ("###", "END")
     assert resolve_generate_config({"resume": True}, environ=environ, repo_root=repo).resume is True
+
+
+def test_embedded_names_the_embedded_teacher_whatever_url_is_around(tmp_path):
+    from ktools.config import load_settings
+
+    assert map_provider("embedded", ollama_base_url="http://gpu:11434") == ("local", None)
+    assert map_provider("local", ollama_base_url="http://gpu:11434")[0] == "ollama"  # the reference tool's local
+    assert load_settings(environ={"TEACHER_PROVIDER": "embedded"}, repo_root=tmp_path).uses_embedded_teacher

@@ -11,7 +11,7 @@ Every flag also has its environment variable (GENERATOR_*, OLLAMA_*; see
 
 `--provider local` means Ollama when an Ollama URL is given (`--ollama-base-url` or
 OLLAMA_BASE_URL), as in the Training Data Generator, and the embedded SmolLM2 teacher
-otherwise (ktools' meaning of "local").
+otherwise (ktools' meaning of "local"); `--provider embedded` always means the embedded teacher.
 
 Outputs go to --qa-dir (alias --out; env GENERATOR_OUTPUT_DIR; default output/step_03):
 `{document}_qa.json` per document, `qa_generation_summary.json`, `qa_failures.jsonl`, and
@@ -87,7 +87,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     llm = parser.add_argument_group("teacher")
     llm.add_argument("--provider", help="openai, claude/anthropic, gemini, local (Ollama with an Ollama URL, "
-                     "else the embedded teacher), ollama, vllm (env GENERATOR_PROVIDER)")
+                     "else the embedded teacher), embedded (always the embedded teacher), ollama, vllm (env GENERATOR_PROVIDER)")
     llm.add_argument("--model", help="model name (env GENERATOR_MODEL)")
     llm.add_argument("--base-url", help="OpenAI-compatible base URL (…/v1); several replicas: comma-separated, "
                      "URL#N caps one at N requests in flight (env GENERATOR_BASE_URL, TEACHER_MODEL_BASE_URL)")

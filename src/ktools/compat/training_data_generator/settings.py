@@ -196,6 +196,8 @@ def map_provider(name: str | None, *, base_url: str | None = None,
     if name is None or not name.strip():
         return None, base_url or None
     key = name.strip().lower()
+    if key == "embedded":  # ktools' unambiguous name: the embedded teacher, whatever URL is around
+        return "local", base_url or None
     key = PROVIDER_ALIASES.get(key, key)
     if key == "local":
         # The reference tool's `local` is Ollama, and its QAGenerator(base_url=...) is the Ollama URL.
