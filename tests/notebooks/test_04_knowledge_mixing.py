@@ -24,7 +24,8 @@ def test_notebook_runs_on_synthetic_step03(repo_root, tmp_output, tmp_path):
     papermill.execute_notebook(
         str(step / "Knowledge_Mixing.ipynb"), str(executed), cwd=str(step), kernel_name="python3",
         parameters={"CUT_SIZES": "2,50", "QA_PER_DOC": 2, "SAVE_GPT_OSS_FORMAT": True, "SAVE_ALPACA": True,
-                    "MIX_MAX_SEQ_LEN": 2048, "EVAL_SHARE": 0.2, "SEED": 1},
+                    "MIX_MAX_SEQ_LEN": 2048, "EVAL_SHARE": 0.2, "SEED": 1,
+                    "DROP_INVENTED": False},  # synthetic rows: random words, unrelated to their chunk
         progress_bar=False,
     )
     paths = OutputPaths(tmp_output)

@@ -150,7 +150,7 @@ def test_unparsable_output_goes_to_rejected_with_raw_text(tmp_path):
 def test_judges_filter_with_thresholds_and_reasons(tmp_path):
     def reply(user, i):
         if "Does the document support every claim" in user:
-            ok = "item 1 of" in user
+            ok = "item one of" in user
             return "Score: 1\nReason: supported" if ok else "Score: 0\nReason: invents a number"
         return reply_for(user, i)
 

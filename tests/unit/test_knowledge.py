@@ -200,7 +200,7 @@ def test_step04_with_knowledge_components(tmp_output):
     # A step-03 question that copies the exam's wording must not reach training.
     options = MixOptions(cut_sizes=[1], eval_share=0.0, components=("raw_text", "restatement", "cloze", "about",
                                                                     "closed_book_qa"),
-                         exam_share=0.3, seed=5)
+                         exam_share=0.3, seed=5, drop_invented=False)  # synthetic rows: random words
     report = build_mixes(options, paths, tokenizer=load_tokenizer(), progress=False)
     exam = read_jsonl(paths.corpus_exam)
     assert exam and report.knowledge["exam_items"] == len(exam)

@@ -13,7 +13,8 @@ from ktools.paths import OutputPaths
 from ktools.testing.synthetic_generated import SyntheticShape, write_synthetic_step03
 
 # These tests are about step 03's rows; the knowledge components have their own tests.
-STEP03_ONLY = {"components": (), "corpus_exam": False}
+# Synthetic step-03 rows, mixed as they are (their random words are not in their chunks).
+STEP03_ONLY = {"components": (), "corpus_exam": False, "drop_invented": False}
 SHAPE = SyntheticShape(n_chunks=5, summaries_per_chunk=6, qa_per_summary=3, words_per_chunk=120,
                        words_per_summary=40, reasoning_share=0.3)
 
@@ -156,7 +157,7 @@ def test_cli_mix(tmp_output, capsys):
 
     write_synthetic_step03(tmp_output, SHAPE, seed=1)
     assert main(["mix", "--cut-sizes", "3", "--qa-per-doc", "1", "--alpaca", "--eval-share", "0.2",
-                 "--components", "none"]) == 0
+                 "--components", "none", "--keep-invented"]) == 0  # synthetic rows: random words
     out = capsys.readouterr().out
     assert "cut    3x" in out and "eval set:" in out
     paths = OutputPaths(tmp_output)

@@ -26,10 +26,13 @@ CELLS = [
         "X\" questions, step 03's document Q&A again without the document (closed-book), and a general "
         "replay share (`REPLAY_SHARE`: the base student's own answers to general prompts, against "
         "forgetting). Why and what each buys: `04_Knowledge_Mixing/README.md` and `bench/knowledge.py`.\n"
-        "4. **A corpus exam** (`CORPUS_EXAM`): closed-book questions about facts of *your* documents "
+        "4. **Fidelity** (`DROP_INVENTED`): a step-03 row that states a number, or more than one name, found "
+        "nowhere in its chunk is dropped: a teacher's invented facts would be learnt as facts. What was "
+        "dropped, with examples, is in `mix_stats.json` (`fidelity`).\n"
+        "5. **A corpus exam** (`CORPUS_EXAM`): closed-book questions about facts of *your* documents "
         "(`output/step_04/exam.jsonl`), whose sentences get no training question; any training row whose "
         "question is a near-copy of an exam question (this one or `EXAM_PATH`) is removed. Step 06 scores it.\n"
-        "5. **Chat format** rows (`messages`, `metadata`, `unmask`, `token_length`), token lengths counted "
+        "6. **Chat format** rows (`messages`, `metadata`, `unmask`, `token_length`), token lengths counted "
         "exactly with the student's chat template; optionally GPT-OSS and Alpaca copies.\n\n"
         "Settings come from `.env` (this folder, then the repository root); the parameters below override "
         "them when set."
@@ -48,7 +51,8 @@ CELLS = [
         "REPLAY_SHARE = 0.1            # share of the mix that is general replay\n"
         "CORPUS_EXAM = True            # build the exam of your documents (output/step_04/exam.jsonl)\n"
         "EXAM_SHARE = 0.12             # share of each document's fact sentences asked in the exam\n"
-        "EXAM_PATH = \"\"                # your own exam: its questions are kept out of training too",
+        "EXAM_PATH = \"\"                # your own exam: its questions are kept out of training too\n"
+        "DROP_INVENTED = True          # drop step-03 rows stating numbers or names their chunk lacks",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
@@ -66,7 +70,7 @@ CELLS = [
         ")\n"
         "options = MixOptions.from_settings(settings, save_alpaca=SAVE_ALPACA, eval_share=EVAL_SHARE, seed=SEED,\n"
         "                                  components=COMPONENTS, replay_share=REPLAY_SHARE, corpus_exam=CORPUS_EXAM,\n"
-        "                                  exam_share=EXAM_SHARE, exam_path=EXAM_PATH)\n"
+        "                                  exam_share=EXAM_SHARE, exam_path=EXAM_PATH, drop_invented=DROP_INVENTED)\n"
         "paths = OutputPaths.from_settings(settings, repo_root=REPO)\n"
         "pd.DataFrame([{\"option\": k, \"value\": v} for k, v in options.__dict__.items()])"
     ),

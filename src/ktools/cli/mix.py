@@ -37,6 +37,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="share of the mix that is general replay (default 0.1)")
     parser.add_argument("--corpus-exam", type=_bool, default=True, metavar="BOOL",
                         help="build output/step_04/exam.jsonl from the documents (default true)")
+    parser.add_argument("--keep-invented", action="store_true",
+                        help="keep step-03 rows that state numbers or names their chunk does not contain "
+                             "(by default they are dropped: a teacher's inventions would be learnt as facts)")
     parser.add_argument("--exam", default="", help="your own exam (JSONL): its questions are kept out of training")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         options = MixOptions.from_settings(settings, save_alpaca=args.alpaca, eval_share=args.eval_share,
                                            seed=args.seed, components=args.components,
                                            replay_share=args.replay_share, corpus_exam=args.corpus_exam,
-                                           exam_path=args.exam)
+                                           exam_path=args.exam, drop_invented=not args.keep_invented)
         report = build_mixes(options, OutputPaths.from_settings(settings), progress=sys.stderr.isatty())
     except (ConfigError, MixingInputError, ValueError) as exc:
         print(f"ktools mix: {exc}", file=sys.stderr)

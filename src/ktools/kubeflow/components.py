@@ -92,6 +92,7 @@ def knowledge_mixing(
     replay_share: float = 0.1,
     corpus_exam: bool = True,
     exam_share: float = 0.12,
+    drop_invented: bool = True,
 ):
     """Step 04: eval split, knowledge components and corpus exam (from step 02's chunks), training
     mixes per cut size, token counts."""

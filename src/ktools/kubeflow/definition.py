@@ -115,6 +115,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         replay_share: float = 0.1,
         corpus_exam: bool = True,
         exam_share: float = 0.12,
+        drop_invented: bool = True,
         # 05 Model training
         student_model_name: str = "",
         cut_size: int = 0,
@@ -154,7 +155,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
             step_02=prepare.outputs["step_02"], step_03=generate.outputs["step_03"], cut_sizes=cut_sizes,
             qa_per_doc=qa_per_doc, save_gpt_oss_format=save_gpt_oss_format, save_alpaca=save_alpaca, max_seq_len=mix_max_seq_len,
             eval_share=eval_share, seed=seed, tokenizer_model_name=tokenizer_model_name, components=mix_components,
-            replay_share=replay_share, corpus_exam=corpus_exam, exam_share=exam_share)
+            replay_share=replay_share, corpus_exam=corpus_exam, exam_share=exam_share,
+            drop_invented=drop_invented)
         mix.set_display_name("04 Knowledge mixing")
         training = components.model_training(
             step_04=mix.outputs["step_04"], student_model_name=student_model_name, cut_sizes=cut_sizes,

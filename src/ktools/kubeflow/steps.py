@@ -286,6 +286,7 @@ def run_knowledge_mixing(
     save_gpt_oss_format: bool | None = None, save_alpaca: bool = False, max_seq_len: int | None = None,
     eval_share: float = 0.1, seed: int = 42, tokenizer_model_name: str = "", step_02_in: str | Path | None = None,
     components: str = "all", replay_share: float = 0.1, corpus_exam: bool = True, exam_share: float = 0.12,
+    drop_invented: bool = True,
 ) -> dict[str, Any]:
     """Step 04 as 04_Knowledge_Mixing runs it → `step_04/` (training mixes, eval set, corpus exam, stats).
 
@@ -303,7 +304,8 @@ def run_knowledge_mixing(
                              tokenizer_model_name=tokenizer_model_name or None)
         options = MixOptions.from_settings(settings, save_alpaca=save_alpaca, eval_share=eval_share, seed=seed,
                                            components=components, replay_share=replay_share,
-                                           corpus_exam=corpus_exam, exam_share=exam_share)
+                                           corpus_exam=corpus_exam, exam_share=exam_share,
+                                           drop_invented=drop_invented)
         paths = OutputPaths.from_settings(settings)
         report = build_mixes(options, paths, progress=False)
         for note in report.notes:

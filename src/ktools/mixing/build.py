@@ -13,6 +13,7 @@ from ktools.config import Settings, load_settings
 from ktools.io import write_json, write_jsonl
 from ktools.knowledge.components import COMPONENTS, KnowledgeBuild, build_knowledge, remove_leaks
 from ktools.mixing.cuts import plan_cuts, select_cut
+from ktools.mixing.fidelity import drop_invented
 from ktools.mixing.formats import row_problem, to_alpaca, to_chat_row
 from ktools.mixing.load import SUMMARY_GENERATORS, WITH_DOCUMENT, MixingInputError, load_generated
 from ktools.mixing.split import split_eval
@@ -47,6 +48,8 @@ class MixOptions:
     student_model_name: str = ""   # answers the replay prompts (default: the tokenizer's model)
     replay_prompts: str = ""       # default: assets/replay_prompts.jsonl
     exam_path: str = ""            # a user's exam: its questions are checked for leaks too
+    # Drop step-03 rows stating numbers or names their chunk lacks (ktools.mixing.fidelity).
+    drop_invented: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> MixOptions:
@@ -100,7 +103,7 @@ def _coerce(name: str, value: Any) -> Any:
             return int(raw) if raw.lower() not in {"", "none", "0"} else None
         if name == "eval_share":
             return float(raw)
-        if name in {"save_gpt_oss_format", "save_alpaca", "corpus_exam"}:
+        if name in {"save_gpt_oss_format", "save_alpaca", "corpus_exam", "drop_invented"}:
             if raw.lower() in {"1", "true", "yes", "on"}:
                 return True
             if raw.lower() in {"0", "false", "no", "off", ""}:
@@ -154,6 +157,9 @@ def check_feasibility(options: MixOptions | Settings | None = None, paths: Outpu
     """What a run would do, without writing: inputs found, eval split, and which cuts are feasible."""
     options, paths = _resolve(options, paths)
     loaded = load_generated(paths)
+    fidelity = None
+    if options.drop_invented:
+        loaded.datasets, fidelity = drop_invented(loaded.datasets, SUMMARY_GENERATORS)
     split = split_eval(loaded.datasets, options.eval_share, options.seed)
     plan = plan_cuts(list(options.cut_sizes), split.train)
     return {"inputs": loaded.summary(), "missing": loaded.missing, "split": split.report.as_dict(),
@@ -178,6 +184,9 @@ def build_mixes(
     options, paths = _resolve(options, paths)
 
     loaded = load_generated(paths)
+    fidelity = None
+    if options.drop_invented:
+        loaded.datasets, fidelity = drop_invented(loaded.datasets, SUMMARY_GENERATORS)
     split = split_eval(loaded.datasets, options.eval_share, options.seed)
     knowledge = _knowledge(options, paths, split.train, rephrase, progress)
     plan = plan_cuts(list(options.cut_sizes), split.train)
@@ -209,6 +218,13 @@ def build_mixes(
         cuts=list(plan.cuts),
     )
     report.knowledge = knowledge.summary()
+    if fidelity is not None:
+        report.fidelity = fidelity.as_dict()
+        dropped = sum(fidelity.dropped.values())
+        if dropped:
+            report.notes.append(f"dropped {dropped} of {sum(fidelity.checked.values())} step-03 rows that state "
+                                "numbers or names their chunk does not contain (fidelity; DROP_INVENTED=False "
+                                "keeps them): " + ", ".join(f"{g} {n}" for g, n in fidelity.dropped.items()))
     report.knowledge["leaks"] = knowledge.leaks[:50]
     report.notes.extend(knowledge.notes)
     if loaded.missing:

@@ -34,6 +34,7 @@ class MixReport:
     dropped: list[dict[str, Any]] = field(default_factory=list)  # (cut, format, dataset, reason, rows)
     token_counting: dict[str, Any] = field(default_factory=dict)
     knowledge: dict[str, Any] = field(default_factory=dict)  # corpus exam, component rows, leaks removed
+    fidelity: dict[str, Any] = field(default_factory=dict)  # step-03 rows dropped for invented specifics
     notes: list[str] = field(default_factory=list)
     # Not written to JSON: the raw lengths, for plots.
     token_lengths: dict[int, dict[str, list[int]]] = field(default_factory=dict, repr=False)

@@ -13,9 +13,17 @@ import hashlib
 import re
 from typing import Any
 
+# Replies state no number or code their document lacks (step 04 drops rows that do, as
+# invented facts), so tags are letters and counts are words.
+_ORDINALS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
 
 def _tag(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:6].translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
+def _ordinal(k: int) -> str:
+    return _ORDINALS[k] if k < len(_ORDINALS) else "another"
 
 
 def _number(pattern: str, text: str, default: int) -> int:
@@ -44,30 +52,30 @@ def reply_for(user: str, index: int = 0) -> str:
     tag = _tag(user)
     if user.rstrip().endswith(("Extractive summary:", "Detailed summary:")):
         words = _section(user, "Document").split()[:30]
-        return f"Summary {index} [{tag}]: " + " ".join(words)
+        return f"Summary {_ordinal(index)} [{tag}]: " + " ".join(words)
     if "different questions about the text" in user:
         n = _number(r"Write (\d+) different questions", user, 3)
         from ktools.generate.parsing import content_words
 
         words = sorted(content_words(_section(user, "Text"))) or ["it"]
-        return "\n".join(f"{k + 1}. What does point {k + 1} of summary {tag} state about {words[k % len(words)]}?"
+        return "\n".join(f"{k + 1}. What does point {_ordinal(k)} of summary {tag} state about {words[k % len(words)]}?"
                          for k in range(n))
     if user.startswith("Answer the question using only the text"):
         return f"Point {tag} states what the text says about it."
     if user.startswith("List the key facts"):
         words = _document_words(user)
-        return "\n".join(f"{k + 1}. Fact {k + 1} of chunk {tag} concerns {words[k % len(words)]}."
+        return "\n".join(f"{k + 1}. Fact {_ordinal(k)} of chunk {tag} concerns {words[k % len(words)]}."
                          for k in range(4))
     if "question and answer pairs" in user:
         n = _number(r"Write (\d+) question and answer pairs", user, 2)
         words = _document_words(user)
-        return "\n".join(f"Question: What is item {k + 1} of {tag}?\n"
-                         f"Answer: Item {k + 1} of {tag} concerns {words[k % len(words)]}." for k in range(n))
+        return "\n".join(f"Question: What is item {_ordinal(k)} of {tag}?\n"
+                         f"Answer: Item {_ordinal(k)} of {tag} concerns {words[k % len(words)]}." for k in range(n))
     if 'Reply with "Score: 2"' in user:
         return "Score: 2\nReason: the answer addresses the question."
     if 'Reply with "Score: 1"' in user:
         return "Score: 1\nReason: supported by the document."
-    return f"Unscripted reply {index} [{tag}]."
+    return f"Unscripted reply {_ordinal(index)} [{tag}]."
 
 
 def scripted_responder(body: dict[str, Any], index: int) -> str:
