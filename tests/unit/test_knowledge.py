@@ -92,7 +92,7 @@ def test_exam_asks_each_key_fact_once():
                                        "Harbour", "River", "Market", "Castle"],
                                       ["Ada Brisk", "Ben Cole", "Cai Dorn", "Dee Ember", "Eli Frost", "Fay Gale",
                                        "Gus Hale", "Hal Irons", "Ivy Jute", "Jon Keel", "Kit Lark", "Lou Mast"],
-                                      range(2001, 2013)))
+                                      range(2001, 2013), strict=True))
     exam = build_exam({"offices.md": document_facts(text, "offices.md")}, share=0.49, min_per_source=6)
     answers = [i.answer.casefold() for i in exam.items]
     # 8 questions from 24 sentences, half of which share "9 a.m.": that one is asked once.

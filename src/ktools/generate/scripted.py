@@ -13,7 +13,6 @@ import hashlib
 import re
 from typing import Any
 
-
 # Replies state no number or code their document lacks (step 04 drops rows that do, as
 # invented facts), so tags are letters and counts are words.
 _ORDINALS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")

@@ -13,8 +13,8 @@ from ktools.config import Settings, load_settings
 from ktools.io import write_json, write_jsonl
 from ktools.knowledge.components import COMPONENTS, KnowledgeBuild, build_knowledge, remove_leaks
 from ktools.mixing.cuts import plan_cuts, select_cut
-from ktools.mixing.formats import row_problem, to_alpaca, to_chat_row
 from ktools.mixing.fidelity import drop_invented
+from ktools.mixing.formats import row_problem, to_alpaca, to_chat_row
 from ktools.mixing.load import SUMMARY_GENERATORS, WITH_DOCUMENT, MixingInputError, load_generated
 from ktools.mixing.split import split_eval
 from ktools.mixing.stats import MixReport, dataset_stats
