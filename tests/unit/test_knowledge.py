@@ -77,6 +77,28 @@ def test_fact_spans_and_terms():
         "Harbour Board of Quillmouth"
 
 
+def test_fact_spans_in_typeset_public_documents():
+    """Seen in the Federal Register: "9 a.m." read as "9 a" (amperes), codes joined by en dashes."""
+    assert [s.text for s in fact_spans("Open between 9 a.m. and 5 p.m., Monday through Friday.")] == ["9 a.m", "5 p.m"]
+    assert best_span("Include Docket No. FAA–2020–0686 in your comments.").text == "FAA–2020–0686"
+    assert [s.kind for s in fact_spans("A fuse of 9 A; a fee of 9 a day.")] == ["quantity"]
+
+
+def test_exam_asks_each_key_fact_once():
+    text = "# Office hours\n\n" + "\n\n".join(
+        f"## Office {name}\n\nThe {name} office opens to visitors at 9 a.m. on weekdays. "
+        f"Its manager is {person}, who took office in {year}."
+        for name, person, year in zip(["North", "South", "East", "West", "Upper", "Lower", "Inner", "Outer",
+                                       "Harbour", "River", "Market", "Castle"],
+                                      ["Ada Brisk", "Ben Cole", "Cai Dorn", "Dee Ember", "Eli Frost", "Fay Gale",
+                                       "Gus Hale", "Hal Irons", "Ivy Jute", "Jon Keel", "Kit Lark", "Lou Mast"],
+                                      range(2001, 2013), strict=True))
+    exam = build_exam({"offices.md": document_facts(text, "offices.md")}, share=0.49, min_per_source=6)
+    answers = [i.answer.casefold() for i in exam.items]
+    # 8 questions from 24 sentences, half of which share "9 a.m.": that one is asked once.
+    assert len(answers) == 8 and len(answers) == len(set(answers)) and answers.count("9 a.m") == 1
+
+
 def _chunks(text: str = DOC) -> list[dict]:
     parts = text.split("\n## ")
     return [{"document": (p if i == 0 else "## " + p), "source": "rules.md", "chunk_id": f"rules-{i:04d}",

@@ -103,10 +103,17 @@ def select_exam_sentences(facts: DocumentFacts, n: int, seed: int) -> list[tuple
     picked: list[tuple[Sentence, FactSpan]] = []
     sections = sorted(by_section)
     rng.shuffle(sections)
+    # One question per key fact: a document that repeats "9 a.m. to 5 p.m." in three
+    # places would otherwise ask the same thing three times.
+    answers: set[str] = set()
     while len(picked) < n and any(by_section.values()):
         for section in sections:
-            if by_section[section] and len(picked) < n:
-                picked.append(by_section[section].pop())
+            while by_section[section] and len(picked) < n:
+                sentence, span = by_section[section].pop()
+                if span.text.casefold() not in answers:
+                    answers.add(span.text.casefold())
+                    picked.append((sentence, span))
+                    break
     return sorted(picked, key=lambda p: p[0].index)
 
 

@@ -27,16 +27,16 @@ _MONTHS = ("January|February|March|April|May|June|July|August|September|October|
 _UNITS = (r"(?:per\s?cent|percent|%|days?|weeks?|months?|years?|hours?|minutes?|seconds?|metres?|meters?|"
           r"kilometres?|km|m|cm|mm|kg|tonnes?|tons?|knots?|miles?|nautical miles?|passengers?|vehicles?|"
           r"members?|people|persons?|crossings?|lane metres?|litres?|liters?|kW|kWh|MW|GB|MB|TB|Hz|"
-          r"V|A|W|°C|°F|degrees?|times?|points?|seats?|berths?|terminals?|vessels?|routes?|staff)")
+          r"(?-i:V|A|W)|°C|°F|degrees?|times?|points?|seats?|berths?|terminals?|vessels?|routes?|staff)")
 _SPAN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("date", re.compile(rf"\b(?:\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\.?,?\s+\d{{4}}"
                         rf"|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"
                         rf"|\d{{4}}-\d{{2}}-\d{{2}}|(?:{_MONTHS})\s+\d{{4}})\b")),
-    ("time", re.compile(r"\b\d{1,2}:\d{2}(?:\s?[–-]\s?\d{1,2}:\d{2})?(?:\s?(?:am|pm|a\.m\.|p\.m\.))?"
-                        r"|\b\d{1,2}\s?(?:am|pm)\b", re.IGNORECASE)),
+    ("time", re.compile(r"\b\d{1,2}:\d{2}(?:\s?[–-]\s?\d{1,2}:\d{2})?(?:\s?(?:am\b|pm\b|a\.m\.|p\.m\.))?"
+                        r"|\b\d{1,2}\s?(?:am\b|pm\b|a\.m\.|p\.m\.)", re.IGNORECASE)),
     ("money", re.compile(r"(?:(?:[£$€¥]|\b[A-Z]{2,3}\s)\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|m|bn|k))?"
                          r"|\b\d[\d,]*(?:\.\d+)?\s?(?:EUR|USD|GBP|euros?|dollars?|pounds?)\b)")),
-    ("code", re.compile(r"\b(?=[A-Z0-9/-]*\d)(?=[A-Z0-9/-]*[A-Z])[A-Z0-9]+(?:[-/][A-Z0-9]+)+\b"
+    ("code", re.compile(r"\b(?=[A-Z0-9/–-]*\d)(?=[A-Z0-9/–-]*[A-Z])[A-Z0-9]+(?:[-–/][A-Z0-9]+)+\b"
                         r"|\b[A-Z]{1,4}\d{1,4}[A-Z]?\b")),
     ("quantity", re.compile(rf"\b\d[\d,]*(?:\.\d+)?\s?(?:[-–]\s?\d[\d,]*(?:\.\d+)?\s?)?{_UNITS}(?![\w])",
                             re.IGNORECASE)),
