@@ -4,9 +4,13 @@ Precedence (highest first): the process environment, the step folder's `.env`,
 the repository root's `.env`, then the defaults below. That way a scheduler can
 override anything, a step can specialise, and the root `.env` holds what is common.
 
-Every setting has one environment variable (the names users of the reference
-notebooks already know) and a parser that turns a bad value into a `ConfigError`
-naming the variable, the value, where it came from and the expected form.
+Every setting is declared once, as a field of `Settings` (`_setting`): its environment
+variable (the names users of the reference notebooks already know), the older or other
+tools' names still read as aliases, its default, its meaning and a parser that turns a bad
+value into a `ConfigError` naming the variable, the value, where it came from and the
+expected form. `ktools status` and the notebooks show every declared setting; the
+providers' own key variables (OPENAI_API_KEY, ...) are read here too (`provider_api_key`),
+and a KTOOLS_* / TEACHER_* variable no setting reads is warned about.
 """
 
 from __future__ import annotations
