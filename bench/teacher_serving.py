@@ -5,7 +5,7 @@
     python bench/teacher_serving.py --backends transformers,transformers-static
 
 Starts one `ktools serve-teacher` per serving option, each on a free port, all at once,
-then runs waves of chat requests (~460 prompt tokens, 128 new tokens, temperature 0.7,
+then runs waves of chat requests (~310 prompt tokens by default, 128 new tokens, temperature 0.7,
 n=1 unless --n says otherwise) at concurrency 16 against them in turn. The order
 alternates each round, so whatever else the machine does hits every option alike; the
 ratios printed are against the first option (the baseline: today's transformers
@@ -46,12 +46,14 @@ PARAGRAPH = (
 )
 
 BACKEND_ARGS = {"llama": ["--backend", "llama"], "transformers": ["--backend", "transformers"],
+                "transformers-generic": ["--backend", "transformers", "--forward", "generic"],
+                "transformers-draft": ["--backend", "transformers", "--draft-tokens", "3"],
                 "transformers-static": ["--backend", "transformers", "--static-batching"]}
 
 
-def make_prompt(i: int) -> list[dict[str, str]]:
+def make_prompt(i: int, paragraphs: int = 2) -> list[dict[str, str]]:
     text = "".join(PARAGRAPH.format(year=1990 + (i + k) % 30, stage=1 + (i + k) % 4, level=60 - 5 * (k % 6),
-                                    volume=500 + 50 * i, days=10 + k, fine=100 * (k + 1)) for k in range(3))
+                                    volume=500 + 50 * i, days=10 + k, fine=100 * (k + 1)) for k in range(paragraphs))
     return [{"role": "user", "content": f"Read the document and write a detailed summary.\n\n{text}"}]
 
 
@@ -86,14 +88,14 @@ def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 300) -> 
 
 
 async def run_wave(port: int, concurrency: int, requests: int, n_values: list[int], max_tokens: int,
-                   first: int) -> dict:
+                   first: int, paragraphs: int = 2) -> dict:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     limiter = asyncio.Semaphore(concurrency)
     totals = {"completion_tokens": 0, "prompt_tokens": 0, "requests": 0}
     async with httpx.AsyncClient(timeout=1800, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
         async def one(i: int) -> None:
             async with limiter:
-                body = {"model": "SmolLM2-135M-Instruct", "messages": make_prompt(i), "max_tokens": max_tokens,
+                body = {"model": "SmolLM2-135M-Instruct", "messages": make_prompt(i, paragraphs), "max_tokens": max_tokens,
                         "temperature": 0.7, "n": n_values[i % len(n_values)], "seed": i}
                 response = await client.post(url, json=body)
                 response.raise_for_status()
@@ -116,13 +118,15 @@ def _spin() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", default="transformers,llama",
+    parser.add_argument("--backends", default="transformers-generic,transformers",
                         help="comma-separated, the first is the baseline (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--requests", type=int, default=16, help="requests per wave (default %(default)s)")
     parser.add_argument("--n", default="1", help="n per request, cycled, e.g. 1,3 (default %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--paragraphs", type=int, default=2,
+                        help="document paragraphs per prompt: 2 = ~310 prompt tokens, 3 = ~460 (default %(default)s)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="fixed threads (default: the server's own choice)")
     parser.add_argument("--busy-loop", action="store_true", help="also run every wave beside a one-core busy loop")
@@ -138,8 +142,8 @@ def main() -> None:
     try:
         for backend, (port, process) in servers.items():
             health = wait_healthy(port, process)
-            print(f"{backend}: backend={health.get('backend')} threads={health.get('threads')} "
-                  f"dtype={health.get('dtype')}", flush=True)
+            print(f"{backend}: backend={health.get('backend')} forward={health.get('forward')} "
+                  f"threads={health.get('threads')} dtype={health.get('dtype')}", flush=True)
             asyncio.run(run_wave(port, 2, 2, [1], 8, 0))  # warm-up
         conditions = ["idle", "busy"] if args.busy_loop else ["idle"]
         for round_ in range(args.rounds):
@@ -153,7 +157,8 @@ def main() -> None:
                         spinner.start()
                     try:
                         wave = asyncio.run(run_wave(port, args.concurrency, args.requests, n_values,
-                                                    args.max_tokens, first=round_ * args.requests))
+                                                    args.max_tokens, first=round_ * args.requests,
+                                                    paragraphs=args.paragraphs))
                     finally:
                         if spinner is not None:
                             spinner.terminate()

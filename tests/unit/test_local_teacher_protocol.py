@@ -322,12 +322,16 @@ def _greedy_reference(model, prompt: list[int], steps: int) -> list[int]:
     return ids[0, len(prompt):].tolist()
 
 
-def test_continuous_batching_matches_single_sequence_greedy(tiny_model):
-    engine = BatchEngine(tiny_model, TinyTokenizer(), max_batch=8)
+@pytest.mark.parametrize("options", [{"lean": False}, {"lean": True}, {"lean": True, "draft_tokens": 3}],
+                         ids=["generic", "lean", "lean+drafts"])
+def test_continuous_batching_matches_single_sequence_greedy(tiny_model, options):
+    engine = BatchEngine(tiny_model, TinyTokenizer(), max_batch=8, **options)
+    assert (engine.lean is not None) == options["lean"]
     engine.eos_ids = set()  # run every row to its max_tokens so lengths differ only by request
     engine.start()
     try:
-        prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14], [20, 21]]
+        # The second prompt repeats itself, so the drafter has n-grams to propose.
+        prompts = [[5, 6, 7], [8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10], [20, 21]]
         budgets = [12, 5, 9]
         first = engine.submit(GenerationRequest(prompts[0], temperature=0, max_tokens=budgets[0]))
         time.sleep(0.05)  # let it start decoding so the others join a running batch
@@ -340,6 +344,71 @@ def test_continuous_batching_matches_single_sequence_greedy(tiny_model):
         expected = " ".join(f"t{i}" for i in _greedy_reference(tiny_model, prompt, budget) if i > 1)
         assert all(c.text == expected and c.finish_reason == "length" for c in result.completions)
         assert result.prompt_tokens == len(prompt)
+    if options.get("draft_tokens"):
+        assert engine.stats["drafted"] > 0  # the speculative path ran
+
+
+def test_lean_forward_matches_transformers_logits(tiny_model):
+    from ktools.llm.local.lean import LeanLlama, decode_mask
+
+    lean = LeanLlama(tiny_model)
+    prompts = [[5, 6, 7, 8], [9, 10]]
+    kv, logits = lean.prefill(prompts, 16)
+    with torch.inference_mode():
+        for prompt, row in zip(prompts, logits, strict=True):
+            expected = tiny_model(input_ids=torch.tensor([prompt])).logits[0, -1]
+            torch.testing.assert_close(row, expected, atol=1e-4, rtol=1e-4)
+        # One decode step with two inputs per row (a token and a draft) against the full sequence.
+        pad = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+        valid = torch.ones((2, 2), dtype=torch.bool)
+        ids = torch.tensor([[11, 12], [13, 14]])
+        positions = torch.tensor([[4, 5], [2, 3]])
+        out = lean.forward(ids, positions, kv, decode_mask(pad, valid), keep=valid)
+        for i, prompt in enumerate(prompts):
+            full = tiny_model(input_ids=torch.tensor([prompt + ids[i].tolist()])).logits[0, -2:]
+            torch.testing.assert_close(out[2 * i : 2 * i + 2], full, atol=1e-4, rtol=1e-4)
+
+
+def test_drafter_proposes_what_followed_the_last_ngram():
+    from ktools.llm.local.speculative import Drafter
+
+    drafter = Drafter([1, 2, 3, 4, 5, 6, 1, 2], ngram=2)
+    assert drafter.propose(3) == [3, 4, 5]
+    drafter.append(3)  # "2 3" was last seen followed by 4
+    assert drafter.propose(2) == [4, 5]
+    drafter.append(9)
+    assert drafter.propose(2) == []
+
+
+def test_speculative_verification_keeps_the_distribution():
+    from ktools.llm.local.speculative import verify
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2, 1e-9], [0.25, 0.25, 0.25, 0.25]]))
+    generator = torch.Generator().manual_seed(3)
+    counts = torch.zeros(4)
+    trials = 4000
+    for _ in range(trials):
+        (accepted, token), = verify(logits, [[1]], [1.0], [1.0], [generator])
+        counts[accepted[0] if accepted else token] += 1
+    torch.testing.assert_close(counts / trials, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.03, rtol=0)
+    # Greedy: a draft is kept only where it is the argmax; the next token is the argmax.
+    assert verify(logits, [[0]], [0.0], [1.0], [generator]) == [([0], 0)]
+    assert verify(logits, [[2]], [0.0], [1.0], [generator]) == [([], 0)]
+
+
+def test_nucleus_from_top_candidates_equals_full_sort():
+    from ktools.llm.local import sampling
+
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(6, 500) * 3, dim=-1)
+    top_p = torch.tensor([0.1, 0.5, 0.9, 0.95, 0.99, 1.0])
+    torch.testing.assert_close(sampling._nucleus(probs, top_p), sampling._nucleus_full(probs, top_p))
+    sampling_k = sampling.NUCLEUS_CANDIDATES
+    try:
+        sampling.NUCLEUS_CANDIDATES = 5  # forces the fallback for wide nuclei
+        torch.testing.assert_close(sampling._nucleus(probs, top_p), sampling._nucleus_full(probs, top_p))
+    finally:
+        sampling.NUCLEUS_CANDIDATES = sampling_k
 
 
 def test_engine_seed_stop_and_eos(tiny_model):
