@@ -139,6 +139,7 @@ def main() -> None:
           f"threads={args.threads or 'server choice'}", flush=True)
     servers = {b: (port := free_port(), start_server(b, port, args.max_batch, args.threads)) for b in backends}
     rates: dict[tuple[str, str], list[float]] = {}
+    last_stats: dict[str, dict] = {}
     try:
         for backend, (port, process) in servers.items():
             health = wait_healthy(port, process)
@@ -165,10 +166,15 @@ def main() -> None:
                             spinner.join()
                     prompt_tokens = wave["prompt_tokens"] // wave["requests"]
                     rates.setdefault((backend, condition), []).append(wave["tokens_per_s"])
-                    threads = httpx.get(f"http://127.0.0.1:{port}/health").json().get("threads")
+                    health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+                    threads, stats = health.get("threads"), health.get("stats") or {}
+                    before = last_stats.get(backend, {})
+                    last_stats[backend] = stats
+                    delta = {k: stats.get(k, 0) - before.get(k, 0) for k in ("steps", "prefills", "prefill_seconds")}
                     print(f"round {round_ + 1} {condition:4s} {backend:20s} tokens={wave['completion_tokens']:5d} "
                           f"seconds={wave['seconds']:6.1f} tokens/s={wave['tokens_per_s']:6.1f} "
-                          f"threads_now={threads} load={os.getloadavg()[0]:.1f}", flush=True)
+                          f"threads_now={threads} load={os.getloadavg()[0]:.1f} steps={delta['steps']} "
+                          f"prefills={delta['prefills']} prefill_s={delta['prefill_seconds']:.1f}", flush=True)
     finally:
         for _, process in servers.values():
             process.terminate()

@@ -84,7 +84,8 @@ class BatchEngine:
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.stats = {"requests": 0, "sequences": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                      "steps": 0, "busy_seconds": 0.0, "errors": 0, "drafted": 0, "accepted": 0}
+                      "steps": 0, "busy_seconds": 0.0, "errors": 0, "drafted": 0, "accepted": 0,
+                      "prefills": 0, "prefill_seconds": 0.0}
         self._waiting: deque[GenerationRequest] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -196,6 +197,14 @@ class BatchEngine:
         self._admitting = []
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
+        started = time.perf_counter()
+        try:
+            self._prefill_group(requests)
+        finally:
+            self.stats["prefills"] += 1
+            self.stats["prefill_seconds"] += time.perf_counter() - started
+
+    def _prefill_group(self, requests: list[GenerationRequest]) -> None:
         longest = max(len(r.prompt_ids) for r in requests)
         ids = torch.full((len(requests), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(requests), longest), dtype=torch.long)

@@ -19,22 +19,32 @@ def choose_tokens(
 ) -> torch.Tensor:
     """logits [rows, vocab] -> token ids [rows]. temperature 0 means greedy."""
     logits = logits.float()
-    chosen = logits.argmax(dim=-1)
     sampled = (temperatures > 0).nonzero(as_tuple=True)[0]
     if sampled.numel() == 0:
-        return chosen
-    probs = probabilities(logits[sampled], temperatures[sampled], top_ps[sampled])
+        return logits.argmax(dim=-1)
+    everyone = sampled.numel() == logits.shape[0]  # the usual case: no argmax, no row copies
+    chosen = torch.zeros(logits.shape[0], dtype=torch.long) if everyone else logits.argmax(dim=-1)
+    if everyone:
+        probs = probabilities(logits, temperatures, top_ps)
+    else:
+        probs = probabilities(logits[sampled], temperatures[sampled], top_ps[sampled])
     cumulative = probs.cumsum(dim=-1)
     draws = torch.stack([torch.rand((), generator=generators[int(i)]) for i in sampled])
     # Inverse-CDF draw; the clamp guards against a cumulative sum that ends just below 1.0.
     picked = torch.searchsorted(cumulative, (draws * cumulative[:, -1])[:, None]).squeeze(-1)
-    chosen[sampled] = picked.clamp(max=logits.shape[-1] - 1)
+    picked = picked.clamp(max=logits.shape[-1] - 1)
+    if everyone:
+        return picked
+    chosen[sampled] = picked
     return chosen
 
 
 def probabilities(logits: torch.Tensor, temperatures: torch.Tensor, top_ps: torch.Tensor) -> torch.Tensor:
     """The distribution each (sampled, temperature > 0) row draws from: softmax(logits / T), nucleus-filtered."""
-    probs = torch.softmax(logits.float() / temperatures[:, None], dim=-1)
+    scaled = logits.float()
+    if bool((temperatures != 1.0).any()):
+        scaled = scaled / temperatures[:, None]
+    probs = torch.softmax(scaled, dim=-1)
     if bool((top_ps < 1.0).any()):
         probs = _nucleus(probs, top_ps)
     return probs
