@@ -442,3 +442,82 @@ def test_engine_failure_fails_requests_but_keeps_running(tiny_model):
         assert engine.stats["errors"] == 1
     finally:
         engine.shutdown()
+
+
+# --- response_format json_schema on the transformers engine ------------------------------
+
+def test_json_schema_guide_states():
+    from ktools.generate.structured import SCHEMAS, judge_schema
+    from ktools.llm.local.jsonschema_guide import JsonSchemaGuide, UnsupportedSchema
+
+    facts = JsonSchemaGuide(SCHEMAS["list"][1])
+    assert facts.state("") == "prefix"
+    assert facts.state('{ "facts": ["a \\"b\\"", "c') == "prefix"
+    assert facts.state('{"facts": ["a", "c"]}') == "complete"
+    assert facts.state('{"facts": ["a", "c"]} ') == "complete"
+    assert facts.state('{"fact') == "prefix"
+    assert facts.state('{"other": []}') == "invalid"
+    assert facts.state('{"facts": [1]}') == "invalid"
+    assert facts.state('{"facts": []}x') == "invalid"
+    assert facts.state("{" + " " * 40) == "invalid"  # endless whitespace is cut off
+    judge = JsonSchemaGuide(judge_schema(5)[1])
+    assert judge.state('{"score": 1') == "prefix"  # the document goes on after the score
+    assert judge.state('{"score": 7') == "invalid"
+    assert judge.state('{"score": 4, "reason": "fine"}') == "complete"
+    pairs = JsonSchemaGuide(SCHEMAS["qa_pairs"][1])
+    assert pairs.state('{"pairs": [{"question": "q", "answer": "a"}]}') == "complete"
+    assert pairs.state('{"pairs": [{"answer": "a"}]}') == "invalid"
+    anything = JsonSchemaGuide.from_response_format({"type": "json_object"})
+    assert anything.state('{"x": [1, {"y": null}], "z": -2.5}') == "complete"
+    assert anything.state("[1]") == "invalid"
+    assert JsonSchemaGuide.from_response_format({"type": "text"}) is None
+    with pytest.raises(UnsupportedSchema):
+        JsonSchemaGuide({"anyOf": [{"type": "string"}]})
+
+
+class CharTokenizer(TinyTokenizer):
+    """Ids 2.. are single characters, enough to spell JSON."""
+
+    CHARS = '{}[]":, 0123456789abcdefghijklmnopqrstuvwxyz.-_ABCDEFGHIJKLMNO'
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(self.CHARS[i - 2] for i in ids if 2 <= i < 2 + len(self.CHARS))
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "generic"])
+def test_engine_honours_a_json_schema(tiny_model, lean):
+    import json
+
+    from ktools.llm.local.jsonschema_guide import JsonSchemaGuide
+
+    schema = {"type": "object", "properties": {"score": {"type": "integer", "enum": [0, 1, 2, 3]},
+                                               "ok": {"type": "boolean"}},
+              "required": ["score", "ok"], "additionalProperties": False}
+    engine = BatchEngine(tiny_model, CharTokenizer(), max_batch=4, lean=lean).start()
+    try:
+        guided = [engine.submit(GenerationRequest([3, 4, 5], temperature=t, max_tokens=60, seed=7, n=2,
+                                                  grammar=JsonSchemaGuide(schema))) for t in (0.0, 1.0)]
+        plain = engine.submit(GenerationRequest([3, 4, 5], temperature=0, max_tokens=10))
+        results = [f.result(60) for f in guided]
+        assert plain.result(60).completions[0].completion_tokens == 10  # unguided rows share the batch
+    finally:
+        engine.shutdown()
+    for result in results:
+        for completion in result.completions:
+            assert completion.finish_reason == "stop", completion
+            value = json.loads(completion.text)
+            assert value["score"] in (0, 1, 2, 3) and isinstance(value["ok"], bool)
+
+
+def test_idle_engine_gathers_a_burst_into_one_prefill(tiny_model):
+    engine = BatchEngine(tiny_model, TinyTokenizer(), max_batch=8, gather_seconds=0.3).start()
+    try:
+        futures = []
+        for prompt in ([3, 4], [5, 6, 7], [8]):
+            futures.append(engine.submit(GenerationRequest(prompt, temperature=0, max_tokens=4)))
+            time.sleep(0.05)  # a burst arriving over 0.1 s, as HTTP requests do
+        for future in futures:
+            future.result(30)
+        assert engine.stats["prefills"] == 1
+    finally:
+        engine.shutdown()

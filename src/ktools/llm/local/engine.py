@@ -8,6 +8,11 @@ are prefilled and join between steps. A request with `n` samples is prefilled on
 and its cache copied n times. Every row carries its own temperature, top_p, seed,
 stop strings and token budget, so requests with different parameters share a batch.
 
+The model runs through `lean.LeanLlama` (fused, prepacked matmuls, packed prompt
+prefill) where it has a Llama shape, else through `model(...)`; `lean=False` keeps the
+transformers forward (`--forward generic`, the baseline of the bench). With
+`draft_tokens` > 0 rows also verify prompt-lookup drafts each step (`speculative.py`).
+
 `continuous=False` gives the classic "static batch" behaviour (admit only when the
 batch is empty) with the same kernels; `bench/teacher_serving.py` compares both.
 """
@@ -26,6 +31,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache
 
+from ktools.llm.local.jsonschema_guide import JsonSchemaGuide
 from ktools.llm.local.kv import GROW_STEP, BatchKV
 from ktools.llm.local.lean import LeanLlama, decode_mask
 from ktools.llm.local.requests import (  # noqa: F401 - re-exported for callers of this module
@@ -37,10 +43,13 @@ from ktools.llm.local.requests import (  # noqa: F401 - re-exported for callers 
 from ktools.llm.local.requests import (
     settle as _settle,
 )
-from ktools.llm.local.sampling import choose_tokens
+from ktools.llm.local.sampling import choose_tokens, probabilities
 from ktools.llm.local.speculative import Drafter, verify
 
 log = logging.getLogger(__name__)
+
+GUIDED_DRAWS = 64  # response_format: draws (each removing a rejected token) before scanning by likelihood
+GUIDED_SCAN = 4096  # ...and how many of the most likely tokens that scan tries
 
 
 @dataclass
@@ -54,6 +63,8 @@ class _Row:
     # Lean path: tokens chosen but not yet delivered (accepted drafts, then the next input token).
     pending: list[int] | None = None
     drafter: Drafter | None = None
+    schema_done: bool = False  # response_format: the text is a complete JSON document
+    schema_stuck: bool = False  # response_format: no likely token continues the document
 
 
 class BatchEngine:
@@ -69,6 +80,7 @@ class BatchEngine:
         governor: Any = None,
         lean: bool = True,
         draft_tokens: int = 0,
+        gather_seconds: float = 0.0,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -80,6 +92,7 @@ class BatchEngine:
         # The lean forward (lean.py) where the model has a Llama shape, else transformers' own.
         self.lean = LeanLlama(model) if lean and LeanLlama.supports(model) else None
         self.draft_tokens = draft_tokens if self.lean is not None else 0  # speculative.py; 0 = off
+        self.gather_seconds = gather_seconds
         self.context_window = int(getattr(model.config, "max_position_embeddings", 2048))
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
@@ -137,6 +150,20 @@ class BatchEngine:
                         self._cond.wait()
                     if self._stopping:
                         break
+                    if not self._rows and self.gather_seconds > 0:
+                        # An idle engine that gets a request waits a moment for the ones sent with
+                        # it, so a burst is prefilled together and its rows decode in step (else
+                        # the first prefill runs alone and the burst ends ~10 steps later).
+                        # Each arrival extends the wait by gather_seconds, up to 5x that in all.
+                        now = time.monotonic()
+                        quiet, cap, seen = now + self.gather_seconds, now + 5 * self.gather_seconds, 0
+                        while not self._stopping and len(self._waiting) < self.max_batch:
+                            left = min(quiet, cap) - time.monotonic()
+                            if left <= 0:
+                                break
+                            self._cond.wait(left)
+                            if len(self._waiting) != seen:
+                                seen, quiet = len(self._waiting), time.monotonic() + self.gather_seconds
                 started = time.perf_counter()
                 threads = self.governor.poll() if self.governor is not None else None
                 if threads is not None:
@@ -260,7 +287,7 @@ class BatchEngine:
                                    torch.tensor([rows[i].request.top_p for i in fresh], dtype=torch.float32),
                                    [rows[i].generator for i in fresh]).tolist()
             for i, token in zip(fresh, chosen, strict=True):
-                rows[i].pending = [token]
+                rows[i].pending = [self._guided(rows[i], self._logits[i], token)]
         self.stats["steps"] += 1
         keep: list[int] = []
         for i, row in enumerate(rows):
@@ -292,7 +319,10 @@ class BatchEngine:
             self._logits = self._logits.index_select(0, index)
             self._rows = [rows[i] for i in keep]
         rows = self._rows
-        drafts = [self._draft(r) for r in rows]
+        # A row with a JSON schema picks each token with the schema (`_guided`), so a step with
+        # one runs without drafts (verification would draw its token unguided).
+        guided = any(r.request.grammar is not None for r in rows)
+        drafts = [[] if guided else self._draft(r) for r in rows]
         width = 1 + max(len(d) for d in drafts)
         inputs = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         valid = torch.zeros((len(rows), width), dtype=torch.bool)
@@ -321,6 +351,48 @@ class BatchEngine:
             row.pending = [*accepted, next_token]
         self._mask = torch.cat([self._mask, filled], dim=1)
 
+    def _guided(self, row: _Row, logits: torch.Tensor, token: int) -> int:
+        """The token to take for a row with a JSON schema (response_format); others keep `token`.
+
+        The drawn token stands if the text stays a valid prefix; otherwise it is removed
+        and another drawn from the rest (greedy: the most likely valid token)."""
+        guide = row.request.grammar
+        if not isinstance(guide, JsonSchemaGuide):
+            return token
+        before = self._decode(row.tokens)
+
+        def state(candidate: int) -> str:
+            if candidate in self.eos_ids:
+                return "invalid"  # the row ends by itself once the document is complete
+            text = self._decode([*row.tokens, candidate])
+            return "invalid" if text == before else guide.state(text)
+
+        found = state(token)
+        if found == "invalid" and row.request.temperature > 0:
+            probs = probabilities(logits[None].float(), torch.tensor([row.request.temperature]),
+                                  torch.tensor([row.request.top_p]))[0].clone()
+            for _ in range(GUIDED_DRAWS):
+                probs[token] = 0.0
+                cumulative = probs.cumsum(0)
+                if float(cumulative[-1]) <= 0:
+                    break
+                draw = torch.rand((), generator=row.generator) * cumulative[-1]
+                token = int(torch.searchsorted(cumulative, draw[None]).clamp(max=len(probs) - 1))
+                found = state(token)
+                if found != "invalid":
+                    break
+        if found == "invalid":  # greedy, or sampling found nothing: the most likely valid token
+            for candidate in logits.topk(min(GUIDED_SCAN, logits.shape[-1])).indices.tolist():
+                found = state(candidate)
+                if found != "invalid":
+                    token = candidate
+                    break
+        # Nothing likely continues the document: the row ends here ("length", its text a valid
+        # start) rather than failing the whole batch.
+        row.schema_stuck = found == "invalid"
+        row.schema_done = found == "complete"
+        return token
+
     def _draft(self, row: _Row) -> list[int]:
         if row.drafter is None or not self.draft_tokens:
             return []
@@ -336,6 +408,8 @@ class BatchEngine:
         temperatures = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
         top_ps = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
         tokens = choose_tokens(self._logits, temperatures, top_ps, [r.generator for r in rows]).tolist()
+        tokens = [self._guided(row, self._logits[i], token) for i, (row, token) in enumerate(zip(rows, tokens,
+                                                                                                strict=True))]
         self.stats["steps"] += 1
         keep: list[int] = []
         for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
@@ -376,11 +450,17 @@ class BatchEngine:
     def _advance(self, row: _Row, token: int) -> Completion | None:
         """Add a token to a row; returns its completion when the row is finished."""
         request = row.request
+        if row.schema_stuck:
+            row.result = Completion(self._decode(row.tokens), "length", len(row.tokens))
+            return row.result
         self.stats["completion_tokens"] += 1
         if token in self.eos_ids:
             row.result = Completion(self._decode(row.tokens), "stop", len(row.tokens) + 1)
             return row.result
         row.tokens.append(token)
+        if row.schema_done:
+            row.result = Completion(self._decode(row.tokens), "stop", len(row.tokens))
+            return row.result
         if request.stop:
             text = self._decode(row.tokens)
             cut = min((i for i in (text.find(s) for s in request.stop) if i >= 0), default=-1)

@@ -72,6 +72,9 @@ def exposure_warning(host: str, has_key: bool) -> str | None:
         message += "; anyone there can use it: set LOCAL_TEACHER_API_KEY (or --api-key), or bind 127.0.0.1"
     return message
 DISCONNECT_POLL_SECONDS = 0.25
+# An idle engine waits this long after a request for the rest of its burst (engine.py);
+# `--forward generic` keeps today's engine as it was (no wait) for the bench's baseline.
+GATHER_SECONDS = 0.1  # ...extended by each arrival, at most 0.5 s in all
 IDLE_KEEPALIVE_SECONDS = 300.0
 
 
@@ -106,7 +109,8 @@ class ModelBackend:
         if forward not in ("lean", "generic"):
             raise ValueError(f"forward must be lean or generic (got {forward!r})")
         self.engine = BatchEngine(model, self.tokenizer, max_batch=max_batch, continuous=continuous,
-                                  governor=self.governor, lean=forward == "lean", draft_tokens=draft_tokens).start()
+                                  governor=self.governor, lean=forward == "lean", draft_tokens=draft_tokens,
+                                  gather_seconds=GATHER_SECONDS if forward == "lean" else 0.0).start()
         self.context_window = self.engine.context_window
 
     @property
@@ -120,6 +124,12 @@ class ModelBackend:
 
     def submit(self, request: Any) -> Any:
         return self.engine.submit(request)
+
+    def grammar(self, response_format: dict[str, Any]) -> Any:
+        """response_format -> a JsonSchemaGuide (token-mask constrained decoding), None for text."""
+        from ktools.llm.local.jsonschema_guide import JsonSchemaGuide
+
+        return JsonSchemaGuide.from_response_format(response_format)
 
     def info(self) -> dict[str, Any]:
         return {"backend": "transformers", "queue": self.engine.queue_depth, "active_sequences": self.engine.active_rows,
@@ -412,7 +422,7 @@ class TeacherServer:
         return self.backend
 
 
-def _grammar(backend: Any, response_format: dict[str, Any] | None) -> str | None:
+def _grammar(backend: Any, response_format: dict[str, Any] | None) -> Any:
     if response_format is None:
         return None
     if not hasattr(backend, "grammar"):
