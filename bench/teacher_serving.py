@@ -1,15 +1,18 @@
 """Completion tokens/s of the embedded teacher's serving options, side by side on the same prompts.
 
-    python bench/teacher_serving.py                      # llama.cpp vs transformers, 3 rounds
+    python bench/teacher_serving.py                      # the engine as it was vs the lean forward, 3 rounds
     python bench/teacher_serving.py --busy-loop          # ...and each again beside a one-core busy loop
-    python bench/teacher_serving.py --backends transformers,transformers-static
+    python bench/teacher_serving.py --backends transformers,llama
+    python bench/teacher_serving.py --backends transformers,transformers-draft --paragraphs 3
 
 Starts one `ktools serve-teacher` per serving option, each on a free port, all at once,
 then runs waves of chat requests (~310 prompt tokens by default, 128 new tokens, temperature 0.7,
 n=1 unless --n says otherwise) at concurrency 16 against them in turn. The order
 alternates each round, so whatever else the machine does hits every option alike; the
-ratios printed are against the first option (the baseline: today's transformers
-continuous batching unless --backends puts another first), measured in the same run.
+ratios printed are against the first option (the baseline: the transformers engine as it
+was before the lean forward, `--forward generic`, unless --backends puts another first),
+measured in the same run. Each wave line also shows the engine's decode steps, prefill
+calls and prefill seconds for that wave (from /health's stats).
 Absolute tokens/s depend on what else runs on the machine and are noisy; compare the
 ratios.
 
@@ -17,8 +20,15 @@ With --busy-loop every round runs each option twice, once with a competing proce
 spinning on one core (started before the wave, stopped after it), and prints each
 option's busy/idle ratio: how steady it stays when the machine gets busy mid-run.
 
-Backends: `llama` (llama.cpp on the shipped GGUF, batched decoding across requests),
-`transformers` (continuous batching), `transformers-static` (static batching).
+Backends: `transformers` (the default server: continuous batching on the lean forward),
+`transformers-generic` (the same engine through transformers' own forward, no burst
+gathering: the engine as it was), `transformers-draft` (plus prompt-lookup speculative
+decoding, 3 drafts), `transformers-static` (static batching), `llama` (llama.cpp on the
+shipped GGUF, batched decoding across requests; needs `make llama`).
+
+Servers get the caller's environment: with other ktools processes on the machine, set
+KTOOLS_CACHE_DIR to a directory of your own (with a `models` link to the shared model
+cache) so nothing else finds, and stops, the bench's servers through the pid files.
 """
 
 from __future__ import annotations
