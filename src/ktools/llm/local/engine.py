@@ -156,7 +156,8 @@ class BatchEngine:
                         # the first prefill runs alone and the burst ends ~10 steps later).
                         # Each arrival extends the wait by gather_seconds, up to 5x that in all.
                         now = time.monotonic()
-                        quiet, cap, seen = now + self.gather_seconds, now + 5 * self.gather_seconds, 0
+                        quiet, cap = now + self.gather_seconds, now + 5 * self.gather_seconds
+                        seen = len(self._waiting)
                         while not self._stopping and len(self._waiting) < self.max_batch:
                             left = min(quiet, cap) - time.monotonic()
                             if left <= 0:
