@@ -1,15 +1,18 @@
 """Completion tokens/s of the embedded teacher's serving options, side by side on the same prompts.
 
-    python bench/teacher_serving.py                      # llama.cpp vs transformers, 3 rounds
+    python bench/teacher_serving.py                      # the engine as it was vs the lean forward, 3 rounds
     python bench/teacher_serving.py --busy-loop          # ...and each again beside a one-core busy loop
-    python bench/teacher_serving.py --backends transformers,transformers-static
+    python bench/teacher_serving.py --backends transformers,llama
+    python bench/teacher_serving.py --backends transformers,transformers-draft --paragraphs 3
 
 Starts one `ktools serve-teacher` per serving option, each on a free port, all at once,
-then runs waves of chat requests (~460 prompt tokens, 128 new tokens, temperature 0.7,
+then runs waves of chat requests (~310 prompt tokens by default, 128 new tokens, temperature 0.7,
 n=1 unless --n says otherwise) at concurrency 16 against them in turn. The order
 alternates each round, so whatever else the machine does hits every option alike; the
-ratios printed are against the first option (the baseline: today's transformers
-continuous batching unless --backends puts another first), measured in the same run.
+ratios printed are against the first option (the baseline: the transformers engine as it
+was before the lean forward, `--forward generic`, unless --backends puts another first),
+measured in the same run. Each wave line also shows the engine's decode steps, prefill
+calls and prefill seconds for that wave (from /health's stats).
 Absolute tokens/s depend on what else runs on the machine and are noisy; compare the
 ratios.
 
@@ -17,8 +20,15 @@ With --busy-loop every round runs each option twice, once with a competing proce
 spinning on one core (started before the wave, stopped after it), and prints each
 option's busy/idle ratio: how steady it stays when the machine gets busy mid-run.
 
-Backends: `llama` (llama.cpp on the shipped GGUF, batched decoding across requests),
-`transformers` (continuous batching), `transformers-static` (static batching).
+Backends: `transformers` (the default server: continuous batching on the lean forward),
+`transformers-generic` (the same engine through transformers' own forward, no burst
+gathering: the engine as it was), `transformers-draft` (plus prompt-lookup speculative
+decoding, 3 drafts), `transformers-static` (static batching), `llama` (llama.cpp on the
+shipped GGUF, batched decoding across requests; needs `make llama`).
+
+Servers get the caller's environment: with other ktools processes on the machine, set
+KTOOLS_CACHE_DIR to a directory of your own (with a `models` link to the shared model
+cache) so nothing else finds, and stops, the bench's servers through the pid files.
 """
 
 from __future__ import annotations
@@ -46,12 +56,14 @@ PARAGRAPH = (
 )
 
 BACKEND_ARGS = {"llama": ["--backend", "llama"], "transformers": ["--backend", "transformers"],
+                "transformers-generic": ["--backend", "transformers", "--forward", "generic"],
+                "transformers-draft": ["--backend", "transformers", "--draft-tokens", "3"],
                 "transformers-static": ["--backend", "transformers", "--static-batching"]}
 
 
-def make_prompt(i: int) -> list[dict[str, str]]:
+def make_prompt(i: int, paragraphs: int = 2) -> list[dict[str, str]]:
     text = "".join(PARAGRAPH.format(year=1990 + (i + k) % 30, stage=1 + (i + k) % 4, level=60 - 5 * (k % 6),
-                                    volume=500 + 50 * i, days=10 + k, fine=100 * (k + 1)) for k in range(3))
+                                    volume=500 + 50 * i, days=10 + k, fine=100 * (k + 1)) for k in range(paragraphs))
     return [{"role": "user", "content": f"Read the document and write a detailed summary.\n\n{text}"}]
 
 
@@ -86,14 +98,14 @@ def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 300) -> 
 
 
 async def run_wave(port: int, concurrency: int, requests: int, n_values: list[int], max_tokens: int,
-                   first: int) -> dict:
+                   first: int, paragraphs: int = 2) -> dict:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     limiter = asyncio.Semaphore(concurrency)
     totals = {"completion_tokens": 0, "prompt_tokens": 0, "requests": 0}
     async with httpx.AsyncClient(timeout=1800, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
         async def one(i: int) -> None:
             async with limiter:
-                body = {"model": "SmolLM2-135M-Instruct", "messages": make_prompt(i), "max_tokens": max_tokens,
+                body = {"model": "SmolLM2-135M-Instruct", "messages": make_prompt(i, paragraphs), "max_tokens": max_tokens,
                         "temperature": 0.7, "n": n_values[i % len(n_values)], "seed": i}
                 response = await client.post(url, json=body)
                 response.raise_for_status()
@@ -116,13 +128,15 @@ def _spin() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", default="transformers,llama",
+    parser.add_argument("--backends", default="transformers-generic,transformers",
                         help="comma-separated, the first is the baseline (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--requests", type=int, default=16, help="requests per wave (default %(default)s)")
     parser.add_argument("--n", default="1", help="n per request, cycled, e.g. 1,3 (default %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--paragraphs", type=int, default=2,
+                        help="document paragraphs per prompt: 2 = ~310 prompt tokens, 3 = ~460 (default %(default)s)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="fixed threads (default: the server's own choice)")
     parser.add_argument("--busy-loop", action="store_true", help="also run every wave beside a one-core busy loop")
@@ -135,11 +149,12 @@ def main() -> None:
           f"threads={args.threads or 'server choice'}", flush=True)
     servers = {b: (port := free_port(), start_server(b, port, args.max_batch, args.threads)) for b in backends}
     rates: dict[tuple[str, str], list[float]] = {}
+    last_stats: dict[str, dict] = {}
     try:
         for backend, (port, process) in servers.items():
             health = wait_healthy(port, process)
-            print(f"{backend}: backend={health.get('backend')} threads={health.get('threads')} "
-                  f"dtype={health.get('dtype')}", flush=True)
+            print(f"{backend}: backend={health.get('backend')} forward={health.get('forward')} "
+                  f"threads={health.get('threads')} dtype={health.get('dtype')}", flush=True)
             asyncio.run(run_wave(port, 2, 2, [1], 8, 0))  # warm-up
         conditions = ["idle", "busy"] if args.busy_loop else ["idle"]
         for round_ in range(args.rounds):
@@ -153,17 +168,23 @@ def main() -> None:
                         spinner.start()
                     try:
                         wave = asyncio.run(run_wave(port, args.concurrency, args.requests, n_values,
-                                                    args.max_tokens, first=round_ * args.requests))
+                                                    args.max_tokens, first=round_ * args.requests,
+                                                    paragraphs=args.paragraphs))
                     finally:
                         if spinner is not None:
                             spinner.terminate()
                             spinner.join()
                     prompt_tokens = wave["prompt_tokens"] // wave["requests"]
                     rates.setdefault((backend, condition), []).append(wave["tokens_per_s"])
-                    threads = httpx.get(f"http://127.0.0.1:{port}/health").json().get("threads")
+                    health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+                    threads, stats = health.get("threads"), health.get("stats") or {}
+                    before = last_stats.get(backend, {})
+                    last_stats[backend] = stats
+                    delta = {k: stats.get(k, 0) - before.get(k, 0) for k in ("steps", "prefills", "prefill_seconds")}
                     print(f"round {round_ + 1} {condition:4s} {backend:20s} tokens={wave['completion_tokens']:5d} "
                           f"seconds={wave['seconds']:6.1f} tokens/s={wave['tokens_per_s']:6.1f} "
-                          f"threads_now={threads} load={os.getloadavg()[0]:.1f}", flush=True)
+                          f"threads_now={threads} load={os.getloadavg()[0]:.1f} steps={delta['steps']} "
+                          f"prefills={delta['prefills']} prefill_s={delta['prefill_seconds']:.1f}", flush=True)
     finally:
         for _, process in servers.values():
             process.terminate()

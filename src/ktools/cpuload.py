@@ -25,7 +25,8 @@ from dataclasses import dataclass
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal (idle=3, iowait=4 are not busy)
 
 
-def _cpu_times() -> tuple[int, int] | None:
+def cpu_times() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat; None where it is missing."""
     try:
         with open("/proc/stat") as f:
             fields = [int(x) for x in f.readline().split()[1:]]
@@ -37,11 +38,11 @@ def _cpu_times() -> tuple[int, int] | None:
 
 def sampled_busy_cores(sample_seconds: float = 2.0) -> float | None:
     """Cores busy during a short sample (this process only sleeps meanwhile); None without /proc/stat."""
-    before = _cpu_times()
+    before = cpu_times()
     if before is None:
         return None
     time.sleep(sample_seconds)
-    after = _cpu_times()
+    after = cpu_times()
     if after is None or after[1] <= before[1]:
         return None
     return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
@@ -68,6 +69,12 @@ class CpuUse:
         other at every operator, and fewer threads are faster (the rule the trainer, the
         evaluation and the embedded teacher share; their modules give the measurements)."""
         return self.busy >= self.cores / 2
+
+    @property
+    def threads(self) -> int:
+        """The one thread rule of ktools (trainer, evaluation, embedded teacher): all cores when
+        other work leaves at least half of them free, else half of them (at least 1)."""
+        return max(1, self.cores // 2) if self.oversubscribed else self.cores
 
 
 def cpu_use(sample_seconds: float = 1.0) -> CpuUse:

@@ -322,12 +322,16 @@ def _greedy_reference(model, prompt: list[int], steps: int) -> list[int]:
     return ids[0, len(prompt):].tolist()
 
 
-def test_continuous_batching_matches_single_sequence_greedy(tiny_model):
-    engine = BatchEngine(tiny_model, TinyTokenizer(), max_batch=8)
+@pytest.mark.parametrize("options", [{"lean": False}, {"lean": True}, {"lean": True, "draft_tokens": 3}],
+                         ids=["generic", "lean", "lean+drafts"])
+def test_continuous_batching_matches_single_sequence_greedy(tiny_model, options):
+    engine = BatchEngine(tiny_model, TinyTokenizer(), max_batch=8, **options)
+    assert (engine.lean is not None) == options["lean"]
     engine.eos_ids = set()  # run every row to its max_tokens so lengths differ only by request
     engine.start()
     try:
-        prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14], [20, 21]]
+        # The second prompt repeats itself, so the drafter has n-grams to propose.
+        prompts = [[5, 6, 7], [8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10], [20, 21]]
         budgets = [12, 5, 9]
         first = engine.submit(GenerationRequest(prompts[0], temperature=0, max_tokens=budgets[0]))
         time.sleep(0.05)  # let it start decoding so the others join a running batch
@@ -340,6 +344,71 @@ def test_continuous_batching_matches_single_sequence_greedy(tiny_model):
         expected = " ".join(f"t{i}" for i in _greedy_reference(tiny_model, prompt, budget) if i > 1)
         assert all(c.text == expected and c.finish_reason == "length" for c in result.completions)
         assert result.prompt_tokens == len(prompt)
+    if options.get("draft_tokens"):
+        assert engine.stats["drafted"] > 0  # the speculative path ran
+
+
+def test_lean_forward_matches_transformers_logits(tiny_model):
+    from ktools.llm.local.lean import LeanLlama, decode_mask
+
+    lean = LeanLlama(tiny_model)
+    prompts = [[5, 6, 7, 8], [9, 10]]
+    kv, logits = lean.prefill(prompts, 16)
+    with torch.inference_mode():
+        for prompt, row in zip(prompts, logits, strict=True):
+            expected = tiny_model(input_ids=torch.tensor([prompt])).logits[0, -1]
+            torch.testing.assert_close(row, expected, atol=1e-4, rtol=1e-4)
+        # One decode step with two inputs per row (a token and a draft) against the full sequence.
+        pad = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+        valid = torch.ones((2, 2), dtype=torch.bool)
+        ids = torch.tensor([[11, 12], [13, 14]])
+        positions = torch.tensor([[4, 5], [2, 3]])
+        out = lean.forward(ids, positions, kv, decode_mask(pad, valid), keep=valid)
+        for i, prompt in enumerate(prompts):
+            full = tiny_model(input_ids=torch.tensor([prompt + ids[i].tolist()])).logits[0, -2:]
+            torch.testing.assert_close(out[2 * i : 2 * i + 2], full, atol=1e-4, rtol=1e-4)
+
+
+def test_drafter_proposes_what_followed_the_last_ngram():
+    from ktools.llm.local.speculative import Drafter
+
+    drafter = Drafter([1, 2, 3, 4, 5, 6, 1, 2], ngram=2)
+    assert drafter.propose(3) == [3, 4, 5]
+    drafter.append(3)  # "2 3" was last seen followed by 4
+    assert drafter.propose(2) == [4, 5]
+    drafter.append(9)
+    assert drafter.propose(2) == []
+
+
+def test_speculative_verification_keeps_the_distribution():
+    from ktools.llm.local.speculative import verify
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2, 1e-9], [0.25, 0.25, 0.25, 0.25]]))
+    generator = torch.Generator().manual_seed(3)
+    counts = torch.zeros(4)
+    trials = 4000
+    for _ in range(trials):
+        (accepted, token), = verify(logits, [[1]], [1.0], [1.0], [generator])
+        counts[accepted[0] if accepted else token] += 1
+    torch.testing.assert_close(counts / trials, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.03, rtol=0)
+    # Greedy: a draft is kept only where it is the argmax; the next token is the argmax.
+    assert verify(logits, [[0]], [0.0], [1.0], [generator]) == [([0], 0)]
+    assert verify(logits, [[2]], [0.0], [1.0], [generator]) == [([], 0)]
+
+
+def test_nucleus_from_top_candidates_equals_full_sort():
+    from ktools.llm.local import sampling
+
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(6, 500) * 3, dim=-1)
+    top_p = torch.tensor([0.1, 0.5, 0.9, 0.95, 0.99, 1.0])
+    torch.testing.assert_close(sampling._nucleus(probs, top_p), sampling._nucleus_full(probs, top_p))
+    sampling_k = sampling.NUCLEUS_CANDIDATES
+    try:
+        sampling.NUCLEUS_CANDIDATES = 5  # forces the fallback for wide nuclei
+        torch.testing.assert_close(sampling._nucleus(probs, top_p), sampling._nucleus_full(probs, top_p))
+    finally:
+        sampling.NUCLEUS_CANDIDATES = sampling_k
 
 
 def test_engine_seed_stop_and_eos(tiny_model):
@@ -371,5 +440,84 @@ def test_engine_failure_fails_requests_but_keeps_running(tiny_model):
         ok = engine.submit(GenerationRequest([3, 4], temperature=0, max_tokens=3)).result(30)
         assert ok.completions[0].completion_tokens == 3
         assert engine.stats["errors"] == 1
+    finally:
+        engine.shutdown()
+
+
+# --- response_format json_schema on the transformers engine ------------------------------
+
+def test_json_schema_guide_states():
+    from ktools.generate.structured import SCHEMAS, judge_schema
+    from ktools.llm.local.jsonschema_guide import JsonSchemaGuide, UnsupportedSchema
+
+    facts = JsonSchemaGuide(SCHEMAS["list"][1])
+    assert facts.state("") == "prefix"
+    assert facts.state('{ "facts": ["a \\"b\\"", "c') == "prefix"
+    assert facts.state('{"facts": ["a", "c"]}') == "complete"
+    assert facts.state('{"facts": ["a", "c"]} ') == "complete"
+    assert facts.state('{"fact') == "prefix"
+    assert facts.state('{"other": []}') == "invalid"
+    assert facts.state('{"facts": [1]}') == "invalid"
+    assert facts.state('{"facts": []}x') == "invalid"
+    assert facts.state("{" + " " * 40) == "invalid"  # endless whitespace is cut off
+    judge = JsonSchemaGuide(judge_schema(5)[1])
+    assert judge.state('{"score": 1') == "prefix"  # the document goes on after the score
+    assert judge.state('{"score": 7') == "invalid"
+    assert judge.state('{"score": 4, "reason": "fine"}') == "complete"
+    pairs = JsonSchemaGuide(SCHEMAS["qa_pairs"][1])
+    assert pairs.state('{"pairs": [{"question": "q", "answer": "a"}]}') == "complete"
+    assert pairs.state('{"pairs": [{"answer": "a"}]}') == "invalid"
+    anything = JsonSchemaGuide.from_response_format({"type": "json_object"})
+    assert anything.state('{"x": [1, {"y": null}], "z": -2.5}') == "complete"
+    assert anything.state("[1]") == "invalid"
+    assert JsonSchemaGuide.from_response_format({"type": "text"}) is None
+    with pytest.raises(UnsupportedSchema):
+        JsonSchemaGuide({"anyOf": [{"type": "string"}]})
+
+
+class CharTokenizer(TinyTokenizer):
+    """Ids 2.. are single characters, enough to spell JSON."""
+
+    CHARS = '{}[]":, 0123456789abcdefghijklmnopqrstuvwxyz.-_ABCDEFGHIJKLMNO'
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(self.CHARS[i - 2] for i in ids if 2 <= i < 2 + len(self.CHARS))
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "generic"])
+def test_engine_honours_a_json_schema(tiny_model, lean):
+    import json
+
+    from ktools.llm.local.jsonschema_guide import JsonSchemaGuide
+
+    schema = {"type": "object", "properties": {"score": {"type": "integer", "enum": [0, 1, 2, 3]},
+                                               "ok": {"type": "boolean"}},
+              "required": ["score", "ok"], "additionalProperties": False}
+    engine = BatchEngine(tiny_model, CharTokenizer(), max_batch=4, lean=lean).start()
+    try:
+        guided = [engine.submit(GenerationRequest([3, 4, 5], temperature=t, max_tokens=60, seed=7, n=2,
+                                                  grammar=JsonSchemaGuide(schema))) for t in (0.0, 1.0)]
+        plain = engine.submit(GenerationRequest([3, 4, 5], temperature=0, max_tokens=10))
+        results = [f.result(60) for f in guided]
+        assert plain.result(60).completions[0].completion_tokens == 10  # unguided rows share the batch
+    finally:
+        engine.shutdown()
+    for result in results:
+        for completion in result.completions:
+            assert completion.finish_reason == "stop", completion
+            value = json.loads(completion.text)
+            assert value["score"] in (0, 1, 2, 3) and isinstance(value["ok"], bool)
+
+
+def test_idle_engine_gathers_a_burst_into_one_prefill(tiny_model):
+    engine = BatchEngine(tiny_model, TinyTokenizer(), max_batch=8, gather_seconds=0.3).start()
+    try:
+        futures = []
+        for prompt in ([3, 4], [5, 6, 7], [8]):
+            futures.append(engine.submit(GenerationRequest(prompt, temperature=0, max_tokens=4)))
+            time.sleep(0.05)  # a burst arriving over 0.1 s, as HTTP requests do
+        for future in futures:
+            future.result(30)
+        assert engine.stats["prefills"] == 1
     finally:
         engine.shutdown()

@@ -22,8 +22,8 @@ def test_embedded_teacher_takes_all_cores_when_idle_and_half_when_busy(monkeypat
 
 
 @pytest.mark.parametrize(("use", "one_thread"), [(CpuUse(2, 1.5), True), (CpuUse(2, 0.5), False),
-                                                 (CpuUse(8, 6.0), False)])  # >4 cores keep torch's default
-def test_trainer_uses_one_thread_on_a_busy_small_machine(monkeypatch, use, one_thread):
+                                                 (CpuUse(8, 6.0), False)])  # 8 busy cores: half = 4, capped by torch's 2
+def test_trainer_follows_the_same_rule_capped_by_torchs_default(monkeypatch, use, one_thread):
     import torch
 
     from ktools.train import threads

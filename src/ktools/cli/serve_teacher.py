@@ -32,6 +32,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "foreground, LOCAL_TEACHER_IDLE_TIMEOUT with --background")
     parser.add_argument("--static-batching", action="store_true",
                         help="admit new requests only when the batch is empty (for benchmarks)")
+    parser.add_argument("--forward", choices=("lean", "generic"), default="lean",
+                        help="transformers backend: lean = the engine's own Llama forward (default, faster), "
+                             "generic = model(...) as before (for benchmarks)")
+    parser.add_argument("--draft-tokens", type=int, default=0,
+                        help="transformers backend: prompt-lookup speculative decoding with up to N draft tokens "
+                             "per row and step (default 0 = off; see llm/local/speculative.py)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--background", action="store_true",
                       help="start detached (pid file + log in the cache dir) and wait until it is healthy")
@@ -74,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
             os.environ["LOCAL_TEACHER_API_KEY"] = args.api_key
         if args.static_batching:
             extra.append("--static-batching")
+        if args.forward != "lean":
+            extra += ["--forward", args.forward]
+        if args.draft_tokens:
+            extra += ["--draft-tokens", str(args.draft_tokens)]
         try:
             health = local_teacher.start_background(args.host, args.port, max_batch=args.max_batch,
                                                     timeout=args.timeout, extra_args=extra)
@@ -106,6 +116,7 @@ def _foreground(args: argparse.Namespace) -> int:
     api_key = args.api_key or load_settings().local_teacher_api_key.reveal() or None
     try:
         local_teacher.serve(args.host, args.port, max_batch=args.max_batch, continuous=not args.static_batching,
+                            forward=args.forward, draft_tokens=args.draft_tokens,
                             threads=args.threads, dtype=args.dtype, on_ready=on_ready, api_key=api_key,
                             max_connections=args.max_connections or MAX_CONNECTIONS,
                             backend=args.backend or setting("teacher_backend"), idle_timeout=args.idle_timeout or 0.0)

@@ -29,7 +29,9 @@ CAPABILITY: dict[str, bool] = {
     "gemini": True,     # OpenAI compatibility layer
     "ollama": True,     # /v1 maps response_format to Ollama's `format`
     "anthropic": False,  # the compatibility layer ignores response_format
-    "local": False,     # the embedded server has no constrained decoding
+    # The embedded teacher masks tokens by the schema (llm/local/jsonschema_guide.py), but a 135M
+    # model often runs out of max_tokens inside a long string, so `auto` leaves it off; `on` sends it.
+    "local": False,
 }
 MODES = ("auto", "on", "off")
 

@@ -3,9 +3,10 @@
 On a CPU shared with other busy processes, two OpenMP threads that wait for each other
 at every operator are far slower than one: measured here under load (load average ~5 on
 2 cores), greedy decoding ran at 12.6 tokens/s with 1 thread and 2.5 tokens/s with 2.
-A run started at load 1.9 with 2 threads was as slow again, so on small machines
-(<= 4 cores) one thread is used as soon as the load average reaches half the cores;
-otherwise torch's default. "Busy" is `ktools.cpuload.busy_cores`: the work running now
+A run started at load 1.9 with 2 threads was as slow again. The rule is the one the
+embedded teacher uses too (`ktools.cpuload.CpuUse.threads`): half the cores (1 on
+2 cores) as soon as other work keeps half of them busy, else all of them, and never
+more than torch's default (physical cores). "Busy" is `ktools.cpuload.busy_cores`: the work running now
 (a 2 s sample) or the load average beyond what the pipeline's own previous step can
 have left in it, whichever is larger.
 `KTOOLS_TORCH_THREADS` overrides the choice.
@@ -32,9 +33,9 @@ def choose_torch_threads() -> int:
         return torch.get_num_threads()
     else:
         use = cpu_use()
-        threads = 1 if use.cores <= 4 and use.oversubscribed else torch.get_num_threads()
-        if threads == 1 and torch.get_num_threads() > 1:
-            log.info("the CPU is busy (%.1f of %d cores in use): torch uses 1 thread, which is faster then",
-                     use.busy, use.cores)
+        threads = min(use.threads, torch.get_num_threads())
+        if threads < torch.get_num_threads():
+            log.info("the CPU is busy (%.1f of %d cores in use): torch uses %d thread(s), which is faster then",
+                     use.busy, use.cores, threads)
     torch.set_num_threads(threads)
     return threads

@@ -32,7 +32,8 @@ class GenerationRequest:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    grammar: str | None = None  # GBNF the completion must match (response_format); llama.cpp only
+    # response_format: a GBNF grammar (llama.cpp) or a jsonschema_guide.JsonSchemaGuide (transformers)
+    grammar: Any = None
     future: Future = field(default_factory=Future, repr=False)
     cancelled: bool = False
     results: dict[int, Completion] = field(default_factory=dict, repr=False)  # sample -> completion

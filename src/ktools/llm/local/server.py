@@ -72,6 +72,9 @@ def exposure_warning(host: str, has_key: bool) -> str | None:
         message += "; anyone there can use it: set LOCAL_TEACHER_API_KEY (or --api-key), or bind 127.0.0.1"
     return message
 DISCONNECT_POLL_SECONDS = 0.25
+# An idle engine waits this long after a request for the rest of its burst (engine.py);
+# `--forward generic` keeps today's engine as it was (no wait) for the bench's baseline.
+GATHER_SECONDS = 0.1  # ...extended by each arrival, at most 0.5 s in all
 IDLE_KEEPALIVE_SECONDS = 300.0
 
 
@@ -91,7 +94,7 @@ class ModelBackend:
     """The real thing: SmolLM2 through `ktools.models`, batched by `BatchEngine`."""
 
     def __init__(self, *, max_batch: int = 32, continuous: bool = True, threads: int | None = None,
-                 dtype: str = "auto", model_name: str | None = None):
+                 dtype: str = "auto", model_name: str | None = None, forward: str = "lean", draft_tokens: int = 0):
         import torch
 
         from ktools.llm.local.engine import BatchEngine
@@ -103,8 +106,11 @@ class ModelBackend:
         self.tokenizer = load_tokenizer(model_name)
         self.dtype = resolve_dtype(dtype)
         model = load_causal_lm(model_name, device="cpu", dtype=getattr(torch, self.dtype))
+        if forward not in ("lean", "generic"):
+            raise ValueError(f"forward must be lean or generic (got {forward!r})")
         self.engine = BatchEngine(model, self.tokenizer, max_batch=max_batch, continuous=continuous,
-                                  governor=self.governor).start()
+                                  governor=self.governor, lean=forward == "lean", draft_tokens=draft_tokens,
+                                  gather_seconds=GATHER_SECONDS if forward == "lean" else 0.0).start()
         self.context_window = self.engine.context_window
 
     @property
@@ -119,10 +125,18 @@ class ModelBackend:
     def submit(self, request: Any) -> Any:
         return self.engine.submit(request)
 
+    def grammar(self, response_format: dict[str, Any]) -> Any:
+        """response_format -> a JsonSchemaGuide (token-mask constrained decoding), None for text."""
+        from ktools.llm.local.jsonschema_guide import JsonSchemaGuide
+
+        return JsonSchemaGuide.from_response_format(response_format)
+
     def info(self) -> dict[str, Any]:
         return {"backend": "transformers", "queue": self.engine.queue_depth, "active_sequences": self.engine.active_rows,
                 "max_batch": self.engine.max_batch,
                 "batching": "continuous" if self.engine.continuous else "static", "dtype": self.dtype,
+                "forward": "lean" if self.engine.lean is not None else "generic",
+                "draft_tokens": self.engine.draft_tokens,
                 "threads": self.governor.threads, "threads_adaptive": not self.governor.fixed,
                 "stats": dict(self.engine.stats)}
 
@@ -159,8 +173,7 @@ def default_threads() -> int:
     """
     from ktools.cpuload import cpu_use
 
-    use = cpu_use()
-    return max(1, use.cores // 2) if use.oversubscribed else use.cores
+    return cpu_use().threads
 
 
 def resolve_dtype(dtype: str) -> str:
@@ -409,7 +422,7 @@ class TeacherServer:
         return self.backend
 
 
-def _grammar(backend: Any, response_format: dict[str, Any] | None) -> str | None:
+def _grammar(backend: Any, response_format: dict[str, Any] | None) -> Any:
     if response_format is None:
         return None
     if not hasattr(backend, "grammar"):
@@ -506,13 +519,16 @@ async def _send(writer: asyncio.StreamWriter, status: int, payload: dict[str, An
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, *, max_batch: int = 32, continuous: bool = True,
+          forward: str = "lean", draft_tokens: int = 0,
           threads: int | None = None, dtype: str = "auto", on_ready: Any = None, backend: str = "transformers",
           idle_timeout: float = 0.0, api_key: str | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
     """Run the teacher in the foreground until SIGINT/SIGTERM (or `idle_timeout` seconds without requests)."""
 
     async def main() -> None:
         server = TeacherServer(host, port, idle_timeout=idle_timeout, backend_factory=lambda: make_backend(
-            backend, max_batch=max_batch, continuous=continuous, threads=threads, dtype=dtype), api_key=api_key,
+            backend, max_batch=max_batch, continuous=continuous, threads=threads, dtype=dtype,
+            **({"forward": forward, "draft_tokens": draft_tokens} if backend == "transformers" else {})),
+            api_key=api_key,
             max_connections=max_connections)
         await server.start()
         loop = asyncio.get_running_loop()

@@ -9,10 +9,11 @@ that loses its core to another process stalls all of them (see `server.default_t
 for the numbers measured here).
 
 `ThreadGovernor` samples the machine every `interval` seconds between decode steps: the
-CPU time of all processes (/proc/stat) less this process's own (os.times), i.e. what
-other work keeps busy now, and applies the same rule as the start-up choice
-(`ktools.cpuload.CpuUse`). A new count is taken only when two samples in a row agree,
-so one burst does not flip it back and forth.
+CPU time of all processes (`ktools.cpuload.cpu_times`, /proc/stat) less this process's
+own (os.times), i.e. what other work keeps busy now, and applies the one thread rule of
+ktools (`ktools.cpuload.CpuUse.threads`, shared with the start-up choice and the
+trainer). A new count is taken only when two samples in a row agree, so one burst does
+not flip it back and forth.
 """
 
 from __future__ import annotations
@@ -22,26 +23,14 @@ import os
 import time
 from collections.abc import Callable
 
-from ktools.cpuload import CpuUse
+from ktools.cpuload import CpuUse, cpu_times
 
 log = logging.getLogger(__name__)
 
 
 def threads_for(use: CpuUse) -> int:
     """All cores when the others leave at least half of them free, else half (at least 1)."""
-    return max(1, use.cores // 2) if use.oversubscribed else use.cores
-
-
-def _system_busy_seconds() -> tuple[float, float] | None:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy = sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields))
-    return busy / tick, sum(fields[:8]) / tick
+    return use.threads
 
 
 def _own_cpu_seconds() -> float:
@@ -53,7 +42,7 @@ class ThreadGovernor:
     """Call `poll()` between decode steps; it returns a new thread count when one is due."""
 
     def __init__(self, initial: int, *, fixed: bool = False, interval: float = 5.0, cores: int | None = None,
-                 system: Callable[[], tuple[float, float] | None] = _system_busy_seconds,
+                 system: Callable[[], tuple[float, float] | None] = cpu_times,
                  own: Callable[[], float] = _own_cpu_seconds, clock: Callable[[], float] = time.monotonic):
         self.threads = initial
         self.fixed = fixed  # `--threads N` given: never change it
