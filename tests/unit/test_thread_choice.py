@@ -37,5 +37,8 @@ def test_trainer_follows_the_same_rule_capped_by_torchs_default(monkeypatch, use
         assert threads.choose_torch_threads() == (1 if one_thread else 2)
         monkeypatch.setenv("KTOOLS_TORCH_THREADS", "3")
         assert threads.choose_torch_threads() == 3
+        monkeypatch.setenv("KTOOLS_TORCH_THREADS", "0")  # as declared in ktools.config: 0 = choose
+        torch.set_num_threads(2)
+        assert threads.choose_torch_threads() == (1 if one_thread else 2)
     finally:
         torch.set_num_threads(before)

@@ -15,8 +15,8 @@ have left in it, whichever is larger.
 from __future__ import annotations
 
 import logging
-import os
 
+from ktools.config import setting
 from ktools.cpuload import cpu_use
 
 log = logging.getLogger(__name__)
@@ -26,9 +26,9 @@ def choose_torch_threads() -> int:
     """Set and return torch's intra-op thread count (see the module docstring)."""
     import torch
 
-    configured = os.environ.get("KTOOLS_TORCH_THREADS", "").strip()
+    configured = setting("torch_threads")  # KTOOLS_TORCH_THREADS, declared in ktools.config (empty/0: choose)
     if configured:
-        threads = max(1, int(configured))
+        threads = configured
     elif torch.cuda.is_available():
         return torch.get_num_threads()
     else:
