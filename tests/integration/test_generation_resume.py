@@ -50,9 +50,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _start_server(tmp_path: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def _start_server(tmp_path: Path, log: Path, latency: float = 0.02) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ktools.testing.fake_openai", "--port", "0", "--latency", "0.02",
+        [sys.executable, "-m", "ktools.testing.fake_openai", "--port", "0", "--latency", str(latency),
          "--responder", "ktools.testing.scripted:scripted_responder", "--log", str(log)],
         stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 30
@@ -73,11 +73,12 @@ def _seed(path: Path) -> None:
 
 
 @contextmanager
-def _scripted_run(tmp_path: Path, child_source: str) -> Iterator[tuple[Path, str, Path, Path, dict[str, str]]]:
+def _scripted_run(tmp_path: Path, child_source: str,
+                  latency: float = 0.02) -> Iterator[tuple[Path, str, Path, Path, dict[str, str]]]:
     """The scripted server (logging each request), the child script and the seed; the server
     is stopped at the end. Yields (request log, server URL, child script, seed, child env)."""
     log = tmp_path / "requests.log"
-    server, url = _start_server(tmp_path, log)
+    server, url = _start_server(tmp_path, log, latency)
     child = tmp_path / "child.py"
     child.write_text(child_source)
     seed = tmp_path / "seed.jsonl"
@@ -196,7 +197,9 @@ CHILD_SIGINT = textwrap.dedent("""
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
-    with _scripted_run(tmp_path, CHILD_SIGINT) as (log, url, child, seed, env):
+    # 0.1 s per answer: the run lasts seconds, so a parent descheduled on a busy CI machine
+    # still sends its Ctrl+C mid-run (at 0.02 s the child once finished first and exited 0).
+    with _scripted_run(tmp_path, CHILD_SIGINT, latency=0.1) as (log, url, child, seed, env):
         ref = subprocess.run([sys.executable, str(child), url, str(seed), str(tmp_path / "ref")],
                              capture_output=True, text=True, env=env, timeout=300)
         assert ref.returncode == 0, ref.stderr
