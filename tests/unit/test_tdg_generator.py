@@ -223,6 +223,7 @@ class InterruptingTeacher(ScriptedTeacher):
     def __init__(self, at: int):
         super().__init__()
         self.at = at
+        self.fired = False
 
     async def achat(self, messages, params: SamplingParams | None = None, n=1):
         import asyncio
@@ -230,6 +231,7 @@ class InterruptingTeacher(ScriptedTeacher):
 
         if len(self.prompts) + 1 == self.at:
             self.prompts.append(messages[-1]["content"])
+            self.fired = True
             signal.raise_signal(signal.SIGINT)
             await asyncio.sleep(30)  # cancelled by the clean stop
         return await super().achat(messages, params, n)
@@ -239,8 +241,14 @@ def test_ctrl_c_writes_what_is_done_and_a_rerun_finishes(tmp_path):
     from ktools.generate import GenerationInterrupted
 
     make_chunks(tmp_path / "chunks")
+    teacher = InterruptingTeacher(at=3)
     with pytest.raises(GenerationInterrupted):
-        generator(tmp_path, InterruptingTeacher(at=3), max_concurrency=1).generate_qa_for_all_documents()
+        try:
+            generator(tmp_path, teacher, max_concurrency=1).generate_qa_for_all_documents()
+        finally:
+            # Once in a full CI run this did not raise; say whether the Ctrl+C was ever sent
+            # (fewer than `at` requests) or sent and lost, which would be a bug of the stop.
+            print(f"interrupting teacher: fired={teacher.fired}, prompts={len(teacher.prompts)}")
     summary = read_json(tmp_path / "qa" / SUMMARY_FILE)
     assert summary["status"] == "interrupted" and summary["chunks_pending"] >= 1
     assert read_json(tmp_path / "qa" / "Harbour_qa.json")["status"] == "interrupted"
