@@ -429,9 +429,11 @@ def test_from_settings_local_starts_the_embedded_teacher(server, tmp_path, monke
     fake = types.ModuleType("ktools.llm.local.teacher")
     fake.ensure_local_teacher = lambda base_url, **kw: calls.append(base_url)
     monkeypatch.setitem(sys.modules, "ktools.llm.local.teacher", fake)
-    import ktools.llm
+    import ktools.llm.local
 
-    monkeypatch.setattr(ktools.llm, "local_teacher", fake, raising=False)
+    # `from ktools.llm.local import teacher` reads the package attribute once an earlier
+    # test has imported the real module, so replace it there too (order-independent).
+    monkeypatch.setattr(ktools.llm.local, "teacher", fake, raising=False)
     settings = load_settings(environ={"TEACHER_PROVIDER": "local", "TEACHER_MODEL_BASE_URL": server.base_url},
                              repo_root=tmp_path)
     client = TeacherClient.from_settings(settings)
