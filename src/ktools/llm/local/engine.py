@@ -136,6 +136,30 @@ class BatchEngine:
         return len(self._rows)
 
     # --- the worker thread ---
+    def _settle(self, rows: list, keep: list[int]) -> bool:
+        """After a step: hand finished rows' results to their requests, resolve the requests
+        that are done, and shrink the batch to the rows in `keep` (their cache, mask and
+        logits). False when no row is left (the batch is reset)."""
+        for row in rows:
+            if row.result is not None:
+                row.request.results[row.sample] = row.result
+        for request in {id(r.request): r.request for r in rows if r.result is not None or r.request.cancelled}.values():
+            self._maybe_resolve(request)
+        if not keep:
+            self._reset_batch()
+            return False
+        if len(keep) < len(rows):
+            index = torch.tensor(keep)
+            mask = self._mask.index_select(0, index)
+            used = mask.sum(0).nonzero()
+            drop_left = int(used[0]) if used.numel() else 0
+            self._kv.select(index, drop_left)
+            self._mask = mask[:, drop_left:]
+            if self._logits is not None and self._logits.shape[0] == len(rows):
+                self._logits = self._logits.index_select(0, index)
+            self._rows = [rows[i] for i in keep]
+        return True
+
     def _reset_batch(self) -> None:
         self._rows: list[_Row] = []
         self._kv: BatchKV | None = None
@@ -302,23 +326,8 @@ class BatchEngine:
                     row.drafter.append(token)
             if row.result is None:
                 keep.append(i)
-        for row in rows:
-            if row.result is not None:
-                row.request.results[row.sample] = row.result
-        for request in {id(r.request): r.request for r in rows if r.result is not None or r.request.cancelled}.values():
-            self._maybe_resolve(request)
-        if not keep:
-            self._reset_batch()
+        if not self._settle(rows, keep):
             return
-        if len(keep) < len(rows):
-            index = torch.tensor(keep)
-            mask = self._mask.index_select(0, index)
-            used = mask.sum(0).nonzero()
-            drop_left = int(used[0]) if used.numel() else 0
-            self._kv.select(index, drop_left)
-            self._mask = mask[:, drop_left:]
-            self._logits = self._logits.index_select(0, index)
-            self._rows = [rows[i] for i in keep]
         rows = self._rows
         # A row with a JSON schema picks each token with the schema (`_guided`), so a step with
         # one runs without drafts (verification would draw its token unguided).
@@ -418,22 +427,8 @@ class BatchEngine:
                 continue
             if self._advance(row, token) is None:
                 keep.append(i)
-        for row in rows:
-            if row.result is not None:
-                row.request.results[row.sample] = row.result
-        for request in {id(r.request): r.request for r in rows if r.result is not None or r.request.cancelled}.values():
-            self._maybe_resolve(request)
-        if not keep:
-            self._reset_batch()
+        if not self._settle(rows, keep):
             return
-        if len(keep) < len(rows):
-            index = torch.tensor(keep)
-            mask = self._mask.index_select(0, index)
-            used = mask.sum(0).nonzero()
-            drop_left = int(used[0]) if used.numel() else 0
-            self._kv.select(index, drop_left)
-            self._mask = mask[:, drop_left:]
-            self._rows = [rows[i] for i in keep]
         rows = self._rows
         input_ids = torch.tensor([[r.tokens[-1]] for r in rows], dtype=torch.long)
         positions = torch.tensor([[r.position] for r in rows], dtype=torch.long)
