@@ -126,7 +126,9 @@ def test_views_rows_and_held_out_sentences(facts):
     assert "____" in cloze.prompt and "Tarrow Marine Services" not in cloze.prompt
     assert cloze.answer == "Fuel is sold at the north quay by Tarrow Marine Services."  # the whole sentence
     fact_qa = next(r for r in rows["fact_qa"] if r.key_fact == "Tarrow Marine Services")
-    assert fact_qa.prompt.endswith("by which name?") and fact_qa.answer == cloze.answer
+    # The fact first (the exam's short references), then the sentence that states it.
+    assert fact_qa.prompt.endswith("by which name?")
+    assert fact_qa.answer == "Tarrow Marine Services. " + cloze.answer
     about = next(r for r in rows["about"] if r.prompt.endswith("about Brevik Recycling?"))
     assert "berth C9" in about.answer
     record = cloze.record("harbours")
@@ -254,6 +256,34 @@ def test_step04_without_step02_chunks_mixes_step03_only(tmp_output):
                          tokenizer=load_tokenizer(), progress=False)
     assert any("knowledge views and corpus exam skipped" in n for n in report.notes)
     assert not OutputPaths(tmp_output).corpus_exam.exists()
+
+
+def test_replay_fills_its_share_by_going_round_the_answers():
+    from ktools.knowledge.replay import replay_count, replay_rows
+
+    answers = [{"id": f"r{k}", "prompt": f"Question {k}?", "answer": f"Answer {k}."} for k in range(3)]
+    assert replay_count(80, 0.2) == 20 and replay_count(80, 0.0) == 0 and replay_count(0, 0.2) == 0
+    rows = replay_rows(answers, 7)
+    assert [r.answer for r in rows] == ["Answer 0.", "Answer 1.", "Answer 2."] * 2 + ["Answer 0."]
+    assert len({r.item_id for r in rows}) == 7  # a repeat is its own row, named after its answer
+    assert all(r.view == "replay" and r.unmask is False for r in rows)
+    assert replay_rows(answers, 2) == rows[:2] and replay_rows([], 5) == []
+
+
+def test_build_knowledge_replay_reaches_the_share_and_says_it_repeated(tmp_path, monkeypatch):
+    from ktools.knowledge import components
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"id": "r{k}", "prompt": "General question {k}?"}}\n' for k in range(4)))
+    monkeypatch.setattr(components, "replay_answers", lambda student, ps, cache, progress=False: [
+        {**p, "answer": f"What I already say about {p['id']}."} for p in ps])
+    train = {"key_facts_to_qa": [{"question": f"q{k}", "response": "a"} for k in range(40)]}
+    build = components.build_knowledge(tmp_path / "missing_chunks.jsonl", tmp_path / "manifest.json", train,
+                                       components=("replay",), corpus_exam=False, exam_share=0.1,
+                                       exam_max_per_source=10, replay_share=0.2, replay_prompts=prompts,
+                                       replay_cache=tmp_path / "cache.json", student="student", seed=1)
+    assert len(build.rows["replay"]) == 10  # 20 % of 50 rows
+    assert any("10 rows (20% of the mix) from 4 answers" in n for n in build.notes), build.notes
 
 
 def test_components_option_parsing():
