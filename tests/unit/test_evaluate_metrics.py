@@ -130,3 +130,40 @@ def test_shipped_eval_sets_load(repo_root):
         path = repo_root / rel
         if path.is_file():
             assert load_eval_set(path)
+
+
+def test_paired_ratio_interval_follows_the_pairs_and_handles_a_zero_base():
+    from ktools.evaluate.stats import paired_bootstrap_ratio
+
+    before = [1.0] * 10 + [0.0] * 10
+    after = [1.0] * 9 + [0.0] * 11  # one of ten lost: 90 %
+    ratio = paired_bootstrap_ratio(before, after)
+    assert ratio["mean"] == pytest.approx(0.9) and ratio["lo"] < 0.9 <= ratio["hi"] <= 1.0
+    assert paired_bootstrap_ratio([0.0] * 5, [1.0] * 5)["mean"] is None  # nothing to divide by
+    sparse = paired_bootstrap_ratio([1.0] + [0.0] * 9, [1.0] * 10)  # many resamples miss the one base hit
+    assert sparse["mean"] == pytest.approx(10.0) and sparse["hi"] == float("inf")
+
+
+def _headline_report() -> dict:
+    def items(hits, nlls):
+        return [{"id": f"q{i}", "key_fact_hit": h, "nll": n} for i, (h, n) in enumerate(zip(hits, nlls))]
+
+    base = {"exam": {"items": items([0.0] * 18 + [1.0] * 2, [4.0] * 20)},
+            "general": {"items": items([1.0] * 20, [3.0] * 20)}}
+    tuned = {"exam": {"items": items([0.0] * 12 + [1.0] * 8, [2.8] * 20)},
+             "general": {"items": items([1.0] * 18 + [0.0] * 2, [3.3] * 20)}}
+    return {"base": {"sets": base}, "tuned": {"sets": tuned}}
+
+
+def test_headline_states_ratios_changes_and_retention():
+    from ktools.evaluate.headline import headline, headline_lines, headline_markdown
+
+    h = headline(_headline_report())
+    assert h["exam"]["key_facts_ratio"]["mean"] == pytest.approx(4.0)
+    assert h["exam"]["key_facts_diff"]["mean"] == pytest.approx(0.3)
+    assert h["exam"]["nll_change"]["mean"] == pytest.approx(-0.3)  # 4.0 -> 2.8 is 30 % lower
+    assert h["exam"]["nll_change"]["lo"] == pytest.approx(-0.3)  # every question moved alike
+    assert h["general"]["retention"]["mean"] == pytest.approx(0.9)
+    text = "\n".join(headline_markdown(h))
+    assert "| exam | ×4.0 [" in text and "-30% [-30%, -30%]" in text and "| general | 90% [" in text
+    assert any(line.startswith("general: 90% [") for line in headline_lines(h))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ktools.evaluate.headline import headline_markdown
 from ktools.evaluate.runner import METRIC_LABELS, METRICS
 
 
@@ -55,6 +56,8 @@ def comparison_markdown(report: Mapping[str, Any]) -> str:
              f"- base: `{base['model']}`", f"- fine-tuned: `{tuned['model']}`",
              f"- greedy answers, {_budgets(tuned)}; means with 95% "
              "bootstrap intervals; the difference is paired (same questions).", ""]
+    if report.get("headline"):
+        lines += headline_markdown(report["headline"])
     for name, metrics in report["comparison"].items():
         n = len(tuned["sets"][name]["items"])
         lines += [f"## {name} ({n} questions)", "", "| metric | base | fine-tuned | difference | verdict |",

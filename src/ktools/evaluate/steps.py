@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ktools.evaluate.evalset import EvalItem
+from ktools.evaluate.headline import headline, headline_lines
 from ktools.evaluate.report import comparison_markdown, model_markdown, plot_metric_bars, plot_per_question
 from ktools.evaluate.runner import (
     DEFAULT_OPTIONS,
@@ -92,6 +93,9 @@ def run_evaluation(base_model: str, tuned_model: str, sets: Mapping[str, Sequenc
                            label="fine-tuned")
     report = {"base": base, "tuned": tuned, "comparison": compare(base, tuned, options),
               "side_by_side": {name: side_by_side(base, tuned, name, side_by_side_n) for name in sets}}
+    report["headline"] = headline(report, n_resamples=options.bootstrap_resamples, seed=options.seed)
+    for line in headline_lines(report["headline"]):
+        log.info("%s", line)
     out_json = Path(paths.eval_report_json)
     plots = {"metrics": str(plot_metric_bars({"base": base, "fine-tuned": tuned},
                                              out_json.with_name("eval_metrics.png")))}
