@@ -146,7 +146,7 @@ def test_paired_ratio_interval_follows_the_pairs_and_handles_a_zero_base():
 
 def _headline_report() -> dict:
     def items(hits, nlls):
-        return [{"id": f"q{i}", "key_fact_hit": h, "nll": n} for i, (h, n) in enumerate(zip(hits, nlls))]
+        return [{"id": f"q{i}", "key_fact_hit": h, "nll": n} for i, (h, n) in enumerate(zip(hits, nlls, strict=True))]
 
     base = {"exam": {"items": items([0.0] * 18 + [1.0] * 2, [4.0] * 20)},
             "general": {"items": items([1.0] * 20, [3.0] * 20)}}

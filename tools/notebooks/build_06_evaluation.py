@@ -46,6 +46,7 @@ CELLS = [
         "from IPython.display import Image, Markdown, display\n\n"
         "from ktools.config import find_repo_root, load_settings\n"
         "from ktools.evaluate import EvalOptions, comparison_rows, default_eval_sets, make_judge_client, run_evaluation\n"
+        "from ktools.evaluate.headline import headline_markdown\n"
         "from ktools.paths import OutputPaths\n\n"
         "REPO = find_repo_root()\n"
         "settings = load_settings(step_dir=REPO / \"06_Evaluation\", repo_root=REPO,\n"
@@ -66,6 +67,9 @@ CELLS = [
         "    judge.close()\n"
         "pd.DataFrame(comparison_rows(report))"
     ),
+    new_markdown_cell("## At a glance\n\nWhat the student learned of the documents and kept of what it knew: ratios to "
+                      "the base with 95% paired intervals."),
+    new_code_cell("display(Markdown(\"\\n\".join(headline_markdown(report[\"headline\"])[2:])))"),
     new_markdown_cell("## Plots\n\nMetric means with 95% intervals, then per-question changes (green = better)."),
     new_code_cell("for plot in report[\"plots\"].values():\n    display(Image(plot))"),
     new_markdown_cell("## Side by side"),
