@@ -327,3 +327,27 @@ def test_exam_rephrased_by_a_real_teacher_over_http(facts, tmp_path):
     assert "Tarrow Marine Services" in by_answer  # the refused rewrite was really asked
     # The embedded teacher is never asked to rephrase.
     assert teacher_rephraser(load_settings(environ={}, repo_root=tmp_path)) is None
+
+
+def test_ktools_mix_has_a_real_teacher_rephrase_the_exam(tmp_output, monkeypatch):
+    """`ktools mix` runs step 04 as notebook 04 does (`ktools.mixing.step.mixing_step`): with a
+    real (non-embedded) teacher the corpus exam's rule questions are rephrased through it."""
+    from ktools.cli import main
+    from ktools.testing.fake_openai import FakeOpenAIServer
+
+    def responder(body, index):
+        assert "Rewrite the quiz question" in body["messages"][-1]["content"]  # only the exam asks here
+        return "What does the Harbour Board of Quillmouth's rule say on this point?"
+
+    _write_step02(tmp_output)
+    write_synthetic_step03(tmp_output, SyntheticShape(n_chunks=3, summaries_per_chunk=2), seed=1)
+    paths = OutputPaths(tmp_output)
+    with FakeOpenAIServer(responder=responder) as server:
+        monkeypatch.setenv("TEACHER_PROVIDER", "vllm")
+        monkeypatch.setenv("TEACHER_MODEL_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_MODEL_NAME", "fake-model")
+        assert main(["mix", "--cut-sizes", "1", "--components", "raw_text,cloze", "--eval-share", "0",
+                     "--keep-invented", "--json"]) == 0
+        exam = read_jsonl(paths.corpus_exam)
+        assert exam and len(server.requests) == len(exam)
+        assert any(item["written_by"] == "teacher" for item in exam)

@@ -284,7 +284,7 @@ def run_knowledge_mixing(
     Step 02's artifact (`step_02_in`) gives the knowledge components and the corpus exam their
     chunks; without it step 03's rows are mixed alone (the report says so).
     `setting_parameters`: step 04's settings (cut_sizes, qa_per_doc, max_seq_len, …; `pipeline_settings(4)`)."""
-    from ktools.mixing import MixOptions, build_mixes
+    from ktools.mixing import MixOptions, mixing_step
 
     configure_logging()
     started = time.monotonic()
@@ -297,7 +297,8 @@ def run_knowledge_mixing(
                                            corpus_exam=corpus_exam, exam_share=exam_share,
                                            drop_invented=drop_invented)
         paths = OutputPaths.from_settings(settings)
-        report = build_mixes(options, paths, progress=False)
+        # As the notebook: a real teacher (from the settings) rephrases the corpus exam.
+        report = mixing_step(settings, options, paths, progress=False)
         for note in report.notes:
             log.info("mixing: %s", note)
         publish(paths.step(4), step_04_out, root=root)
