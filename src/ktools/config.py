@@ -280,12 +280,12 @@ def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str, *, 
 class Settings:
     teacher_provider: str = _setting("TEACHER_PROVIDER", _parse_provider, "",
         "openai, anthropic, gemini, ollama, vllm or embedded (= local, the embedded teacher); default: local "
-        "unless a base URL is set", kubeflow=(2, 3))
+        "unless a base URL is set", kubeflow=(2, 3, 4))
     teacher_model_name: str = _setting("TEACHER_MODEL_NAME", _parse_str, "",
-        "model the teacher endpoint serves", kubeflow=(2, 3))
+        "model the teacher endpoint serves", kubeflow=(2, 3, 4))
     teacher_base_url: str = _setting("TEACHER_MODEL_BASE_URL", _parse_base_url_list, "",
         "OpenAI-compatible base URL (…/v1); several (replicas): comma-separated, URL#N = its concurrency share",
-        kubeflow=(2, 3))
+        kubeflow=(2, 3, 4))
     teacher_api_key: Secret = _setting("TEACHER_MODEL_API_KEY", _parse_secret, Secret(""),
         "API key (never shown)", secret=True)
     pdf_password: Secret = _setting("PDF_PASSWORD", _parse_secret, Secret(""),

@@ -84,10 +84,11 @@ def test_every_component_runs_the_given_image_and_installs_nothing_at_start(tmp_
         assert "from ktools.kubeflow.steps import" in command  # thin wrapper over ktools
 
 
-def test_teacher_key_comes_from_the_secret_of_the_two_teacher_steps(tmp_path):
+def test_teacher_key_comes_from_the_secret_of_the_teacher_steps(tmp_path):
     _, platform = _compile(tmp_path, secret_name="my-teacher", secret_key="token")
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-data-processing", "exec-knowledge-generation"}
+    # 04 too: a real teacher rephrases the corpus exam's questions there (ktools.mixing.step).
+    assert set(executors) == {"exec-data-processing", "exec-knowledge-generation", "exec-knowledge-mixing"}
     for config in executors.values():
         (secret,) = config["secretAsEnv"]
         assert secret["secretName"] == "my-teacher"

@@ -99,9 +99,12 @@ def knowledge_mixing(
     corpus_exam: bool = True,
     exam_share: float = 0.12,
     drop_invented: bool = True,
+    teacher_provider: str = "",
+    teacher_base_url: str = "",
+    teacher_model_name: str = "",
 ):
-    """Step 04: eval split, knowledge components and corpus exam (from step 02's chunks), training
-    mixes per cut size, token counts."""
+    """Step 04: eval split, knowledge components and corpus exam (from step 02's chunks; a real
+    teacher rephrases its questions), training mixes per cut size, token counts."""
     params = dict(locals())
     from ktools.kubeflow.steps import run_knowledge_mixing
 

@@ -7,8 +7,8 @@ Those that are settings (the teacher endpoint, `number_of_summaries`, `cut_sizes
 listed here: each comes from its declaration in `ktools.config`, which names the steps that
 take it (`ktools.kubeflow.parameters`); the pipeline function below lists the others. The
 teacher's API key is never a parameter: it comes from a Kubernetes secret, mounted as
-`TEACHER_MODEL_API_KEY` into the two components that call the teacher (02 drafts ICL
-fields in `icl_mode="teacher"`; 03 generates).
+`TEACHER_MODEL_API_KEY` into the three components that call the teacher (02 drafts ICL
+fields in `icl_mode="teacher"`; 03 generates; 04 rephrases the corpus exam's questions).
 
 Where a notebook parameter is None ("the value from .env or the default"), the
 pipeline parameter is 0 for numbers (a negative temperature, since 0.0 is a real one),
@@ -172,7 +172,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
             # With 2+, the component launches torchrun workers across them (as the notebook).
             training.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(train_gpus)
         if secret_name:
-            for task in (prepare, generate):
+            for task in (prepare, generate, mix):
                 kubernetes.use_secret_as_env(task, secret_name=secret_name,
                                              secret_key_to_env={secret_key: API_KEY_ENV})
         return PipelineOutputs(step_02=prepare.outputs["step_02"], step_03=generate.outputs["step_03"],

@@ -297,7 +297,8 @@ def run_knowledge_mixing(
                                            corpus_exam=corpus_exam, exam_share=exam_share,
                                            drop_invented=drop_invented)
         paths = OutputPaths.from_settings(settings)
-        # As the notebook: a real teacher (from the settings) rephrases the corpus exam.
+        # As the notebook: a real teacher (the pipeline's teacher parameters, its key from the secret)
+        # rephrases the corpus exam.
         report = mixing_step(settings, options, paths, progress=False)
         for note in report.notes:
             log.info("mixing: %s", note)
