@@ -12,7 +12,7 @@ The rooms:
 - `prompts/` the prompt templates.
 - Steps, each with one entry call that its notebook, its CLI command and its Kubeflow
   component make: 02 `documents/` (`documents.step`), 03 `generate/` (`generate.step`),
-  04 `mixing/` with `knowledge/` (`mixing.build_mixes`), 05 `train/` (`train.launch.run_training`),
+  04 `mixing/` with `knowledge/` (`mixing.step`), 05 `train/` (`train.launch.run_training`),
   01 and 06 `evaluate/` (`evaluate.steps`).
 - `export/` Q&A in trainer and reviewer formats (`ktools convert`).
 - `compat/training_data_generator/` the Training Data Generator's settings, flags and files

@@ -8,9 +8,11 @@ Every setting is declared once, as a field of `Settings` (`_setting`): its envir
 variable (the names users of the reference notebooks already know), the older or other
 tools' names still read as aliases, its default, its meaning and a parser that turns a bad
 value into a `ConfigError` naming the variable, the value, where it came from and the
-expected form. `ktools status` and the notebooks show every declared setting; the
-providers' own key variables (OPENAI_API_KEY, ...) are read here too (`provider_api_key`),
-and a KTOOLS_* / TEACHER_* variable no setting reads is warned about.
+expected form, and which steps' Kubeflow components take it as a pipeline parameter
+(`ktools.kubeflow.parameters` builds those from here). `ktools status` and the notebooks
+show every declared setting; the providers' own key variables (OPENAI_API_KEY, ...) are read
+here too (`provider_api_key`), and a KTOOLS_* / TEACHER_* variable no setting reads is
+warned about.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import dataclasses
 import logging
 import os
 import re
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,12 +257,20 @@ def _parse_secret(raw: str) -> Secret:
 
 
 def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str, *, aliases: tuple[str, ...] = (),
-             secret: bool = False) -> Any:
+             secret: bool = False, kubeflow: tuple[int, ...] = (), kubeflow_name: str = "") -> Any:
     """A setting, declared once, as a `Settings` field: its environment variable, parser, default
     and meaning, plus `aliases` (an older name, another tool's) still read when `env` is set in no
     layer. `_FIELDS`, `load_settings`, `as_table` (`ktools status`, the notebooks) and the
-    `.env.example` test all read these declarations; a secret is never shown."""
-    meta = {"env": env, "parse": parse, "help": help, "aliases": tuple(aliases), "secret": secret}
+    `.env.example` test all read these declarations; a secret is never shown.
+
+    `kubeflow`: the steps whose Kubeflow component takes this setting as a pipeline parameter
+    (named after the field, or `kubeflow_name`); `ktools.kubeflow.parameters` builds those
+    parameters from here. A secret never is one: a parameter's value shows in the KFP UI and in
+    every compiled pipeline file, so keys reach the pods from a Kubernetes secret instead."""
+    if secret and kubeflow:
+        raise ValueError(f"{env} is a secret and cannot be a pipeline parameter")
+    meta = {"env": env, "parse": parse, "help": help, "aliases": tuple(aliases), "secret": secret,
+            "kubeflow": tuple(kubeflow), "kubeflow_name": kubeflow_name}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: copy.deepcopy(default), repr=not secret, metadata=meta)
     return field(default=default, repr=not secret, metadata=meta)
@@ -269,35 +280,43 @@ def _setting(env: str, parse: Callable[[str], Any], default: Any, help: str, *, 
 class Settings:
     teacher_provider: str = _setting("TEACHER_PROVIDER", _parse_provider, "",
         "openai, anthropic, gemini, ollama, vllm or embedded (= local, the embedded teacher); default: local "
-        "unless a base URL is set")
+        "unless a base URL is set", kubeflow=(2, 3, 4))
     teacher_model_name: str = _setting("TEACHER_MODEL_NAME", _parse_str, "",
-        "model the teacher endpoint serves")
+        "model the teacher endpoint serves", kubeflow=(2, 3, 4))
     teacher_base_url: str = _setting("TEACHER_MODEL_BASE_URL", _parse_base_url_list, "",
-        "OpenAI-compatible base URL (…/v1); several (replicas): comma-separated, URL#N = its concurrency share")
+        "OpenAI-compatible base URL (…/v1); several (replicas): comma-separated, URL#N = its concurrency share",
+        kubeflow=(2, 3, 4))
     teacher_api_key: Secret = _setting("TEACHER_MODEL_API_KEY", _parse_secret, Secret(""),
         "API key (never shown)", secret=True)
     pdf_password: Secret = _setting("PDF_PASSWORD", _parse_secret, Secret(""),
         "password that opens encrypted PDFs in step 02 (never shown)", secret=True)
     # STUDENT_MODEL, TOKENIZER_MODEL, OUTPUT_DATA_FOLDER: the reference tools' names.
     student_model_name: str = _setting("STUDENT_MODEL_NAME", _parse_model_ref, EMBEDDED_MODEL_NAME,
-        "student to fine-tune: the embedded SmolLM2, a transformers name or a local path", aliases=("STUDENT_MODEL",))
+        "student to fine-tune: the embedded SmolLM2, a transformers name or a local path", aliases=("STUDENT_MODEL",),
+        kubeflow=(5,))
     tokenizer_model_name: str = _setting("TOKENIZER_MODEL_NAME", _parse_model_ref, "",
-        "tokenizer for chunking and token counts; default: the student's", aliases=("TOKENIZER_MODEL",))
-    cut_sizes: list[int] = _setting("CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes")
-    qa_per_doc: int = _setting("QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix")
+        "tokenizer for chunking and token counts; default: the student's", aliases=("TOKENIZER_MODEL",),
+        kubeflow=(2, 4))
+    cut_sizes: list[int] = _setting("CUT_SIZES", _parse_cut_sizes, [5, 50], "training-mix cut sizes",
+        kubeflow=(4, 5))
+    qa_per_doc: int = _setting("QA_PER_DOC", _parse_int(1), 3, "Q&A pairs kept per summary in a mix",
+        kubeflow=(4,))
     save_gpt_oss_format: bool = _setting("SAVE_GPT_OSS_FORMAT", _parse_bool, False,
-        "also write GPT-OSS format")
-    number_of_summaries: int = _setting("NUMBER_OF_SUMMARIES", _parse_int(1), 5, "summaries per chunk (n)")
-    max_concurrency: int = _setting("MAX_CONCURRENCY", _parse_int(1), 16, "requests in flight, whole run")
-    enable_reasoning: bool = _setting("ENABLE_REASONING", _parse_bool, False, "ask the teacher for reasoning")
+        "also write GPT-OSS format", kubeflow=(4,))
+    number_of_summaries: int = _setting("NUMBER_OF_SUMMARIES", _parse_int(1), 5, "summaries per chunk (n)",
+        kubeflow=(3,))
+    max_concurrency: int = _setting("MAX_CONCURRENCY", _parse_int(1), 16, "requests in flight, whole run",
+        kubeflow=(3,))
+    enable_reasoning: bool = _setting("ENABLE_REASONING", _parse_bool, False, "ask the teacher for reasoning",
+        kubeflow=(3,))
     seed_data_subsample: int | None = _setting("SEED_DATA_SUBSAMPLE", _parse_optional_int, None,
-        "use only the first N seed chunks (empty: all)")
+        "use only the first N seed chunks (empty: all)", kubeflow=(3,))
     customisation_prompt: str = _setting("CUSTOMISATION_PROMPT", _parse_str, "",
-        "extra instructions for every prompt")
+        "extra instructions for every prompt", kubeflow=(3,))
     # Step 05's MAX_SEQ_LEN (a notebook parameter) truncates training examples instead; one name, two meanings.
     max_seq_len: int | None = _setting("MIX_MAX_SEQ_LEN", _parse_optional_int, None,
         "step 04: drop mix rows longer than this many tokens (MAX_SEQ_LEN, its old name, is still read)",
-        aliases=("MAX_SEQ_LEN",))
+        aliases=("MAX_SEQ_LEN",), kubeflow=(4,), kubeflow_name="mix_max_seq_len")
     request_timeout: float = _setting("TEACHER_REQUEST_TIMEOUT", _parse_float(0.1, 86400), 300.0,
         "seconds per teacher request (a timed-out request is retried once: at most ~2x this per call)")
     max_retries: int = _setting("TEACHER_MAX_RETRIES", _parse_int(0), 6, "retries per teacher request")
@@ -308,8 +327,9 @@ class Settings:
     endpoint_max_cooldown: float = _setting("TEACHER_ENDPOINT_MAX_COOLDOWN", _parse_float(0.0, 86400), 300.0,
         "several base URLs: longest cool-down in seconds")
     temperature: float = _setting("TEACHER_TEMPERATURE", _parse_float(0.0, 2.0), 0.7,
-        "teacher sampling temperature")
-    max_tokens: int = _setting("TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion")
+        "teacher sampling temperature", kubeflow=(3,))
+    max_tokens: int = _setting("TEACHER_MAX_TOKENS", _parse_int(1), 1024, "max tokens per teacher completion",
+        kubeflow=(3,))
     teacher_idle_timeout: float = _setting("LOCAL_TEACHER_IDLE_TIMEOUT", _parse_float(0.0, 7 * 86400), 600.0,
         "seconds without requests after which a background embedded teacher exits (0: never)")
     teacher_backend: str = _setting("LOCAL_TEACHER_BACKEND", _parse_teacher_backend, "transformers",
@@ -322,13 +342,13 @@ class Settings:
     thinking_control: str = _setting("THINKING_CONTROL", _parse_str, "",
         "how thinking is switched: chat_template_kwargs, reasoning_effort or none (default: by provider)")
     token_budget: int | None = _setting("TOKEN_BUDGET", _parse_optional_int, None,
-        "stop generation cleanly after this many tokens sent (empty: no limit)")
+        "stop generation cleanly after this many tokens sent (empty: no limit)", kubeflow=(3,))
     teacher_price_input: float = _setting("TEACHER_PRICE_INPUT", _parse_float(0.0), 0.0,
         "price per million input (prompt) tokens, for cost estimates and MAX_COST")
     teacher_price_output: float = _setting("TEACHER_PRICE_OUTPUT", _parse_float(0.0), 0.0,
         "price per million output (completion) tokens")
     max_cost: float | None = _setting("MAX_COST", _parse_optional_float, None,
-        "stop generation cleanly (resumable) once this much money is spent (needs the prices)")
+        "stop generation cleanly (resumable) once this much money is spent (needs the prices)", kubeflow=(3,))
     teacher_rpm: int | None = _setting("TEACHER_RPM", _parse_optional_int, None,
         "requests per minute at most (empty: no limit)")
     teacher_tpm: int | None = _setting("TEACHER_TPM", _parse_optional_int, None,
@@ -387,7 +407,7 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class _Field:
+class Declaration:
     """A declared setting, read off its `Settings` field (see `_setting`)."""
 
     attr: str
@@ -396,14 +416,21 @@ class _Field:
     default: Any
     help: str
     aliases: tuple[str, ...] = ()
+    type: Any = str  # the field's annotation, resolved (e.g. int | None)
+    secret: bool = False
+    kubeflow: tuple[int, ...] = ()
+    kubeflow_name: str = ""
 
 
-def _declared(f: dataclasses.Field) -> _Field:
+def _declared(f: dataclasses.Field, hints: Mapping[str, Any]) -> Declaration:
     default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-    return _Field(f.name, f.metadata["env"], f.metadata["parse"], default, f.metadata["help"], f.metadata["aliases"])
+    meta = f.metadata
+    return Declaration(f.name, meta["env"], meta["parse"], default, meta["help"], meta["aliases"], hints[f.name],
+                       meta["secret"], meta["kubeflow"], meta["kubeflow_name"])
 
 
-_FIELDS: tuple[_Field, ...] = tuple(_declared(f) for f in dataclasses.fields(Settings) if "env" in f.metadata)
+_FIELDS: tuple[Declaration, ...] = tuple(_declared(f, typing.get_type_hints(Settings))
+                                         for f in dataclasses.fields(Settings) if "env" in f.metadata)
 ENV_NAMES = {f.attr: f.env for f in _FIELDS}
 SECRET_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings) if f.metadata.get("secret"))
 
@@ -460,7 +487,7 @@ def invalid_setting(name: str, raw: str, origin: str | None, exc: ValueError, *,
     )
 
 
-def _field_value(f: _Field, layers: Layers) -> tuple[Any, str | None]:
+def _field_value(f: Declaration, layers: Layers) -> tuple[Any, str | None]:
     """A field's parsed value from the highest layer that sets it (and that layer), or its default."""
     name = f.env
     raw, origin = layered_value(layers, name)
@@ -478,6 +505,12 @@ def _field_value(f: _Field, layers: Layers) -> tuple[Any, str | None]:
     except ValueError as exc:
         raise invalid_setting(name, raw, origin, exc, secret=f.attr in SECRET_FIELDS,
                               fallback=f" to use the default ({f.default!r})") from None
+
+
+def declared_settings() -> tuple[Declaration, ...]:
+    """Every declared setting, in declaration order (for what is built from them elsewhere, e.g.
+    the Kubeflow pipeline's parameters)."""
+    return _FIELDS
 
 
 def setting(attr: str, step_dir: str | Path | None = None, environ: Mapping[str, str] | None = None,

@@ -327,3 +327,40 @@ def test_exam_rephrased_by_a_real_teacher_over_http(facts, tmp_path):
     assert "Tarrow Marine Services" in by_answer  # the refused rewrite was really asked
     # The embedded teacher is never asked to rephrase.
     assert teacher_rephraser(load_settings(environ={}, repo_root=tmp_path)) is None
+
+
+def test_step04_callers_have_a_real_teacher_rephrase_the_exam(tmp_output, tmp_path, monkeypatch):
+    """`ktools mix` and the Kubeflow step-04 component run step 04 as notebook 04 does
+    (`ktools.mixing.step.mixing_step`): with a real (non-embedded) teacher the corpus exam's
+    rule questions are rephrased through it, and both build the same exam."""
+    from ktools.cli import main
+    from ktools.kubeflow import steps
+    from ktools.testing.fake_openai import FakeOpenAIServer
+
+    def responder(body, index):
+        assert "Rewrite the quiz question" in body["messages"][-1]["content"]  # only the exam asks here
+        return "What does the Harbour Board of Quillmouth's rule say on this point?"
+
+    _write_step02(tmp_output)
+    write_synthetic_step03(tmp_output, SyntheticShape(n_chunks=3, summaries_per_chunk=2), seed=1)
+    paths = OutputPaths(tmp_output)
+    with FakeOpenAIServer(responder=responder) as server:
+        teacher = {"teacher_provider": "vllm", "teacher_base_url": server.base_url,
+                   "teacher_model_name": "fake-model"}
+        for name, value in zip(("TEACHER_PROVIDER", "TEACHER_MODEL_BASE_URL", "TEACHER_MODEL_NAME"),
+                               teacher.values(), strict=True):
+            monkeypatch.setenv(name, value)
+        assert main(["mix", "--cut-sizes", "1", "--components", "raw_text,cloze", "--eval-share", "0",
+                     "--keep-invented", "--json"]) == 0
+        exam = read_jsonl(paths.corpus_exam)
+        asked = len(server.requests)
+        assert exam and asked == len(exam)
+        assert any(item["written_by"] == "teacher" for item in exam)
+        # The component gets the endpoint as pipeline parameters, not from the environment.
+        for name in ("TEACHER_PROVIDER", "TEACHER_MODEL_BASE_URL", "TEACHER_MODEL_NAME"):
+            monkeypatch.delenv(name)
+        artifact = tmp_path / "step_04_artifact"
+        steps.run_knowledge_mixing(paths.step(3), artifact, step_02_in=paths.step(2), cut_sizes="1",
+                                   components="raw_text,cloze", eval_share=0.0, drop_invented=False, **teacher)
+        assert len(server.requests) == 2 * asked
+    assert read_jsonl(artifact / paths.corpus_exam.relative_to(paths.step(4))) == exam

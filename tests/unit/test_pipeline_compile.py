@@ -5,6 +5,7 @@ parameters and defaults, the teacher's key from a Kubernetes secret and never a 
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 from pathlib import Path
 
@@ -83,10 +84,11 @@ def test_every_component_runs_the_given_image_and_installs_nothing_at_start(tmp_
         assert "from ktools.kubeflow.steps import" in command  # thin wrapper over ktools
 
 
-def test_teacher_key_comes_from_the_secret_of_the_two_teacher_steps(tmp_path):
+def test_teacher_key_comes_from_the_secret_of_the_teacher_steps(tmp_path):
     _, platform = _compile(tmp_path, secret_name="my-teacher", secret_key="token")
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-data-processing", "exec-knowledge-generation"}
+    # 04 too: a real teacher rephrases the corpus exam's questions there (ktools.mixing.step).
+    assert set(executors) == {"exec-data-processing", "exec-knowledge-generation", "exec-knowledge-mixing"}
     for config in executors.values():
         (secret,) = config["secretAsEnv"]
         assert secret["secretName"] == "my-teacher"
@@ -232,3 +234,52 @@ def test_scratch_root_copies_inputs_as_step_folders_and_cleans_up(tmp_path):
     with pytest.raises(FileNotFoundError, match="input artifact for step 03"), \
             steps.scratch_root({3: tmp_path / "nothing"}):
         pass
+
+
+KFP_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN"}
+STEP_TASKS = {2: "data-processing", 3: "knowledge-generation", 4: "knowledge-mixing", 5: "model-training"}
+
+
+def test_every_declared_pipeline_setting_is_a_parameter_passed_to_its_steps(tmp_path):
+    """A setting declared with `kubeflow=(steps…)` in ktools.config is a pipeline parameter with its
+    type and "unset" default, and reaches each of those steps' components under its field name.
+    The components are written out by hand (KFP ships their source), so this is what keeps them in
+    step with the declarations."""
+    from ktools.kubeflow import components as component_functions
+    from ktools.kubeflow.parameters import pipeline_settings
+
+    spec, _ = _compile(tmp_path)
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    declared = pipeline_settings()
+    assert {s.name for s in declared} >= {"teacher_base_url", "teacher_model_name", "number_of_summaries",
+                                          "cut_sizes", "mix_max_seq_len", "student_model_name", "temperature"}
+    for setting in declared:
+        assert setting.name in parameters, f"declared setting {setting.env} is not a pipeline parameter"
+        assert parameters[setting.name]["parameterType"] == KFP_TYPES[setting.type], setting.name
+        assert parameters[setting.name].get("defaultValue", setting.type()) == setting.unset, setting.name
+        for step in setting.steps:
+            task = STEP_TASKS[step]
+            component = spec["components"][f"comp-{task}"]["inputDefinitions"]["parameters"]
+            assert setting.attr in component, f"{task} does not take {setting.env} ({setting.attr})"
+            assert component[setting.attr]["parameterType"] == KFP_TYPES[setting.type]
+            assert spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][setting.attr] == {
+                "componentInputParameter": setting.name}
+            function = getattr(component_functions, task.replace("-", "_"))
+            parameter = inspect.signature(function).parameters[setting.attr]
+            assert parameter.default == setting.unset and parameter.annotation is setting.type, (task, setting.attr)
+    # A component takes no setting its declaration does not name for its step.
+    by_attr = {s.attr: s for s in declared}
+    for step, task in STEP_TASKS.items():
+        component = spec["components"][f"comp-{task}"]["inputDefinitions"]["parameters"]
+        stray = {name for name in component if name in by_attr and step not in by_attr[name].steps
+                 and not (step == 5 and name == "max_seq_len")}  # step 05's own (training) max_seq_len
+        assert not stray, f"{task} takes {stray}, which no declaration gives it"
+
+
+def test_settings_variables_name_pipeline_parameters():
+    pipeline = build_pipeline()
+    assert pipeline_arguments(pipeline, {"TEACHER_MODEL_BASE_URL": "http://vllm:8000/v1", "STUDENT_MODEL": "m",
+                                         "TEACHER_TEMPERATURE": 0, "MIX_MAX_SEQ_LEN": 300}) == {
+        "teacher_base_url": "http://vllm:8000/v1", "student_model_name": "m", "temperature": 0.0,
+        "mix_max_seq_len": 300}
+    assert pipeline_arguments(pipeline, {"TEMPERATURE": None}) == {"temperature": -1.0}

@@ -59,8 +59,7 @@ CELLS = [
         "import pandas as pd\n"
         "from IPython.display import Markdown, display\n\n"
         "from ktools.config import find_repo_root, load_settings\n"
-        "from ktools.knowledge.rephrase import teacher_rephraser\n"
-        "from ktools.mixing import MixOptions, build_mixes, check_feasibility, plot_token_histograms\n"
+        "from ktools.mixing import MixOptions, check_feasibility, mixing_step, plot_token_histograms\n"
         "from ktools.paths import OutputPaths\n\n"
         "REPO = find_repo_root()\n"
         "settings = load_settings(\n"
@@ -84,13 +83,9 @@ CELLS = [
     ),
     new_markdown_cell("## Build the mixes\n\nWrites `output/step_04/training_mix/combined_cut_{N}x.jsonl`, "
                       "`output/step_04/eval_set.jsonl` and `output/step_04/mix_stats.json`."),
-    new_code_cell("# A real teacher rewrites the rule-built exam questions; the embedded one is not asked.\n"
-                  "rephrase = teacher_rephraser(settings) if CORPUS_EXAM else None\n"
-                  "try:\n"
-                  "    report = build_mixes(options, paths, rephrase=rephrase)\n"
-                  "finally:\n"
-                  "    if rephrase is not None:\n"
-                  "        rephrase.close()\n"
+    new_code_cell("# The same step-04 call as `ktools mix` and the Kubeflow component (ktools.mixing.step): a real\n"
+                  "# teacher rewrites the rule-built exam questions; the embedded one is not asked.\n"
+                  "report = mixing_step(settings, options, paths)\n"
                   "for note in report.notes:\n"
                   "    display(Markdown(f\"- {note}\"))"),
     new_markdown_cell("### Per cut"),

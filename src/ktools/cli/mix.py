@@ -45,7 +45,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ktools.mixing import MixingInputError, MixOptions, build_mixes
+    from ktools.mixing import MixingInputError, MixOptions, mixing_step
     from ktools.paths import OutputPaths
 
     try:
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                                            seed=args.seed, components=args.components,
                                            replay_share=args.replay_share, corpus_exam=args.corpus_exam,
                                            exam_path=args.exam, drop_invented=not args.keep_invented)
-        report = build_mixes(options, OutputPaths.from_settings(settings), progress=sys.stderr.isatty())
+        # As notebook 04: a real teacher (from the settings) rephrases the corpus exam's questions.
+        report = mixing_step(settings, options, OutputPaths.from_settings(settings), progress=sys.stderr.isatty())
     except (ConfigError, MixingInputError, ValueError) as exc:
         print(f"ktools mix: {exc}", file=sys.stderr)
         return 2

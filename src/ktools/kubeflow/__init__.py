@@ -6,6 +6,7 @@ ktools imports this package, so the single-machine path neither loads nor needs 
 - `steps`: what each component runs (no kfp import; testable alone);
 - `components`: the four lightweight components (thin wrappers over `steps`);
 - `definition`: the pipeline, its parameters and `compile_pipeline`;
+- `parameters`: the parameters that are settings, from their declarations in `ktools.config`;
 - `local`: running it with KFP's local SubprocessRunner (no cluster);
 - `names`: defaults shared with the CLI (image, secret).
 """

@@ -4,8 +4,14 @@ KFP ships each function's *source* to the container (or, locally, to a subproces
 the functions must be self-contained: they import ktools inside and hand everything to
 `ktools.kubeflow.steps`, where the work happens. Parameter names and defaults are the
 step notebooks' (lower-cased); 0 / "" / False (a negative temperature) mean "the value
-from .env or the default", the notebooks' None (see `ktools.kubeflow.definition`). `params = dict(locals())` must stay the first statement: it captures the
-parameters and nothing else.
+from .env or the default", the notebooks' None (see `ktools.kubeflow.definition`).
+`params = dict(locals())` must stay the first statement: it captures the parameters and
+nothing else.
+
+The parameters that are settings (teacher endpoint, cut sizes, …) are written out here too,
+because KFP ships the source: they must be those declared for the step in `ktools.config`, with
+the types and defaults `ktools.kubeflow.parameters` gives them (tests/unit/test_pipeline_compile.py
+fails otherwise).
 
 The image is chosen when the pipeline is built (`make_components(image)`), and holds
 ktools and its dependencies (kfp too), so nothing is pip-installed when a pod starts.
@@ -93,9 +99,12 @@ def knowledge_mixing(
     corpus_exam: bool = True,
     exam_share: float = 0.12,
     drop_invented: bool = True,
+    teacher_provider: str = "",
+    teacher_base_url: str = "",
+    teacher_model_name: str = "",
 ):
-    """Step 04: eval split, knowledge components and corpus exam (from step 02's chunks), training
-    mixes per cut size, token counts."""
+    """Step 04: eval split, knowledge components and corpus exam (from step 02's chunks; a real
+    teacher rephrases its questions), training mixes per cut size, token counts."""
     params = dict(locals())
     from ktools.kubeflow.steps import run_knowledge_mixing
 

@@ -2,10 +2,13 @@
 
 Pipeline parameters are the step notebooks' parameters, lower-cased, with the same
 defaults (04's `MIX_MAX_SEQ_LEN` is `mix_max_seq_len`, 05's `TRAIN_MAX_SEQ_LEN` is
-`train_max_seq_len`; their old shared name `MAX_SEQ_LEN` sets both), plus the teacher endpoint settings. The
+`train_max_seq_len`; their old shared name `MAX_SEQ_LEN` sets both), plus the teacher endpoint.
+Those that are settings (the teacher endpoint, `number_of_summaries`, `cut_sizes`, …) are not
+listed here: each comes from its declaration in `ktools.config`, which names the steps that
+take it (`ktools.kubeflow.parameters`); the pipeline function below lists the others. The
 teacher's API key is never a parameter: it comes from a Kubernetes secret, mounted as
-`TEACHER_MODEL_API_KEY` into the two components that call the teacher (02 drafts ICL
-fields in `icl_mode="teacher"`; 03 generates).
+`TEACHER_MODEL_API_KEY` into the three components that call the teacher (02 drafts ICL
+fields in `icl_mode="teacher"`; 03 generates; 04 rephrases the corpus exam's questions).
 
 Where a notebook parameter is None ("the value from .env or the default"), the
 pipeline parameter is 0 for numbers (a negative temperature, since 0.0 is a real one),
@@ -13,7 +16,9 @@ pipeline parameter is 0 for numbers (a negative temperature, since 0.0 is a real
 pass None. `time_budget_minutes = 0` means no limit (the notebook's None).
 """
 
-from collections.abc import Mapping
+import functools
+import inspect
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,6 +34,7 @@ from ktools.kubeflow.names import (
     PIPELINE_NAME,
     STORE_MOUNT,
 )
+from ktools.kubeflow.parameters import component_settings, pipeline_settings
 
 # Notebook parameters whose pipeline name is not just the lower-cased notebook name.
 # MAX_SEQ_LEN: both steps' old name (now MIX_MAX_SEQ_LEN and TRAIN_MAX_SEQ_LEN), still accepted.
@@ -56,6 +62,27 @@ class PipelineOutputs(NamedTuple):
     model: Model
 
 
+def with_setting_parameters(body: Callable[..., Any]) -> Callable[..., Any]:
+    """`body`, whose own parameters are followed by one per declared pipeline setting
+    (`pipeline_settings`, with its type and "unset" default), received in `**settings` by
+    pipeline name. KFP reads a pipeline's parameters off its signature and calls it with them
+    positionally: hence the explicit `__signature__`, and the bind back to names."""
+    own = inspect.signature(body)
+    parameters = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    parameters += [inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=s.unset,
+                                     annotation=s.type) for s in pipeline_settings()]
+    signature = own.replace(parameters=parameters)
+
+    @functools.wraps(body)
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return body(**bound.arguments)
+
+    pipeline.__signature__ = signature  # type: ignore[attr-defined]
+    return pipeline
+
+
 def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET_NAME,
                    secret_key: str = DEFAULT_SECRET_KEY, train_gpus: int = 0, store_pvc: str = ""):
     """The pipeline object (compile it, or call it after `kfp.local.init` to run it locally).
@@ -70,6 +97,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="ktools knowledge tuning: data processing, knowledge generation, mixing, training")
+    @with_setting_parameters
     def ktools_pipeline(
         # 02 Data processing
         sources: list = ["assets/sample/sample_document.md"],  # noqa: B006 - KFP needs literal defaults
@@ -77,38 +105,20 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         chunk_max_tokens: int = 768,
         chunk_overlap_tokens: int = 64,
         chunk_min_tokens: int = 128,
-        tokenizer_model_name: str = "",
         icl_mode: str = "auto",
         icl_file: str = "02_Data_Processing/sample_document.icl.yaml",
         icl_domain: str = "",
         icl_outline: str = "",
         icl_document: str = "",
         icl_queries: list = [],  # noqa: B006
-        # teacher endpoint ("" = .env / environment of the image, else the embedded teacher)
-        teacher_provider: str = "",
-        teacher_base_url: str = "",
-        teacher_model_name: str = "",
         # 03 Knowledge generation
         generators: str = "all",
-        number_of_summaries: int = 0,
         questions_per_chunk: int = 3,
-        max_concurrency: int = 0,
-        seed_data_subsample: int = 0,
-        enable_reasoning: bool = False,
-        customisation_prompt: str = "",
-        temperature: float = -1.0,
-        max_tokens: int = 0,
         judges: str = "auto",
-        token_budget: int = 0,
-        max_cost: float = 0.0,
         allow_partial: bool = False,
         response_store_dir: str = "",
         # 04 Knowledge mixing
-        cut_sizes: str = "",
-        qa_per_doc: int = 0,
-        save_gpt_oss_format: bool = False,
         save_alpaca: bool = False,
-        mix_max_seq_len: int = 0,
         eval_share: float = 0.1,
         seed: int = 42,
         mix_components: str = "all",
@@ -117,7 +127,6 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         exam_share: float = 0.12,
         drop_invented: bool = True,
         # 05 Model training
-        student_model_name: str = "",
         cut_size: int = 0,
         method: str = "full",
         backend: str = "auto",
@@ -130,45 +139,40 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         tokens_per_batch: int = 2048,
         batching: str = "length",
         max_rows: int = 0,
+        # + the settings' parameters (teacher endpoint, number_of_summaries, cut_sizes, …)
+        **settings: Any,
     ) -> PipelineOutputs:
-        teacher = {"teacher_provider": teacher_provider, "teacher_base_url": teacher_base_url,
-                   "teacher_model_name": teacher_model_name}
         prepare = components.data_processing(
             sources=sources, converter_backend=converter_backend, chunk_max_tokens=chunk_max_tokens,
             chunk_overlap_tokens=chunk_overlap_tokens, chunk_min_tokens=chunk_min_tokens,
-            tokenizer_model_name=tokenizer_model_name, icl_mode=icl_mode, icl_file=icl_file,
-            icl_domain=icl_domain, icl_outline=icl_outline, icl_document=icl_document, icl_queries=icl_queries,
-            **teacher)
+            icl_mode=icl_mode, icl_file=icl_file, icl_domain=icl_domain, icl_outline=icl_outline,
+            icl_document=icl_document, icl_queries=icl_queries, **component_settings(2, settings))
         prepare.set_display_name("02 Data processing")
         generate = components.knowledge_generation(
-            step_02=prepare.outputs["step_02"], generators=generators, number_of_summaries=number_of_summaries,
-            questions_per_chunk=questions_per_chunk, max_concurrency=max_concurrency,
-            seed_data_subsample=seed_data_subsample, enable_reasoning=enable_reasoning,
-            customisation_prompt=customisation_prompt, temperature=temperature, max_tokens=max_tokens,
-            judges=judges, token_budget=token_budget, max_cost=max_cost, allow_partial=allow_partial,
-            response_store_dir=response_store_dir,
-            **teacher)
+            step_02=prepare.outputs["step_02"], generators=generators, questions_per_chunk=questions_per_chunk,
+            judges=judges, allow_partial=allow_partial, response_store_dir=response_store_dir,
+            **component_settings(3, settings))
         generate.set_display_name("03 Knowledge generation")
         if store_pvc:
             kubernetes.mount_pvc(generate, pvc_name=store_pvc, mount_path=STORE_MOUNT)
         mix = components.knowledge_mixing(
-            step_02=prepare.outputs["step_02"], step_03=generate.outputs["step_03"], cut_sizes=cut_sizes,
-            qa_per_doc=qa_per_doc, save_gpt_oss_format=save_gpt_oss_format, save_alpaca=save_alpaca, max_seq_len=mix_max_seq_len,
-            eval_share=eval_share, seed=seed, tokenizer_model_name=tokenizer_model_name, components=mix_components,
-            replay_share=replay_share, corpus_exam=corpus_exam, exam_share=exam_share,
-            drop_invented=drop_invented)
+            step_02=prepare.outputs["step_02"], step_03=generate.outputs["step_03"], save_alpaca=save_alpaca,
+            eval_share=eval_share, seed=seed, components=mix_components, replay_share=replay_share,
+            corpus_exam=corpus_exam, exam_share=exam_share, drop_invented=drop_invented,
+            **component_settings(4, settings))
         mix.set_display_name("04 Knowledge mixing")
         training = components.model_training(
-            step_04=mix.outputs["step_04"], student_model_name=student_model_name, cut_sizes=cut_sizes,
-            cut_size=cut_size, method=method, backend=backend, strategy=strategy, learning_rate=learning_rate,
-            epochs=epochs, max_steps=max_steps, time_budget_minutes=time_budget_minutes, max_seq_len=train_max_seq_len,
-            tokens_per_batch=tokens_per_batch, batching=batching, max_rows=max_rows, seed=seed)
+            step_04=mix.outputs["step_04"], cut_size=cut_size, method=method, backend=backend, strategy=strategy,
+            learning_rate=learning_rate, epochs=epochs, max_steps=max_steps,
+            time_budget_minutes=time_budget_minutes, max_seq_len=train_max_seq_len,
+            tokens_per_batch=tokens_per_batch, batching=batching, max_rows=max_rows, seed=seed,
+            **component_settings(5, settings))
         training.set_display_name("05 Model training")
         if train_gpus:
             # With 2+, the component launches torchrun workers across them (as the notebook).
             training.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(train_gpus)
         if secret_name:
-            for task in (prepare, generate):
+            for task in (prepare, generate, mix):
                 kubernetes.use_secret_as_env(task, secret_name=secret_name,
                                              secret_key_to_env={secret_key: API_KEY_ENV})
         return PipelineOutputs(step_02=prepare.outputs["step_02"], step_03=generate.outputs["step_03"],
@@ -186,15 +190,17 @@ def parameter_types(pipeline: Any) -> dict[str, str]:
 def pipeline_arguments(pipeline: Any, values: Mapping[str, Any]) -> dict[str, Any]:
     """Notebook-style or pipeline-style parameter values → pipeline arguments of the right types.
 
-    Upper-case names are notebook parameters (as in `ktools run -p` and its profiles):
-    those the pipeline has no counterpart for (e.g. DRY_RUN, EXAM_LIMIT) are skipped.
+    Upper-case names are notebook parameters (as in `ktools run -p` and its profiles) or a
+    setting's variable (TEACHER_MODEL_BASE_URL → teacher_base_url): those the pipeline has no
+    counterpart for (e.g. DRY_RUN, EXAM_LIMIT) are skipped.
     Lower-case names must be pipeline parameters. None becomes the pipeline's "unset".
     """
     types = parameter_types(pipeline)
+    variables = {env: (s.name,) for s in pipeline_settings() for env in (s.env, *s.aliases)}
     arguments: dict[str, Any] = {}
     for name, value in values.items():
         if name.isupper():
-            targets = NOTEBOOK_ALIASES.get(name, (name.lower(),))
+            targets = NOTEBOOK_ALIASES.get(name) or variables.get(name) or (name.lower(),)
             targets = tuple(t for t in targets if t in types)
         else:
             if name not in types:
@@ -207,7 +213,8 @@ def pipeline_arguments(pipeline: Any, values: Mapping[str, Any]) -> dict[str, An
 
 # The notebooks' None ("the value from .env or the default") as the pipeline says it.
 UNSET = {"Integer": 0, "Float": 0.0, "String": "", "Boolean": False, "List": []}
-UNSET_OVERRIDES = {"temperature": -1.0}  # 0.0 is a real temperature
+# A setting's own "unset", where it is not its type's: temperature -1 (0.0 is a real temperature).
+UNSET_OVERRIDES = {s.name: s.unset for s in pipeline_settings() if s.unset != s.type()}
 PYTHON_TYPES = {"Integer": int, "Float": float, "Boolean": bool, "String": str, "List": list}
 
 

@@ -7,7 +7,9 @@ return its own step directory (its output artifact). Each function here therefor
    `step_NN/` (copies, not links: input artifacts may be read-only mounts);
 2. loads settings exactly as the notebook does (repository `.env`, the step folder's
    `.env`, the environment — where the teacher's API key arrives from a Kubernetes
-   secret — then the parameters), with `output_dir` pointing at the scratch root;
+   secret — then the parameters), with `output_dir` pointing at the scratch root; the
+   parameters that are settings (`**setting_parameters`: the teacher endpoint, cut sizes,
+   …) are the ones declared for the step in `ktools.config` (`ktools.kubeflow.parameters`);
 3. calls the same `ktools` functions as the notebook, with the same parameters;
 4. copies `step_NN/` of the scratch root into the output artifact's path.
 
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ktools.config import Settings, find_repo_root, load_settings
+from ktools.kubeflow.parameters import setting_overrides
 from ktools.paths import STEP_FOLDERS, OutputPaths
 
 log = logging.getLogger(__name__)
@@ -157,24 +160,23 @@ def _since(started: float) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def _teacher_overrides(teacher_provider: str, teacher_base_url: str, teacher_model_name: str) -> dict[str, Any]:
-    # Empty = keep the value from .env / the environment (the notebooks' behaviour).
-    return {"teacher_provider": teacher_provider or None, "teacher_base_url": teacher_base_url or None,
-            "teacher_model_name": teacher_model_name or None}
-
-
-def _settings(step: int, root: Path, repo: Path, **overrides: Any) -> Settings:
-    return load_settings(step_dir=repo / STEP_FOLDERS[step], repo_root=repo, output_dir=str(root), **overrides)
+def _settings(step: int, root: Path, repo: Path, setting_parameters: Mapping[str, Any]) -> Settings:
+    """The step's settings as its notebook loads them, its setting parameters on top ("unset" ones
+    keep the value from .env / the environment, the notebooks' behaviour)."""
+    return load_settings(step_dir=repo / STEP_FOLDERS[step], repo_root=repo, output_dir=str(root),
+                         **setting_overrides(step, setting_parameters))
 
 
 def run_data_processing(
     step_02_out: str | Path, *, sources: Sequence[str], converter_backend: str = "auto",
     chunk_max_tokens: int = 768, chunk_overlap_tokens: int = 64, chunk_min_tokens: int = 128,
-    tokenizer_model_name: str = "", icl_mode: str = "given", icl_file: str = "",
+    icl_mode: str = "given", icl_file: str = "",
     icl_domain: str = "", icl_outline: str = "", icl_document: str = "", icl_queries: Sequence[str] = (),
-    teacher_provider: str = "", teacher_base_url: str = "", teacher_model_name: str = "",
+    **setting_parameters: Any,
 ) -> dict[str, Any]:
-    """Step 02 as 02_Data_Processing runs it: convert, chunk, seed → the `step_02/` directory."""
+    """Step 02 as 02_Data_Processing runs it: convert, chunk, seed → the `step_02/` directory.
+
+    `setting_parameters`: step 02's settings (tokenizer, teacher endpoint; `pipeline_settings(2)`)."""
     from ktools.documents import step
     from ktools.documents.errors import format_errors
 
@@ -182,8 +184,7 @@ def run_data_processing(
     started = time.monotonic()
     repo = repo_root()
     with scratch_root({}) as root:
-        settings = _settings(2, root, repo, tokenizer_model_name=tokenizer_model_name or None,
-                             **_teacher_overrides(teacher_provider, teacher_base_url, teacher_model_name))
+        settings = _settings(2, root, repo, setting_parameters)
         resolved = step.resolve_sources(list(sources), repo)
         icl_path = step.resolve_sources([icl_file], repo)[0] if icl_file else None
         given = step.given_from_parameters(icl_domain, icl_outline, icl_document, list(icl_queries))
@@ -207,15 +208,13 @@ def run_data_processing(
 
 
 def run_knowledge_generation(
-    step_02_in: str | Path, step_03_out: str | Path, *, generators: str = "all",
-    number_of_summaries: int | None = None, questions_per_chunk: int = 3, max_concurrency: int | None = None,
-    seed_data_subsample: int | None = None, enable_reasoning: bool | None = None,
-    customisation_prompt: str | None = None, temperature: float | None = None, max_tokens: int | None = None,
-    judges: str = "auto", token_budget: int | None = None, max_cost: float | None = None, allow_partial: bool = False,
-    teacher_provider: str = "", teacher_base_url: str = "", teacher_model_name: str = "",
-    response_store_dir: str = "",
+    step_02_in: str | Path, step_03_out: str | Path, *, generators: str = "all", questions_per_chunk: int = 3,
+    judges: str = "auto", allow_partial: bool = False, response_store_dir: str = "", **setting_parameters: Any,
 ) -> dict[str, Any]:
     """Step 03 as 03_Knowledge_Generation runs it (the full run; no dry run) → `step_03/`.
+
+    `setting_parameters`: step 03's settings (teacher endpoint, number_of_summaries, temperature,
+    token_budget, max_cost, …; `pipeline_settings(3)`).
 
     Fails when chunks failed or the run stopped early for any reason but the token
     budget the caller set: the next step must not train on a silently partial dataset.
@@ -235,18 +234,12 @@ def run_knowledge_generation(
     started = time.monotonic()
     repo = repo_root()
     with scratch_root({2: step_02_in}) as root:
-        settings = _settings(
-            3, root, repo, number_of_summaries=_unset(number_of_summaries), max_concurrency=_unset(max_concurrency),
-            seed_data_subsample=_unset(seed_data_subsample), enable_reasoning=_unset(enable_reasoning),
-            customisation_prompt=_unset(customisation_prompt), max_tokens=_unset(max_tokens),
-            # 0.0 is a real temperature; a negative one means "from .env or the default".
-            temperature=None if temperature is None or temperature < 0 else temperature,
-            **_teacher_overrides(teacher_provider, teacher_base_url, teacher_model_name))
+        # TOKEN_BUDGET and MAX_COST reach the options through the settings, as in the notebook.
+        settings = _settings(3, root, repo, setting_parameters)
         paths = OutputPaths.from_settings(settings)
         store = Path(response_store_dir) / paths.response_cache.name if response_store_dir else None
         options = generation_options(
             settings, generators=generators, questions_per_chunk=questions_per_chunk, judges=judges,
-            token_budget=_unset(token_budget), max_cost=_unset(max_cost),
             # A kept store means this may be a re-run after failed chunks: that is what it is for.
             retry_failed=store is not None)
         if store is not None:
@@ -282,32 +275,31 @@ def run_knowledge_generation(
 
 
 def run_knowledge_mixing(
-    step_03_in: str | Path, step_04_out: str | Path, *, cut_sizes: str = "", qa_per_doc: int | None = None,
-    save_gpt_oss_format: bool | None = None, save_alpaca: bool = False, max_seq_len: int | None = None,
-    eval_share: float = 0.1, seed: int = 42, tokenizer_model_name: str = "", step_02_in: str | Path | None = None,
-    components: str = "all", replay_share: float = 0.1, corpus_exam: bool = True, exam_share: float = 0.12,
-    drop_invented: bool = True,
+    step_03_in: str | Path, step_04_out: str | Path, *, save_alpaca: bool = False, eval_share: float = 0.1,
+    seed: int = 42, step_02_in: str | Path | None = None, components: str = "all", replay_share: float = 0.1,
+    corpus_exam: bool = True, exam_share: float = 0.12, drop_invented: bool = True, **setting_parameters: Any,
 ) -> dict[str, Any]:
     """Step 04 as 04_Knowledge_Mixing runs it → `step_04/` (training mixes, eval set, corpus exam, stats).
 
     Step 02's artifact (`step_02_in`) gives the knowledge components and the corpus exam their
-    chunks; without it step 03's rows are mixed alone (the report says so)."""
-    from ktools.mixing import MixOptions, build_mixes
+    chunks; without it step 03's rows are mixed alone (the report says so).
+    `setting_parameters`: step 04's settings (cut_sizes, qa_per_doc, max_seq_len, …; `pipeline_settings(4)`)."""
+    from ktools.mixing import MixOptions, mixing_step
 
     configure_logging()
     started = time.monotonic()
     repo = repo_root()
     inputs = {3: step_03_in, **({2: step_02_in} if step_02_in else {})}
     with scratch_root(inputs) as root:
-        settings = _settings(4, root, repo, cut_sizes=_unset(cut_sizes), qa_per_doc=_unset(qa_per_doc),
-                             save_gpt_oss_format=_unset(save_gpt_oss_format), max_seq_len=_unset(max_seq_len),
-                             tokenizer_model_name=tokenizer_model_name or None)
+        settings = _settings(4, root, repo, setting_parameters)
         options = MixOptions.from_settings(settings, save_alpaca=save_alpaca, eval_share=eval_share, seed=seed,
                                            components=components, replay_share=replay_share,
                                            corpus_exam=corpus_exam, exam_share=exam_share,
                                            drop_invented=drop_invented)
         paths = OutputPaths.from_settings(settings)
-        report = build_mixes(options, paths, progress=False)
+        # As the notebook: a real teacher (the pipeline's teacher parameters, its key from the secret)
+        # rephrases the corpus exam.
+        report = mixing_step(settings, options, paths, progress=False)
         for note in report.notes:
             log.info("mixing: %s", note)
         publish(paths.step(4), step_04_out, root=root)
@@ -315,20 +307,21 @@ def run_knowledge_mixing(
 
 
 def run_model_training(
-    step_04_in: str | Path, step_05_out: str | Path, model_out: str | Path, *, student_model_name: str = "",
-    cut_sizes: str = "", cut_size: int | None = None, method: str = "full", backend: str = "auto",
-    strategy: str = "auto",
+    step_04_in: str | Path, step_05_out: str | Path, model_out: str | Path, *, cut_size: int | None = None,
+    method: str = "full", backend: str = "auto", strategy: str = "auto",
     learning_rate: float | None = None, epochs: float = 3.0, max_steps: int | None = None,
     time_budget_minutes: float | None = 7.0, max_seq_len: int = 512, tokens_per_batch: int = 2048,
-    batching: str = "length", max_rows: int | None = None, seed: int = 42,
+    batching: str = "length", max_rows: int | None = None, seed: int = 42, **setting_parameters: Any,
 ) -> dict[str, Any]:
     """Step 05 as 05_Model_Training runs it → `step_05/` (report, loss curve) and the model directory.
 
     On a node with 2+ GPUs (and an image with CUDA torch) it trains through torchrun
     workers, DDP or FSDP (`strategy`), like the notebook.
 
+    `setting_parameters`: step 05's settings (student_model_name, cut_sizes; `pipeline_settings(5)`).
     `cut_sizes` is the mixing step's: with no `cut_size`, the smallest of those cuts is
-    trained (the notebook takes it from the same CUT_SIZES setting).
+    trained (the notebook takes it from the same CUT_SIZES setting). `max_seq_len` is the
+    training one (the pipeline's `train_max_seq_len`), not a setting.
     """
     from ktools.train import TrainConfig
     from ktools.train.launch import run_training
@@ -337,8 +330,7 @@ def run_model_training(
     started = time.monotonic()
     repo = repo_root()
     with scratch_root({4: step_04_in}) as root:
-        settings = _settings(5, root, repo, student_model_name=student_model_name or None,
-                             cut_sizes=_unset(cut_sizes))
+        settings = _settings(5, root, repo, setting_parameters)
         config = TrainConfig.from_settings(
             settings, cut=_unset(cut_size), method=method, backend=backend, learning_rate=_unset(learning_rate),
             epochs=epochs, max_steps=_unset(max_steps), max_seq_len=max_seq_len, tokens_per_batch=tokens_per_batch,
