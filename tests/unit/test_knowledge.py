@@ -126,9 +126,7 @@ def test_views_rows_and_held_out_sentences(facts):
     assert "____" in cloze.prompt and "Tarrow Marine Services" not in cloze.prompt
     assert cloze.answer == "Fuel is sold at the north quay by Tarrow Marine Services."  # the whole sentence
     fact_qa = next(r for r in rows["fact_qa"] if r.key_fact == "Tarrow Marine Services")
-    # The fact first (the exam's short references), then the sentence that states it.
-    assert fact_qa.prompt.endswith("by which name?")
-    assert fact_qa.answer == "Tarrow Marine Services. " + cloze.answer
+    assert fact_qa.prompt.endswith("by which name?") and fact_qa.answer == cloze.answer
     about = next(r for r in rows["about"] if r.prompt.endswith("about Brevik Recycling?"))
     assert "berth C9" in about.answer
     record = cloze.record("harbours")

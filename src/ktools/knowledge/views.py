@@ -17,17 +17,21 @@ built by rule from step 02's chunks, so it needs no teacher and cannot invent a 
 - ``cloze``        "fill in the blank" over the sentence's fact span (date, amount,
                    code, name), answered with the whole sentence;
 - ``fact_qa``      the same span asked as a question ("…, appointed on which date?"),
-                   the form of the corpus exam's questions, answered with the fact first
-                   and then the sentence (`answer_first`);
+                   the form of the corpus exam's questions, answered with the sentence;
 - ``about``        "What does the document say about X?" for the names, codes and
                    defined terms of the document, answered by the sentences that
                    mention X.
 
 Text views (`raw_text`, `restatement`, `shuffled`) train on the whole row (`unmask`);
 question views train on the answer only, as the exam asks for it. Question views answer
-with a whole sentence (fact_qa with the fact before it), never a bare span: trained on bare spans (cloze → "OC 4.00"), the
+with a whole sentence, never a bare span: trained on bare spans (cloze → "OC 4.00"), the
 student answered *every* question with a short document fact — "What is the capital of
 Japan?" → "Kesterholm" — and lost half its general answers (bench/knowledge.py notes).
+Nor the fact first and then its sentence ("28 November 2024. The Board approved …"): that
+made the exam's short reference answers far likelier (reference NLL −48 % against −26 %
+for sentence answers) but the student opened answers with a short and often wrong fact,
+so fewer key facts came out right (0.136 against 0.187) and it kept 12 of 21 general
+answers against 18 (README, run exp1).
 
 Sentences in `held_out` (those the corpus exam asks about) get no question rows —
 their text stays in the text views, which is what the exam measures: can the student
@@ -125,16 +129,6 @@ def restate(sentence: Sentence, facts: DocumentFacts) -> str:
     return f"According to the {where}: {text}"
 
 
-def answer_first(fact: str, sentence: str) -> str:
-    """A question's answer as the exam wants it, the fact first, then the sentence that states
-    it: "28 November 2024. The Board approved ... on 28 November 2024." Answering with the
-    sentence alone taught the student to start every answer by restating the question, which
-    left the exam's short reference answers unlikely (reference NLL); answering with the bare
-    fact taught it to answer everything with a fact of the document (module docstring)."""
-    fact = fact.strip().rstrip(".")
-    return f"{fact}. {sentence}"
-
-
 def _blank(sentence: str, start: int, end: int) -> str:
     return sentence[:start] + "____" + sentence[end:]
 
@@ -204,7 +198,7 @@ def build_view_rows(facts: DocumentFacts, chunks: Sequence[Mapping[str, Any]], *
                                                 unmask=False, key_fact=span.text))
                 if "fact_qa" in out:
                     out["fact_qa"].append(ViewRow("fact_qa", rule_question(sentence, span, facts.title),
-                                                  answer_first(span.text, sentence.text), facts.source, chunk_id,
+                                                  sentence.text, facts.source, chunk_id,
                                                   f"{facts.source}/fact_qa/{sentence.index}/{span.start}",
                                                   unmask=False, key_fact=span.text))
     if "about" in out:
