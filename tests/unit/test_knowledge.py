@@ -256,21 +256,11 @@ def test_step04_without_step02_chunks_mixes_step03_only(tmp_output):
     assert not OutputPaths(tmp_output).corpus_exam.exists()
 
 
-def test_replay_fills_its_share_by_going_round_the_answers():
-    from ktools.knowledge.replay import replay_count, replay_rows
-
-    answers = [{"id": f"r{k}", "prompt": f"Question {k}?", "answer": f"Answer {k}."} for k in range(3)]
-    assert replay_count(80, 0.2) == 20 and replay_count(80, 0.0) == 0 and replay_count(0, 0.2) == 0
-    rows = replay_rows(answers, 7)
-    assert [r.answer for r in rows] == ["Answer 0.", "Answer 1.", "Answer 2."] * 2 + ["Answer 0."]
-    assert len({r.item_id for r in rows}) == 7  # a repeat is its own row, named after its answer
-    assert all(r.view == "replay" and r.unmask is False for r in rows)
-    assert replay_rows(answers, 2) == rows[:2] and replay_rows([], 5) == []
-
-
-def test_build_knowledge_replay_reaches_the_share_and_says_it_repeated(tmp_path, monkeypatch):
+def test_replay_uses_each_answer_once_and_says_when_the_share_is_not_filled(tmp_path, monkeypatch):
     from ktools.knowledge import components
+    from ktools.knowledge.replay import replay_count
 
+    assert replay_count(80, 0.2, 100) == 20 and replay_count(80, 0.2, 4) == 4 and replay_count(80, 0.0, 9) == 0
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(f'{{"id": "r{k}", "prompt": "General question {k}?"}}\n' for k in range(4)))
     monkeypatch.setattr(components, "replay_answers", lambda student, ps, cache, progress=False: [
@@ -280,8 +270,10 @@ def test_build_knowledge_replay_reaches_the_share_and_says_it_repeated(tmp_path,
                                        components=("replay",), corpus_exam=False, exam_share=0.1,
                                        exam_max_per_source=10, replay_share=0.2, replay_prompts=prompts,
                                        replay_cache=tmp_path / "cache.json", student="student", seed=1)
-    assert len(build.rows["replay"]) == 10  # 20 % of 50 rows
-    assert any("10 rows (20% of the mix) from 4 answers" in n for n in build.notes), build.notes
+    rows = build.rows["replay"]
+    assert [r.answer for r in rows] == [f"What I already say about r{k}." for k in range(4)]  # each once
+    assert all(r.view == "replay" and r.unmask is False for r in rows)
+    assert any("general replay: 4 rows, fewer than 20% of the mix" in n for n in build.notes), build.notes
 
 
 def test_components_option_parsing():

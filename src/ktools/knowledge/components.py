@@ -95,16 +95,12 @@ def build_knowledge(chunks_path: Path, manifest_path: Path, train: dict[str, lis
             build.notes.append(f"general replay skipped: no prompts file at {replay_prompts}")
         else:
             prompts = load_prompts(replay_prompts)
-            n = replay_count(others, replay_share)
+            n = replay_count(others, replay_share, len(prompts))
             answers = replay_answers(student, prompts[:n], replay_cache, progress=progress) if n else []
             build.rows[REPLAY] = replay_rows(answers, n)
-            if n and not answers:
-                build.notes.append(f"general replay: the student gave no answer to the {len(prompts)} prompts "
-                                   f"in {replay_prompts.name}; the mix has no replay")
-            elif n > len(answers):
-                build.notes.append(f"general replay: {n} rows ({replay_share:.0%} of the mix) from "
-                                   f"{len(answers)} answers, each used {n / len(answers):.1f} times on "
-                                   f"average ({len(prompts)} prompts in {replay_prompts.name})")
+            if n and len(answers) < round(others * replay_share / (1 - replay_share)):
+                build.notes.append(f"general replay: {len(answers)} rows, fewer than {replay_share:.0%} of the "
+                                   f"mix ({len(prompts)} prompts in {replay_prompts.name})")
     return build
 
 
