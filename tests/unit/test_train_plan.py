@@ -104,3 +104,27 @@ def test_default_learning_rate_follows_method_and_model_size():
     assert default_learning_rate("full", None) == 2e-4  # unknown size: the embedded student's rate
     assert TrainConfig().effective_learning_rate == 2e-4  # the embedded SmolLM2-135M, counted from its files
     assert TrainConfig(learning_rate=3e-5).effective_learning_rate == 3e-5
+
+
+def test_step05_follows_step04s_fallback_mix_and_nothing_else(tmp_output, tmp_path, caplog):
+    """Step 04 asked for cut 2 with one summary per chunk left builds cut 1 instead and records
+    it (mixing.cuts); step 05 asked for cut 2 trains on that mix (a fresh --profile learn run
+    stopped here), loudly, and guesses at nothing else."""
+    from ktools.paths import OutputPaths
+
+    paths = OutputPaths(tmp_output)
+    paths.training_mix_dir.mkdir(parents=True)
+    paths.training_mix(1).write_text('{"messages": []}\n')
+    feasibility = [{"cut": 1, "status": "fallback", "reason": "built one mix with all 1 per chunk instead"},
+                   {"cut": 2, "status": "dropped", "reason": "no chunk has 2 summaries (max 1)"}]
+    paths.mix_stats.write_text(json.dumps({"feasibility": feasibility}))
+    settings = load_settings(environ={"KTOOLS_OUTPUT_DIR": str(tmp_output), "CUT_SIZES": "2"}, repo_root=tmp_path)
+    with caplog.at_level("WARNING"):
+        config = TrainConfig.from_settings(settings, cut=2)
+    assert config.mix_path == str(paths.training_mix(1))
+    assert "step 04 dropped it (no chunk has 2 summaries (max 1)) and built cut 1 instead" in caplog.text
+    # A cut step 04 was never asked for is not guessed at: the missing file is named.
+    assert TrainConfig.from_settings(settings, cut=5).mix_path == str(paths.training_mix(5))
+    # Nor is a cut step 04 built but whose file is gone.
+    paths.training_mix(1).unlink()
+    assert TrainConfig.from_settings(settings, cut=2).mix_path == str(paths.training_mix(2))

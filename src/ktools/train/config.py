@@ -11,6 +11,7 @@ from typing import Any
 
 from ktools.config import EMBEDDED_MODEL_NAME, Settings
 from ktools.paths import OutputPaths
+from ktools.train.mix_choice import training_mix_for
 
 METHODS = ("full", "lora")
 BACKENDS = ("auto", "sft", "osft")
@@ -95,13 +96,14 @@ class TrainConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, cut: int | None = None, **overrides: Any) -> TrainConfig:
-        """Paths from the output layout; the mix of `cut` (default: the smallest configured cut)."""
+        """Paths from the output layout; the mix of `cut` (default: the smallest configured cut), or
+        the one step 04 built instead when it had to fall back (`mix_choice`)."""
         paths = OutputPaths.from_settings(settings)
         cut = cut if cut is not None else min(settings.cut_sizes)
         model = overrides.pop("model_name", None) or settings.student_model_name
         defaults: dict[str, Any] = {
             "model_name": model,
-            "mix_path": str(paths.training_mix(cut)),
+            "mix_path": str(training_mix_for(paths, cut)),
             "output_dir": str(paths.fine_tuned_model(model)),
             "checkpoints_dir": str(paths.checkpoints_dir),
             "report_dir": str(paths.step(5)),
