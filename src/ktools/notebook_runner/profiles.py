@@ -6,8 +6,8 @@ its `parameters` cell declares (like `-p`). `-p` given on the command line wins.
 - `demo`: the sample document end to end with the embedded teacher and student,
   sized so the whole pipeline finishes in under 20 minutes on an idle 2-core CPU
   (measured per step in the README).
-- `learn`: the demo trained for three epochs (~21 minutes at most 30; ~32 minutes in all on
-  an idle 2-core CPU, estimated), for the knowledge gain the recipe is built for.
+- `learn`: the demo trained for three epochs (29 minutes on an idle 2-core CPU, capped at
+  30; ~45 minutes in all), for the knowledge gain the recipe is built for.
 - `smoke`: the smallest sizes that still exercise every cell (tests, nbval).
 """
 
@@ -39,9 +39,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The demo with the training the recipe wants: three epochs of the demo's mix (124k tokens
     # once step 04 drops the teacher's invented rows). Run L (README) trained exactly that and
     # lifted the hand-written exam's key facts 0.015 -> 0.187 and the corpus exam's 0 -> 0.355,
-    # with the training questions 85 % fitted. At ~300 tokens/s (2 idle cores) three epochs take
-    # ~21 minutes, so the 30-minute cap does not bind there; it keeps a busy machine within ~45
-    # minutes in all, at the price of fewer epochs (the report says how many).
+    # with the training questions 85 % fitted; exp3 repeated it (+0.177). Measured on an idle
+    # 2-core CPU (exp1, session 6): three epochs at 238 tokens/s take 29 minutes, so the
+    # 30-minute cap just does not bind there, and steps 00-04 and 06 take ~15 more (exp4: 00-04
+    # in 12 minutes); the cap keeps a busy machine within ~45 minutes in all, at the price of
+    # fewer epochs (the report says how many).
     "learn": {**_DEMO, "EPOCHS": 3.0, "TIME_BUDGET_MINUTES": 30.0},
     "smoke": {
         "CREATE_ENV_FILE": False,
