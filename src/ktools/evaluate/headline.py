@@ -68,6 +68,14 @@ def _num(ci: Mapping[str, Any] | None, fmt: str, *, scale: float = 1.0, sign: bo
     return f"{one(ci['mean'])} [{one(ci['lo'])}, {one(ci['hi'])}]"
 
 
+def _document_cells(h: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A document set's key facts ratio ("×12.3 [4.6, ∞]"; "– (base 0)": nothing to divide by),
+    key facts difference and reference NLL change, formatted."""
+    ratio = h["key_facts_ratio"]
+    times = f"×{_num(ratio, '.1f')}" if ratio.get("mean") is not None else "– (base 0)"
+    return times, _num(h["key_facts_diff"], ".3f", sign=True), _num(h["nll_change"], ".0%", sign=True)
+
+
 def headline_markdown(summary: Mapping[str, Any]) -> list[str]:
     """The "at a glance" lines of eval_report.md (empty when no set has key facts)."""
     rows: list[str] = []
@@ -78,10 +86,8 @@ def headline_markdown(summary: Mapping[str, Any]) -> list[str]:
         if name == GENERAL_SET:
             rows.append(f"| {name} | {_num(h['retention'], '.0%')} of the base's score | | |")
         else:
-            ratio = h["key_facts_ratio"]
-            times = f"×{_num(ratio, '.1f')}" if ratio.get("mean") is not None else "– (base 0)"
-            rows.append(f"| {name} | {times} | {_num(h['key_facts_diff'], '.3f', sign=True)} | "
-                        f"{_num(h['nll_change'], '.0%', sign=True)} |")
+            times, diff, nll = _document_cells(h)
+            rows.append(f"| {name} | {times} | {diff} | {nll} |")
     if not rows:
         return []
     return ["## At a glance", "",
@@ -100,9 +106,6 @@ def headline_lines(summary: Mapping[str, Any]) -> Sequence[str]:
         if name == GENERAL_SET:
             lines.append(f"{name}: {_num(h['retention'], '.0%')} of the base's key-fact score")
         else:
-            ratio = h["key_facts_ratio"]
-            times = f"×{_num(ratio, '.1f')}" if ratio.get("mean") is not None else "(base 0)"
-            lines.append(f"{name}: key facts {times}, "
-                         f"{_num(h['key_facts_diff'], '.3f', sign=True)}; reference NLL "
-                         f"{_num(h['nll_change'], '.0%', sign=True)}")
+            times, diff, nll = _document_cells(h)
+            lines.append(f"{name}: key facts {times}, {diff}; reference NLL {nll}")
     return lines
