@@ -12,10 +12,10 @@ error names the file to make.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from ktools.io import read_json
 from ktools.paths import OutputPaths
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def training_mix_for(paths: OutputPaths, cut: int) -> Path:
     if wanted.is_file() or not paths.mix_stats.is_file():
         return wanted
     try:
-        stats = json.loads(paths.mix_stats.read_text(encoding="utf-8"))
+        stats = read_json(paths.mix_stats)
         feasibility = {int(f["cut"]): f for f in stats.get("feasibility", []) if isinstance(f, dict)}
     except (OSError, ValueError, KeyError, TypeError):
         return wanted
