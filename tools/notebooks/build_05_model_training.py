@@ -46,7 +46,8 @@ CELLS = [
         "SEED = 42\n"
         "RESUME = True                 # continue from the last checkpoint of the same run\n"
         "SAMPLE_QUESTIONS = 3          # training questions shown with the fine-tuned model's answers\n"
-        "QA_CHECK_ROWS = 40            # training questions asked to measure the fit (0: skip)",
+        "QA_CHECK_ROWS = 40            # training questions asked to measure the fit (0: skip)\n"
+        "CALIBRATE = True              # fit a temperature on step 04's held-out Q&A after training",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(
@@ -63,6 +64,8 @@ CELLS = [
         "    learning_rate=LEARNING_RATE, epochs=EPOCHS, max_steps=MAX_STEPS, time_budget_minutes=TIME_BUDGET_MINUTES,\n"
         "    max_seq_len=TRAIN_MAX_SEQ_LEN, tokens_per_batch=TOKENS_PER_BATCH, batching=BATCHING, max_rows=MAX_ROWS,\n"
         "    seed=SEED, resume=RESUME)\n"
+        "if not CALIBRATE:\n"
+        "    config = config.replace(calibration_path=\"\")\n"
         "display(pd.DataFrame([{**detect_backends(), \"launch\": plan_launch(config, STRATEGY).reason}]))\n"
         "pd.DataFrame([{\"parameter\": k, \"value\": v} for k, v in config.as_dict().items()])"
     ),
@@ -76,6 +79,16 @@ CELLS = [
     new_code_cell(
         "result = run_training(config, STRATEGY)  # 2+ GPUs: torchrun workers, their output shown here\n"
         "pd.DataFrame([{k: v for k, v in result.to_dict().items() if k not in {\"losses\", \"config\"}}]).T"
+    ),
+    new_markdown_cell("## Calibration\n\n"
+                      "Trained to a low loss, a small student is overconfident: its likelihoods (step 06's reference "
+                      "NLL, multiple choice, sampling) suffer though its greedy answers do not. One temperature, "
+                      "fitted on step 04's held-out Q&A (never trained on), divides every logit and is folded into "
+                      "the saved weights; greedy answers stay the same (`ktools.train.calibrate`)."),
+    new_code_cell(
+        "calibration = result.calibration or {}\n"
+        "print(calibration.get(\"reason\", \"calibration off (CALIBRATE = False)\"))\n"
+        "pd.DataFrame([{k: calibration.get(k) for k in (\"temperature\", \"questions\", \"nll_before\", \"nll_after\")}])"
     ),
     new_markdown_cell("## Loss curve"),
     new_code_cell("display(Image(result.loss_curve)) if result.loss_curve else print(\"no loss logged\")"),

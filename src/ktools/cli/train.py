@@ -26,6 +26,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rows", type=int, help="use only the first N rows of the mix")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    parser.add_argument("--no-calibrate", action="store_true",
+                        help="keep the trained logits as they are (default: fit a temperature on step 04's "
+                             "held-out Q&A and fold it into the model; greedy answers are unchanged)")
     parser.add_argument("--output", help="final model directory (default: output/fine_tuned_model/<model>)")
     parser.add_argument("--strategy", choices=["auto", "ddp", "fsdp"], default="auto",
                         help="with 2+ GPUs: torchrun workers, data parallel (ddp) or sharded (fsdp); auto = fsdp "
@@ -44,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         time_budget_minutes=args.time_budget or None, max_seq_len=args.max_seq_len,
         tokens_per_batch=args.tokens_per_batch, batching=args.batching, max_rows=args.max_rows, seed=args.seed,
         resume=not args.no_resume, output_dir=args.output)
+    if args.no_calibrate:
+        config = config.replace(calibration_path="")
     # Workers' output goes to stderr, so stdout stays the JSON summary.
     result = run_training(config, args.strategy, sink=_write_stderr)
     summary = {k: v for k, v in result.to_dict().items() if k not in {"losses", "config"}}

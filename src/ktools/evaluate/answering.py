@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,24 @@ def reference_nll(model: Any, tokenizer: Any, questions: Sequence[str], referenc
     `answer_prefix`, the start of the assistant's answer), the continuation is the
     reference text; only the reference tokens are scored.
     """
+    import torch.nn.functional as F
+
+    nlls: list[float] = [math.nan] * len(questions)
+    for idx, logits, targets, counts in scored_reference_logits(model, tokenizer, questions, references,
+                                                                batch_size=batch_size, progress=progress,
+                                                                answer_prefix=answer_prefix):
+        parts = F.cross_entropy(logits, targets, reduction="none").split(counts)
+        for row, i in enumerate(idx):
+            nlls[i] = float(parts[row].mean()) if counts[row] else math.nan
+    return nlls
+
+
+def scored_reference_logits(model: Any, tokenizer: Any, questions: Sequence[str], references: Sequence[str], *,
+                            batch_size: int = 16, progress: Any = None, answer_prefix: str = ""
+                            ) -> Iterator[tuple[list[int], Any, Any, list[int]]]:
+    """Per batch: (question indices, float32 logits predicting each reference token, those tokens,
+    tokens per question), the rows in `indices` order. What `reference_nll` scores, and what
+    `train.calibrate` rescales by a temperature without a second forward pass."""
     import torch
 
     pairs = []
@@ -71,7 +89,6 @@ def reference_nll(model: Any, tokenizer: Any, questions: Sequence[str], referenc
         answer_ids = tokenizer(r, add_special_tokens=False)["input_ids"]
         pairs.append((prompt_ids, answer_ids))
     order = _sorted_order([len(p) + len(a) for p, a in pairs])
-    nlls: list[float] = [math.nan] * len(pairs)
     model.eval()
     for chunk in _batches(len(order), batch_size):
         idx = [order[i] for i in chunk]
@@ -85,19 +102,16 @@ def reference_nll(model: Any, tokenizer: Any, questions: Sequence[str], referenc
             mask[row, : len(p) + len(a)] = 1
             scored[row, len(p): len(p) + len(a)] = True
         with torch.no_grad():
-            token_nll = _scored_token_nll(model, ids.to(model.device), mask.to(model.device),
-                                          scored.to(model.device))
-        counts = scored[:, 1:].sum(dim=1).tolist()
-        parts = torch.split(token_nll, counts)
-        for row, i in enumerate(idx):
-            nlls[i] = float(parts[row].mean()) if counts[row] else math.nan
+            logits, targets = _scored_logits(model, ids.to(model.device), mask.to(model.device),
+                                             scored.to(model.device))
+        yield idx, logits, targets, scored[:, 1:].sum(dim=1).tolist()
         if progress is not None:
             progress.update(len(idx))
-    return nlls
 
 
-def _scored_token_nll(model: Any, ids: Any, mask: Any, scored: Any) -> Any:
-    """NLL of every scored token, row by row, as one flat tensor.
+def _scored_logits(model: Any, ids: Any, mask: Any, scored: Any) -> tuple[Any, Any]:
+    """Logits (float32) at every position predicting a scored token, and those tokens, row by
+    row, flat.
 
     The output projection and softmax run only at the positions that predict a scored
     token: the vocabulary (49k for SmolLM2) makes full [batch, length, vocab] logits the
@@ -105,7 +119,6 @@ def _scored_token_nll(model: Any, ids: Any, mask: Any, scored: Any) -> Any:
     head is not a plain projection of the last hidden state fall back to full logits.
     """
     import torch
-    import torch.nn.functional as F
 
     predicts = scored[:, 1:]  # position t predicts token t+1
     targets = ids[:, 1:][predicts]
@@ -118,4 +131,4 @@ def _scored_token_nll(model: Any, ids: Any, mask: Any, scored: Any) -> Any:
         logits = head(hidden[:, :-1][predicts]).float()
     else:
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][predicts].float()
-    return F.cross_entropy(logits, targets, reduction="none")
+    return logits, targets

@@ -74,6 +74,8 @@ class TrainConfig:
     resume: bool = True
     device: str | None = None
     precision: str = "auto"       # auto (bf16 autocast on a bf16 GPU or a CPU with AMX/AVX512-BF16, else fp32) | fp32 | bf16
+    # Held-out Q&A the temperature is fitted on after training (train.calibrate); "" = no calibration.
+    calibration_path: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -107,6 +109,7 @@ class TrainConfig:
             "output_dir": str(paths.fine_tuned_model(model)),
             "checkpoints_dir": str(paths.checkpoints_dir),
             "report_dir": str(paths.step(5)),
+            "calibration_path": str(paths.eval_set),
         }
         defaults.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**defaults)
@@ -123,6 +126,6 @@ class TrainConfig:
         stat = mix.stat() if mix.is_file() else None
         keys = {k: v for k, v in self.as_dict().items()
                 if k not in {"time_budget_minutes", "output_dir", "report_dir", "resume", "save_every_minutes",
-                             "save_steps", "device"}}
+                             "save_steps", "device", "calibration_path"}}
         keys["mix"] = [str(mix.resolve()), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
         return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]

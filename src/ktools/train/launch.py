@@ -155,7 +155,19 @@ def stream_process(command: Sequence[str], env: Mapping[str, str], sink: Callabl
 def run_training(config: TrainConfig, strategy: str = "auto", *, sink: Callable[[str], Any] | None = None,
                  n_gpus: int | None = None, progress: bool = True) -> Any:
     """Train `config`: in this process on 0-1 GPU, else through torchrun (output streamed to
-    `sink`, default stdout). Returns the TrainResult either way."""
+    `sink`, default stdout); then calibrate the saved model's temperature on
+    `config.calibration_path` (train.calibrate). Returns the TrainResult either way."""
+    result = _train(config, strategy, sink=sink, n_gpus=n_gpus, progress=progress)
+    if config.calibration_path:
+        from ktools.train.calibrate import calibrate_model
+
+        result.calibration = calibrate_model(result.model_dir, config.calibration_path,
+                                             report_path=result.report_path)
+    return result
+
+
+def _train(config: TrainConfig, strategy: str, *, sink: Callable[[str], Any] | None, n_gpus: int | None,
+           progress: bool) -> Any:
     from ktools.train.result import TrainResult
     from ktools.train.trainer import choose_backend, train
 

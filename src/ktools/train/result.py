@@ -45,6 +45,7 @@ class TrainResult:
 
     world_size: int = 1
     strategy: str = "single"
+    calibration: dict[str, Any] | None = None  # train.calibrate.calibrate_model's record, when it ran
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
