@@ -87,8 +87,16 @@ def test_step01_then_step06_reports_with_failing_judge(tmp_output):
     # The "fine-tuned" model is the base here: every difference must be exactly zero.
     from ktools.models import embedded_model_dir
 
+    # Step 05 calibrated this "fine-tuned" model: the report must say so.
+    paths.step(5).mkdir(parents=True, exist_ok=True)
+    (paths.step(5) / "train_report.json").write_text(json.dumps(
+        {"model_dir": str(embedded_model_dir()), "calibration": {
+            "temperature": 1.4, "set": str(paths.eval_set), "questions": 6, "nll_before": 2.8, "nll_after": 2.5,
+            "reason": "applied"}}))
     report = run_evaluation("SmolLM2-135M-Instruct", str(embedded_model_dir()), sets, paths, options=options,
                             judge_client=BrokenJudge(), progress=False)
+    assert report["calibration"]["temperature"] == 1.4
+    assert "temperature of 1.4 fitted by step 05 on `eval_set.jsonl`" in paths.eval_report_md.read_text()
     assert report["base"]["reused_sets"] == ["general"]  # reused from step 01, not recomputed
     assert report["base"]["sets"]["general"]["items"] == base["sets"]["general"]["items"]
     diff = report["comparison"]["general"]["nll"]["diff"]

@@ -221,3 +221,34 @@ def test_cli_has_the_strategy_option():
     cli_train.register(parser)
     assert parser.parse_args([]).strategy == "auto"
     assert parser.parse_args(["--strategy", "fsdp"]).strategy == "fsdp"
+
+
+def test_run_training_calibrates_the_saved_model_on_the_held_out_set(config, monkeypatch, tmp_path):
+    from ktools.train.result import TrainResult
+
+    trained = TrainResult(model_dir=str(tmp_path / "model"), method="full", backend="sft", steps=1, planned_steps=1,
+                          steps_per_epoch=1, epochs_done=1.0, train_seconds=1.0, tokens_trained=1,
+                          tokens_per_second=1.0, first_loss=1.0, final_loss=1.0,
+                          report_path=str(tmp_path / "report" / "train_report.json"))
+    monkeypatch.setattr("ktools.train.trainer.train", lambda cfg, progress=True: trained)
+    calls = []
+    monkeypatch.setattr("ktools.train.calibrate.calibrate_model",
+                        lambda model_dir, path, report_path=None: calls.append((model_dir, path, report_path))
+                        or {"temperature": 1.4})
+    held_out = str(tmp_path / "eval_set.jsonl")
+    result = launch.run_training(config.replace(calibration_path=held_out), "auto", n_gpus=0)
+    assert calls == [(trained.model_dir, held_out, trained.report_path)]
+    assert result.calibration == {"temperature": 1.4}
+    calls.clear()
+    assert launch.run_training(config, "auto", n_gpus=0).calibration == {"temperature": 1.4}  # unchanged object
+    assert calls == []  # calibration_path "" (the TrainConfig default): no calibration
+
+
+def test_train_config_from_settings_calibrates_on_step_04s_held_out_set(tmp_output):
+    from ktools.config import load_settings
+    from ktools.paths import OutputPaths
+
+    settings = load_settings()
+    config = TrainConfig.from_settings(settings, cut=1)
+    assert config.calibration_path == str(OutputPaths.from_settings(settings).eval_set)
+    assert config.fingerprint() == config.replace(calibration_path="").fingerprint()  # resuming ignores it

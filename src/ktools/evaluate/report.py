@@ -55,7 +55,14 @@ def comparison_markdown(report: Mapping[str, Any]) -> str:
     lines = ["# Base vs fine-tuned", "",
              f"- base: `{base['model']}`", f"- fine-tuned: `{tuned['model']}`",
              f"- greedy answers, {_budgets(tuned)}; means with 95% "
-             "bootstrap intervals; the difference is paired (same questions).", ""]
+             "bootstrap intervals; the difference is paired (same questions)."]
+    calibration = report.get("calibration")
+    if calibration:
+        lines.append(f"- the fine-tuned model's logits were divided by a temperature of {calibration['temperature']} "
+                     f"fitted by step 05 on `{Path(str(calibration['set'])).name}` ({calibration['questions']} "
+                     "questions; greedy answers are unchanged by it): that set's reference NLL is not an "
+                     "independent measure.")
+    lines.append("")
     if report.get("headline"):
         lines += headline_markdown(report["headline"])
     for name, metrics in report["comparison"].items():

@@ -83,6 +83,22 @@ def earlier_base_results(paths: Any) -> dict[str, Any]:
     return found
 
 
+def tuned_calibration(paths: Any, tuned_model: str) -> dict[str, Any] | None:
+    """Step 05's temperature calibration of `tuned_model` (train.calibrate), when step 05's
+    report is about that model and a temperature was applied: the report must say that the
+    held-out set's NLL was fitted on."""
+    report_path = Path(paths.step(5)) / "train_report.json"
+    try:
+        report = read_json(report_path) if report_path.is_file() else {}
+    except Exception:  # noqa: BLE001 - a broken report only loses the note
+        return None
+    calibration = report.get("calibration") or {}
+    same_model = Path(str(report.get("model_dir", ""))).resolve() == Path(tuned_model).resolve()
+    if not same_model or calibration.get("reason") != "applied":
+        return None
+    return {k: calibration.get(k) for k in ("temperature", "set", "questions", "nll_before", "nll_after")}
+
+
 def run_evaluation(base_model: str, tuned_model: str, sets: Mapping[str, Sequence[EvalItem]], paths: Any, *,
                    options: EvalOptions = DEFAULT_OPTIONS, judge_client: Any = None, progress: bool = True,
                    reuse_base: bool = True, side_by_side_n: int = 8) -> dict[str, Any]:
@@ -94,6 +110,9 @@ def run_evaluation(base_model: str, tuned_model: str, sets: Mapping[str, Sequenc
     report = {"base": base, "tuned": tuned, "comparison": compare(base, tuned, options),
               "side_by_side": {name: side_by_side(base, tuned, name, side_by_side_n) for name in sets}}
     report["headline"] = headline(report, n_resamples=options.bootstrap_resamples, seed=options.seed)
+    calibration = tuned_calibration(paths, tuned_model)
+    if calibration:
+        report["calibration"] = calibration
     for line in headline_lines(report["headline"]):
         log.info("%s", line)
     out_json = Path(paths.eval_report_json)
