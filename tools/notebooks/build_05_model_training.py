@@ -19,6 +19,8 @@ CELLS = [
         "(`output/step_04/training_mix/combined_cut_{N}x.jsonl`).\n\n"
         "- Loss where each row's `unmask` says: the whole sequence (knowledge rows) or the assistant turns only.\n"
         "- Full fine-tuning (default) or LoRA (merged into the weights on save).\n"
+        "- Optional retention KL (`RETENTION_KL` > 0): on step 04's general-replay rows the student is also "
+        "pulled toward the frozen base model's next-token distribution.\n"
         "- Examples of similar length are **grouped** into batches of at most `TOKENS_PER_BATCH` tokens "
         "(padding included; packing is the alternative); the step count is planned to fit "
         "`TIME_BUDGET_MINUTES` on this machine.\n"
@@ -47,6 +49,7 @@ CELLS = [
         "RESUME = True                 # continue from the last checkpoint of the same run\n"
         "SAMPLE_QUESTIONS = 3          # training questions shown with the fine-tuned model's answers\n"
         "QA_CHECK_ROWS = 40            # training questions asked to measure the fit (0: skip)\n"
+        "RETENTION_KL = 0.0            # λ of KL(base || student) on the general-replay rows (0: off)\n"
         "CALIBRATE = True              # fit a temperature on step 04's held-out Q&A after training",
         metadata={"tags": ["parameters"]},
     ),
@@ -63,7 +66,7 @@ CELLS = [
         "    settings, cut=CUT_SIZE, mix_path=MIX_PATH or None, method=METHOD, backend=BACKEND,\n"
         "    learning_rate=LEARNING_RATE, epochs=EPOCHS, max_steps=MAX_STEPS, time_budget_minutes=TIME_BUDGET_MINUTES,\n"
         "    max_seq_len=TRAIN_MAX_SEQ_LEN, tokens_per_batch=TOKENS_PER_BATCH, batching=BATCHING, max_rows=MAX_ROWS,\n"
-        "    seed=SEED, resume=RESUME)\n"
+        "    seed=SEED, resume=RESUME, retention_kl=RETENTION_KL)\n"
         "if not CALIBRATE:\n"
         "    config = config.replace(calibration_path=\"\")\n"
         "display(pd.DataFrame([{**detect_backends(), \"launch\": plan_launch(config, STRATEGY).reason}]))\n"

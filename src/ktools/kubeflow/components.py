@@ -133,6 +133,7 @@ def model_training(
     batching: str = "length",
     max_rows: int = 0,
     seed: int = 42,
+    retention_kl: float = 0.0,
 ):
     """Step 05: fine-tune the student on one training mix; the model is its own artifact."""
     params = dict(locals())

@@ -29,7 +29,10 @@ class LossProgressCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if self.bar is not None and logs and "loss" in logs:
-            self.bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{logs.get('learning_rate', 0):.1e}")
+            postfix = {"loss": f"{logs['loss']:.3f}", "lr": f"{logs.get('learning_rate', 0):.1e}"}
+            if "retention_kl" in logs:  # train.retention: the KL to the base on replay rows
+                postfix["kl"] = f"{logs['retention_kl']:.4f}"
+            self.bar.set_postfix(postfix)
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
         if self.bar is not None:

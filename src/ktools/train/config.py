@@ -74,6 +74,8 @@ class TrainConfig:
     resume: bool = True
     device: str | None = None
     precision: str = "auto"       # auto (bf16 autocast on a bf16 GPU or a CPU with AMX/AVX512-BF16, else fp32) | fp32 | bf16
+    # λ of the retention KL on step 04's general-replay rows (train.retention); 0 = off, no base model loaded.
+    retention_kl: float = 0.0
     # Held-out Q&A the temperature is fitted on after training (train.calibrate); "" = no calibration.
     calibration_path: str = ""
 
@@ -86,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.batching not in ("packing", "length"):
             raise ValueError(f"batching must be 'packing' or 'length', got {self.batching!r}")
+        if not self.retention_kl >= 0:  # also refuses NaN
+            raise ValueError(f"retention_kl must be >= 0 (0 = off), got {self.retention_kl!r}")
         if self.tokens_per_batch < self.max_seq_len:
             raise ValueError(f"tokens_per_batch ({self.tokens_per_batch}) must be >= max_seq_len "
                              f"({self.max_seq_len}) so that the longest example fits a batch")

@@ -12,10 +12,17 @@ Assistant spans are found by rendering growing prefixes of the conversation with
 tokenizer's own chat template (so any template works, not only ChatML): the text of
 turn *i* is what `messages[:i+1]` adds to `messages[:i]` + the generation prompt.
 Tokens are then mapped to characters through the fast tokenizer's offsets.
+
+Rows step 04 wrote as general replay (``metadata.generator == "replay"``: the base
+student's own answers to general prompts) can be flagged ``distill``: with
+``TrainConfig.retention_kl > 0`` their assistant tokens also get a KL term against the
+frozen base model (ktools.train.retention). `load_mix(..., replay=True)` reports the
+flag as a third tuple element; the default keeps the (messages, unmask) pairs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 ROLES = {"system", "user", "assistant"}
+REPLAY_GENERATOR = "replay"  # knowledge/replay.py's metadata.generator
 
 
 class MixFormatError(ValueError):
@@ -39,6 +47,7 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
     truncated: bool = False
+    distill: bool = False  # a general-replay row: retention KL applies to its assistant tokens
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -72,8 +81,15 @@ def validate_row(row: Any, where: str) -> tuple[list[dict[str, str]], bool]:
     return clean, unmask
 
 
-def load_mix(path: str | Path, *, limit: int | None = None) -> list[tuple[list[dict[str, str]], bool]]:
-    """Rows of a `combined_cut_{N}x.jsonl` as (messages, unmask) pairs, validated.
+def is_replay_row(row: Any) -> bool:
+    """Whether step 04 generated this row as general replay (the base student's own answer)."""
+    metadata = row.get("metadata") if isinstance(row, dict) else None
+    return isinstance(metadata, dict) and metadata.get("generator") == REPLAY_GENERATOR
+
+
+def load_mix(path: str | Path, *, limit: int | None = None, replay: bool = False) -> list[tuple[Any, ...]]:
+    """Rows of a `combined_cut_{N}x.jsonl` as (messages, unmask) pairs, validated;
+    with `replay`, (messages, unmask, is_replay) triples (for the retention KL).
 
     `thinking` fields are dropped: the default student's chat template has no place for
     reasoning, and a 135M model gains nothing from learning to imitate it.
@@ -89,7 +105,8 @@ def load_mix(path: str | Path, *, limit: int | None = None) -> list[tuple[list[d
         if isinstance(row, dict) and any(isinstance(m, dict) and m.get("thinking")
                                          for m in row.get("messages") or []):
             with_thinking += 1
-        rows.append(validate_row(row, where))
+        checked = validate_row(row, where)
+        rows.append((*checked, is_replay_row(row)) if replay else checked)
         if limit is not None and len(rows) >= limit:
             break
     if not rows:
@@ -141,12 +158,16 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], unmask
     return TokenizedExample(input_ids, labels, truncated)
 
 
-def tokenize_mix(tokenizer: Any, rows: Iterable[tuple[list[dict[str, str]], bool]],
+def tokenize_mix(tokenizer: Any, rows: Iterable[tuple[Any, ...]],
                  max_seq_len: int | None = None) -> list[TokenizedExample]:
-    """Tokenize every row; rows left with no loss token after truncation are skipped (and counted)."""
+    """Tokenize every row; rows left with no loss token after truncation are skipped (and counted).
+
+    Rows are (messages, unmask) or, from `load_mix(..., replay=True)`, (messages, unmask, distill)."""
     examples, empty = [], 0
-    for messages, unmask in rows:
+    for messages, unmask, *flag in rows:
         example = tokenize_conversation(tokenizer, messages, unmask, max_seq_len)
+        if flag and flag[0]:
+            example = dataclasses.replace(example, distill=True)
         if example.n_loss_tokens == 0:
             empty += 1
             continue

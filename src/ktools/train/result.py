@@ -46,6 +46,8 @@ class TrainResult:
     world_size: int = 1
     strategy: str = "single"
     calibration: dict[str, Any] | None = None  # train.calibrate.calibrate_model's record, when it ran
+    # Mean KL(base || student) over the batches with replay rows (retention_kl > 0 only; train.retention).
+    retention_kl_mean: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -215,6 +215,9 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     if not config.mix_path:
         raise ValueError("TrainConfig.mix_path is empty; use TrainConfig.from_settings(settings) or pass a mix")
     backend = choose_backend(config.backend)
+    if backend == "osft" and config.retention_kl > 0:
+        raise ValueError("retention_kl needs the sft backend (training_hub's OSFT has no place for an extra loss); "
+                         "use backend='sft' or retention_kl=0")
     if backend == "osft":
         from ktools.train.osft import train_osft
 
@@ -232,10 +235,14 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     output_dir = Path(config.output_dir or report_dir / "model")
 
     tokenizer = load_tokenizer(config.model_name)
-    rows = load_mix(config.mix_path, limit=config.max_rows)
+    retain = config.retention_kl > 0
+    rows = load_mix(config.mix_path, limit=config.max_rows, replay=retain)
     examples = tokenize_mix(tokenizer, rows, config.max_seq_len)
     batches = make_batches(examples, config.batching, config.tokens_per_batch, config.seed)
-    dataset = BatchDataset(examples, batches, tokenizer.pad_token_id)
+    dataset = BatchDataset(examples, batches, tokenizer.pad_token_id, distill=retain)
+    if retain:
+        log.info("retention KL (λ = %g) on %d replay examples", config.retention_kl,
+                 sum(e.distill for e in examples))
     tokens_per_epoch = sum(len(e) for e in examples)
     # Each worker trains one batch per step: an epoch takes 1/world_size as many steps.
     steps_per_epoch = math.ceil(len(batches) / dist.world_size)
@@ -311,8 +318,18 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     callbacks = [time_limit, *extra_callbacks]
     if progress and dist.is_main:
         callbacks.insert(0, LossProgressCallback())
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
-                      callbacks=callbacks)
+    if retain:
+        from ktools.train.retention import RetentionTrainer, freeze
+
+        # The student's loading path without LoRA adapters (the base is the plain model); where the
+        # student starts (RetentionTrainer follows it if FSDP moves it). Its forward pass on replay
+        # rows adds ~1/3 of their forward+backward cost, which the step plan does not count.
+        base = freeze(_load_model(config.replace(method="full"), device=dist.model_device(cuda)))
+        trainer = RetentionTrainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
+                                   callbacks=callbacks, base_model=base, retention_weight=config.retention_kl)
+    else:
+        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
+                          callbacks=callbacks)
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
     if dist.enabled:
@@ -350,6 +367,7 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         tokens_per_epoch=tokens_per_epoch, loss_tokens_per_epoch=sum(e.n_loss_tokens for e in examples),
         seconds_per_token_estimate=seconds_per_token, torch_threads=threads, loss_curve=str(curve) if curve else None,
         config=config.as_dict(), world_size=dist.world_size, strategy=dist.strategy,
+        retention_kl_mean=getattr(trainer, "mean_kl", None),
     )
     report_path = report_dir / "train_report.json"
     result.report_path = str(report_path)
