@@ -134,6 +134,7 @@ def model_training(
     max_rows: int = 0,
     seed: int = 42,
     retention_kl: float = 0.0,
+    calibrate: bool = True,
 ):
     """Step 05: fine-tune the student on one training mix; the model is its own artifact."""
     params = dict(locals())

@@ -312,7 +312,7 @@ def run_model_training(
     learning_rate: float | None = None, epochs: float = 3.0, max_steps: int | None = None,
     time_budget_minutes: float | None = 7.0, max_seq_len: int = 512, tokens_per_batch: int = 2048,
     batching: str = "length", max_rows: int | None = None, seed: int = 42, retention_kl: float = 0.0,
-    **setting_parameters: Any,
+    calibrate: bool = True, **setting_parameters: Any,
 ) -> dict[str, Any]:
     """Step 05 as 05_Model_Training runs it → `step_05/` (report, loss curve) and the model directory.
 
@@ -338,6 +338,8 @@ def run_model_training(
             batching=batching, max_rows=_unset(max_rows), seed=seed, retention_kl=retention_kl)
         # The notebook's TIME_BUDGET_MINUTES = None (no limit) is 0 here; from_settings skips None values.
         config = config.replace(time_budget_minutes=_unset(time_budget_minutes))
+        if not calibrate:  # the notebook's CALIBRATE = False
+            config = config.replace(calibration_path="")
         if not Path(config.mix_path).is_file():
             raise PipelineStepError(f"training mix {Path(config.mix_path).name} is not in the step-04 artifact; "
                                     f"set cut_size to one of the mixing step's cut sizes")
