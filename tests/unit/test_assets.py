@@ -128,6 +128,15 @@ def test_general_questions(headings: set[str]) -> None:
         assert row["section"] == "general" and row["kind"] == "general"
         assert all(normalise(fact) in normalise(row["answer"]) for fact in row["key_facts"]), row["id"]
     assert len({row["id"] for row in rows}) == len(rows)
+    assert len({normalise(row["question"]) for row in rows}) == len(rows)
+
+
+def test_no_general_question_is_trained_on_as_replay() -> None:
+    # Step 04 trains on the base student's answers to the replay prompts: a general question among
+    # them would measure what replay repeated, not what fine-tuning kept.
+    prompts = {normalise(row["prompt"]) for row in read_jsonl(ASSETS / "replay_prompts.jsonl")}
+    general = {normalise(row["question"]) for row in read_jsonl(GENERAL)}
+    assert not prompts & general
 
 
 def _assert_contains_known_text(text: str, name: str) -> None:
