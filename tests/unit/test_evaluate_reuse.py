@@ -84,3 +84,36 @@ def test_answer_budget_shortens_short_answer_sets_only():
     assert answer_budget(options, _Tokenizer(), ["word " * 40]) == 64
     assert answer_budget(EvalOptions(max_new_tokens=64, fit_answer_length=False), _Tokenizer(), ["Paris"]) == 64
     assert answer_budget(EvalOptions(max_new_tokens=16), _Tokenizer(), ["Paris"]) == 16
+
+
+def test_the_sample_is_recognised_by_its_bytes_from_another_checkout(tmp_path, repo_root):
+    # An output folder made from another clone or worktree names the sample by that checkout's
+    # path: the hand-written exam must still apply (it once silently vanished from step 06).
+    import hashlib
+    import shutil
+
+    from ktools.documents.manifest import Manifest, ManifestEntry
+    from ktools.evaluate.runner import is_sample_corpus
+
+    sample = repo_root / "assets" / "sample" / "sample_document.md"
+    paths = OutputPaths(tmp_path / "output")
+
+    def manifest_of(source, data: bytes) -> None:
+        entry = ManifestEntry(source=str(source), sha256=hashlib.sha256(data).hexdigest(), converter="text",
+                              output="x.md", characters=len(data))
+        paths.conversion_manifest.parent.mkdir(parents=True, exist_ok=True)
+        Manifest(documents=[entry]).write(paths.conversion_manifest)
+
+    manifest_of("/elsewhere/ktools/assets/sample/sample_document.md", sample.read_bytes())
+    assert is_sample_corpus(None, paths, repo_root)
+    manifest_of("/elsewhere/manual.md", b"# A manual of someone else's\n")
+    assert not is_sample_corpus(None, paths, repo_root)
+
+    copy = tmp_path / "my_copy.md"
+    shutil.copy(sample, copy)
+    assert is_sample_corpus([copy], paths, repo_root)
+    other = tmp_path / "mine.md"
+    other.write_text("# Mine\n")
+    assert not is_sample_corpus([other], paths, repo_root)
+    assert not is_sample_corpus([copy, other], paths, repo_root)
+    assert is_sample_corpus([sample], paths, repo_root)

@@ -53,15 +53,22 @@ DEFAULT_OPTIONS = EvalOptions()
 def is_sample_corpus(sources: Sequence[str | Path] | None, paths: Any, repo_root: Path) -> bool:
     """Whether the documents are the sample document (any of its renderings), whose hand-written
     exam then applies. `sources` as given to step 02; None: read step 02's manifest, and before
-    step 02 has run, assume the sample (the notebooks' default)."""
+    step 02 has run, assume the sample (the notebooks' default).
+
+    A source counts as the sample when it lies in `assets/sample/` or has the same bytes as a
+    file there: an output folder made from another checkout of ktools (a moved clone, a
+    worktree) names the sample by that checkout's path, and its exam must not silently vanish."""
+    sample_dir = (repo_root / "assets" / "sample").resolve()
     if sources is None:
         manifest = Path(paths.conversion_manifest)
         if not manifest.is_file():
             return True
         from ktools.documents.manifest import Manifest
 
-        sources = [d.source for d in Manifest.read(manifest).documents]
-    sample_dir = (repo_root / "assets" / "sample").resolve()
+        entries = Manifest.read(manifest).documents
+        if entries and all(e.sha256 in _sample_hashes(sample_dir) for e in entries):
+            return True
+        sources = [e.source for e in entries]
     resolved = []
     for source in sources:
         text = str(source)
@@ -69,7 +76,19 @@ def is_sample_corpus(sources: Sequence[str | Path] | None, paths: Any, repo_root
             return False
         path = Path(text) if Path(text).is_absolute() else repo_root / text
         resolved.append(path.resolve())
-    return bool(resolved) and all(p == sample_dir or sample_dir in p.parents for p in resolved)
+    return bool(resolved) and all(p == sample_dir or sample_dir in p.parents or _same_bytes_as_sample(p, sample_dir)
+                                  for p in resolved)
+
+
+def _sample_hashes(sample_dir: Path) -> set[str]:
+    return {hashlib.sha256(f.read_bytes()).hexdigest() for f in sample_dir.iterdir() if f.is_file()} \
+        if sample_dir.is_dir() else set()
+
+
+def _same_bytes_as_sample(path: Path, sample_dir: Path) -> bool:
+    if not path.is_file() or path.stat().st_size > 10_000_000:
+        return False
+    return hashlib.sha256(path.read_bytes()).hexdigest() in _sample_hashes(sample_dir)
 
 
 def default_eval_sets(paths: Any, repo_root: Path, *, held_out_limit: int | None = 60,
