@@ -86,6 +86,13 @@ def test_too_few_held_out_questions_leave_the_model_as_it_was(overconfident_mode
     weights = (model_dir / "model.safetensors").read_bytes()
     result = calibrate_model(model_dir, _held_out(tmp_path / "eval_set.jsonl", ROWS[: MIN_QUESTIONS - 1]))
     assert result["temperature"] == 1.0 and result["reason"].startswith("skipped")
+    assert str(tmp_path) not in result["reason"]  # reasons name files, not (a pod's scratch) paths
     missing = calibrate_model(model_dir, tmp_path / "no_such_eval_set.jsonl")
     assert missing["temperature"] == 1.0 and missing["questions"] == 0
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")  # what step 04 writes when the data is too small to hold anything out
+    assert calibrate_model(model_dir, empty)["reason"].startswith("skipped")
+    broken = _held_out(tmp_path / "broken.jsonl", [{"question": "No answer field"}] * 4)
+    reason = calibrate_model(model_dir, broken)["reason"]
+    assert "not usable" in reason and "broken.jsonl" in reason and str(tmp_path) not in reason
     assert (model_dir / "model.safetensors").read_bytes() == weights

@@ -156,15 +156,25 @@ def calibrate_model(model_dir: str | Path, calibration_path: str | Path, *, repo
     into the model in `model_dir`. Returns (and, with `report_path`, stores in that
     train_report.json as `calibration`) what was done: `temperature` (1.0 when nothing changed),
     `reason`, `questions`, `nll_before`, `nll_after`, `parameters`."""
-    from ktools.evaluate.evalset import load_eval_set
+    from ktools.evaluate.evalset import EvalSetError, load_eval_set
     from ktools.models import load_causal_lm, load_tokenizer
 
     result: dict[str, Any] = {"temperature": 1.0, "set": str(calibration_path), "questions": 0,
                               "nll_before": None, "nll_after": None, "parameters": []}
-    items = load_eval_set(calibration_path) if Path(calibration_path).is_file() else []
+    unusable = None
+    try:
+        # Step 04 writes an empty held-out set when the data is too small to split.
+        items = load_eval_set(calibration_path) if Path(calibration_path).is_file() else []
+    except EvalSetError as exc:  # calibration is a refinement: a bad set must not fail the training
+        log.warning("calibration set not usable: %s", exc)
+        # Reasons name the file, not its path: reports must not carry a Kubeflow pod's scratch folder
+        # (`set` holds the path, which publishing rewrites relative to output/).
+        items, unusable = [], str(exc).replace(str(calibration_path), Path(calibration_path).name)
     result["questions"] = len(items)
-    if len(items) < MIN_QUESTIONS:
-        result["reason"] = (f"skipped: {len(items)} held-out questions in {calibration_path} "
+    if unusable:
+        result["reason"] = f"skipped: the held-out set is not usable ({unusable})"
+    elif len(items) < MIN_QUESTIONS:
+        result["reason"] = (f"skipped: {len(items)} held-out questions in {Path(calibration_path).name} "
                             f"(at least {MIN_QUESTIONS} needed to fit a temperature)")
     else:
         import torch
@@ -188,7 +198,7 @@ def calibrate_model(model_dir: str | Path, calibration_path: str | Path, *, repo
                 result.update(nll_after=result["nll_before"],
                               reason=("not applied: no parameter of this architecture scales every logit "
                                       "(no final norm or untied output layer that does)") if not names else
-                              f"not applied: {sorted(set(names) - set(written))} not found in {model_dir}'s "
+                              f"not applied: {sorted(set(names) - set(written))} not found in the model's "
                               "safetensors files")
         # The curve itself, for the notebook's plot and for anyone checking the fit.
         result["curve"] = [[t_, round(v, 4)] for t_, v in zip(TEMPERATURES, curve, strict=True)]
