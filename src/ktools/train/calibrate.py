@@ -34,8 +34,9 @@ from ktools.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
-# Temperatures tried: 0.5 to 4 in steps of 5 %, one forward pass for all of them.
-TEMPERATURES = tuple(round(0.5 * 1.05 ** k, 4) for k in range(43))
+# Temperatures tried: 0.5 to 4 in steps of 5 %, and 1 itself (the uncalibrated NLL is reported
+# at exactly T = 1), one forward pass for all of them.
+TEMPERATURES = tuple(sorted({round(0.5 * 1.05 ** k, 4) for k in range(43)} | {1.0}))
 # Fewer held-out questions than this fit noise, not the model: calibration is skipped.
 MIN_QUESTIONS = 3
 # A temperature must lower the held-out NLL by at least this share to be applied.
