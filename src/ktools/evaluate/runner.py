@@ -59,6 +59,21 @@ def is_sample_corpus(sources: Sequence[str | Path] | None, paths: Any, repo_root
     file there: an output folder made from another checkout of ktools (a moved clone, a
     worktree) names the sample by that checkout's path, and its exam must not silently vanish."""
     sample_dir = (repo_root / "assets" / "sample").resolve()
+    hashes: set[str] | None = None  # of the sample's files, read once and only when needed
+
+    def sample_hashes() -> set[str]:
+        nonlocal hashes
+        if hashes is None:
+            hashes = ({hashlib.sha256(f.read_bytes()).hexdigest() for f in sample_dir.iterdir() if f.is_file()}
+                      if sample_dir.is_dir() else set())
+        return hashes
+
+    def is_sample_file(path: Path) -> bool:
+        if path == sample_dir or sample_dir in path.parents:
+            return True
+        return (path.is_file() and path.stat().st_size <= 10_000_000
+                and hashlib.sha256(path.read_bytes()).hexdigest() in sample_hashes())
+
     if sources is None:
         manifest = Path(paths.conversion_manifest)
         if not manifest.is_file():
@@ -66,7 +81,7 @@ def is_sample_corpus(sources: Sequence[str | Path] | None, paths: Any, repo_root
         from ktools.documents.manifest import Manifest
 
         entries = Manifest.read(manifest).documents
-        if entries and all(e.sha256 in _sample_hashes(sample_dir) for e in entries):
+        if entries and all(e.sha256 in sample_hashes() for e in entries):
             return True
         sources = [e.source for e in entries]
     resolved = []
@@ -76,19 +91,7 @@ def is_sample_corpus(sources: Sequence[str | Path] | None, paths: Any, repo_root
             return False
         path = Path(text) if Path(text).is_absolute() else repo_root / text
         resolved.append(path.resolve())
-    return bool(resolved) and all(p == sample_dir or sample_dir in p.parents or _same_bytes_as_sample(p, sample_dir)
-                                  for p in resolved)
-
-
-def _sample_hashes(sample_dir: Path) -> set[str]:
-    return {hashlib.sha256(f.read_bytes()).hexdigest() for f in sample_dir.iterdir() if f.is_file()} \
-        if sample_dir.is_dir() else set()
-
-
-def _same_bytes_as_sample(path: Path, sample_dir: Path) -> bool:
-    if not path.is_file() or path.stat().st_size > 10_000_000:
-        return False
-    return hashlib.sha256(path.read_bytes()).hexdigest() in _sample_hashes(sample_dir)
+    return bool(resolved) and all(is_sample_file(p) for p in resolved)
 
 
 def default_eval_sets(paths: Any, repo_root: Path, *, held_out_limit: int | None = 60,
