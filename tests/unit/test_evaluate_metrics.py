@@ -55,6 +55,34 @@ def test_normalization_ignores_case_punctuation_articles():
     assert key_fact_hit_rate("anything", []) is None
 
 
+@pytest.mark.parametrize("answer, fact", [
+    ("A hexagon has 6 sides.", "six"),              # number words and digits are one form
+    ("It has six sides.", "6"),
+    ("Twenty-one knots at most.", "21 knots"),
+    ("one hundred and five berths", "105"),
+    ("about 1,000 passengers", "1000"),             # a thousands separator is not a word break
+    ("located in the Egyptian desert", "Egypt"),    # the adjective made from the fact
+    ("Italian and Chinese food", "Italy"),
+    ("Italian and Chinese food", "China"),
+    ("a speed of 12 knots", "12 knot"),              # plural
+    ("Egypt's capital", "Egypt"),
+])
+def test_key_facts_match_numbers_and_word_forms(answer, fact):
+    assert key_fact_hit_rate(answer, [fact]) == 1.0
+
+
+@pytest.mark.parametrize("answer, fact", [
+    ("from pier 30", "Pier 3"),      # digits are whole numbers
+    ("sixty sides", "6"),
+    ("Marshal law", "Mars"),         # only listed endings, not any longer word
+    ("a cold day", "cod"),
+    ("07:41", "07:40"),
+    ("the Egypt", "Egyptian"),       # the longer form is not implied by the shorter
+])
+def test_key_facts_do_not_match_other_words(answer, fact):
+    assert key_fact_hit_rate(answer, [fact]) == 0.0
+
+
 @pytest.mark.parametrize("reply, score", [
     ("Score: 4\nReason: correct but misses the pier.", 4.0),
     ("4/5 - mostly right", 4.0),

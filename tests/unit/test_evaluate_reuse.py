@@ -117,3 +117,19 @@ def test_the_sample_is_recognised_by_its_bytes_from_another_checkout(tmp_path, r
     assert not is_sample_corpus([other], paths, repo_root)
     assert not is_sample_corpus([copy, other], paths, repo_root)
     assert is_sample_corpus([sample], paths, repo_root)
+
+
+def test_reused_answers_are_scored_with_todays_text_metrics(weights, monkeypatch):
+    """A base run stored before a change to the key-fact rule is re-scored from its stored
+    answer, so base and tuned are compared under one rule (answers and NLL stay as stored)."""
+    item = EvalItem("g2", "How many sides does a hexagon have?", "Six.", key_facts=("six",))
+    options = EvalOptions(bootstrap_resamples=50)
+    fp = set_fingerprint(model_fingerprint(str(weights)), [item], options, None)
+    stored = {**_row(item), "prediction": "A hexagon has 6 sides.", "key_fact_hit": 0.0, "token_f1": 0.0,
+              "nll": 2.5}
+    earlier = {"general": {"items": [stored], "fingerprint": fp, "max_new_tokens": 32}}
+    result = evaluate_model(str(weights), {"general": [item]}, options=options, progress=False, reuse=earlier)
+    row = result["sets"]["general"]["items"][0]
+    assert row["key_fact_hit"] == 1.0 and row["prediction"] == "A hexagon has 6 sides." and row["nll"] == 2.5
+    assert row["token_f1"] == 0.0   # "six" and "6" share no token; F1 stays a plain text overlap
+    assert result["sets"]["general"]["summary"]["key_fact_hit"]["mean"] == 1.0

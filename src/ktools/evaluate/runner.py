@@ -204,6 +204,23 @@ def summarize(items: Sequence[Mapping[str, Any]], options: EvalOptions) -> dict[
     return summary
 
 
+def rescore_text_metrics(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Stored answers scored again with today's text metrics.
+
+    Reused results keep their answers, NLL and choices (what needs the model), but token F1,
+    ROUGE-L and key facts are recomputed from the stored text, so a base run evaluated before a
+    change to the matching rule is scored exactly like the tuned run it is compared with."""
+    out = []
+    for item in items:
+        row = dict(item)
+        if "prediction" in row and "reference" in row:
+            row.update(token_f1=token_f1(row["prediction"], row["reference"]),
+                       rouge_l=rouge_l(row["prediction"], row["reference"]),
+                       key_fact_hit=key_fact_hit_rate(row["prediction"], row.get("key_facts") or []))
+        out.append(row)
+    return out
+
+
 def evaluate_model(model_name: str, sets: Mapping[str, Sequence[EvalItem]], *,
                    options: EvalOptions = DEFAULT_OPTIONS, judge_client: Any = None, progress: bool = True,
                    label: str = "model", reuse: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
@@ -241,7 +258,8 @@ def evaluate_model(model_name: str, sets: Mapping[str, Sequence[EvalItem]], *,
         timings["load"] = time.perf_counter() - start
     for name, items in sets.items():
         if name in reused:
-            result["sets"][name] = {**reused[name], "summary": summarize(reused[name]["items"], options)}
+            items_now = rescore_text_metrics(reused[name]["items"])
+            result["sets"][name] = {**reused[name], "items": items_now, "summary": summarize(items_now, options)}
             continue
         result["sets"][name] = _evaluate_set(model, tokenizer, name, items, options, judge_client, progress, label,
                                              timings)
