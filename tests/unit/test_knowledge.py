@@ -263,7 +263,7 @@ def test_replay_uses_each_answer_once_and_says_when_the_share_is_not_filled(tmp_
     assert replay_count(80, 0.2, 100) == 20 and replay_count(80, 0.2, 4) == 4 and replay_count(80, 0.0, 9) == 0
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(f'{{"id": "r{k}", "prompt": "General question {k}?"}}\n' for k in range(4)))
-    monkeypatch.setattr(components, "replay_answers", lambda student, ps, cache, progress=False: [
+    monkeypatch.setattr(components, "replay_answers", lambda student, ps, cache, **kw: [
         {**p, "answer": f"What I already say about {p['id']}."} for p in ps])
     train = {"key_facts_to_qa": [{"question": f"q{k}", "response": "a"} for k in range(40)]}
     build = components.build_knowledge(tmp_path / "missing_chunks.jsonl", tmp_path / "manifest.json", train,

@@ -49,6 +49,7 @@ CELLS = [
         "TOKENIZER_MODEL_NAME = \"\"     # default: the student's tokenizer (embedded SmolLM2)\n"
         "COMPONENTS = \"all\"           # knowledge components: all | none | a list | \"-cloze,-replay\" (all but)\n"
         "REPLAY_SHARE = 0.1            # share of the mix that is general replay\n"
+        "REPLAY_SELF_PROMPTS = 0       # prompts the student may write itself to fill REPLAY_SHARE (0: none)\n"
         "CORPUS_EXAM = True            # build the exam of your documents (output/step_04/exam.jsonl)\n"
         "EXAM_SHARE = 0.12             # share of each document's fact sentences asked in the exam\n"
         "EXAM_PATH = \"\"                # your own exam: its questions are kept out of training too\n"
@@ -69,7 +70,8 @@ CELLS = [
         ")\n"
         "options = MixOptions.from_settings(settings, save_alpaca=SAVE_ALPACA, eval_share=EVAL_SHARE, seed=SEED,\n"
         "                                  components=COMPONENTS, replay_share=REPLAY_SHARE, corpus_exam=CORPUS_EXAM,\n"
-        "                                  exam_share=EXAM_SHARE, exam_path=EXAM_PATH, drop_invented=DROP_INVENTED)\n"
+        "                                  exam_share=EXAM_SHARE, exam_path=EXAM_PATH, drop_invented=DROP_INVENTED,\n"
+        "                                  replay_self_prompts=REPLAY_SELF_PROMPTS)\n"
         "paths = OutputPaths.from_settings(settings, repo_root=REPO)\n"
         "pd.DataFrame([{\"option\": k, \"value\": v} for k, v in options.__dict__.items()])"
     ),

@@ -40,6 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-invented", action="store_true",
                         help="keep step-03 rows that state numbers or names their chunk does not contain "
                              "(by default they are dropped: a teacher's inventions would be learnt as facts)")
+    parser.add_argument("--replay-self-prompts", type=int, default=0,
+                        help="general prompts the student may write itself when the prompts file cannot fill "
+                             "--replay-share (default 0: none)")
     parser.add_argument("--exam", default="", help="your own exam (JSONL): its questions are kept out of training")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
 
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         options = MixOptions.from_settings(settings, save_alpaca=args.alpaca, eval_share=args.eval_share,
                                            seed=args.seed, components=args.components,
                                            replay_share=args.replay_share, corpus_exam=args.corpus_exam,
-                                           exam_path=args.exam, drop_invented=not args.keep_invented)
+                                           exam_path=args.exam, drop_invented=not args.keep_invented,
+                                           replay_self_prompts=args.replay_self_prompts)
         # As notebook 04: a real teacher (from the settings) rephrases the corpus exam's questions.
         report = mixing_step(settings, options, OutputPaths.from_settings(settings), progress=sys.stderr.isatty())
     except (ConfigError, MixingInputError, ValueError) as exc:

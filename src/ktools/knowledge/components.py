@@ -8,6 +8,7 @@ write with the mixes, so a failure leaves the previous outputs as they were.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,8 @@ def closed_book_rows(train: dict[str, list[dict[str, Any]]]) -> list[ViewRow]:
 def build_knowledge(chunks_path: Path, manifest_path: Path, train: dict[str, list[dict[str, Any]]], *,
                     components: tuple[str, ...], corpus_exam: bool, exam_share: float, exam_max_per_source: int,
                     replay_share: float, replay_prompts: Path | None, replay_cache: Path, student: str, seed: int,
-                    rephrase: Any = None, progress: bool = False) -> KnowledgeBuild:
+                    rephrase: Any = None, progress: bool = False, replay_self_prompts: int = 0,
+                    replay_exclude: Sequence[str] = ()) -> KnowledgeBuild:
     build = KnowledgeBuild()
     views = tuple(c for c in components if c in VIEWS)
     if (views or corpus_exam) and not Path(chunks_path).is_file():
@@ -95,12 +97,22 @@ def build_knowledge(chunks_path: Path, manifest_path: Path, train: dict[str, lis
             build.notes.append(f"general replay skipped: no prompts file at {replay_prompts}")
         else:
             prompts = load_prompts(replay_prompts)
-            n = replay_count(others, replay_share, len(prompts))
-            answers = replay_answers(student, prompts[:n], replay_cache, progress=progress) if n else []
+            wanted = replay_count(others, replay_share, 10**9)
+            # The student writes what the hand-written prompts leave unfilled, up to its cap.
+            own = max(0, min(replay_self_prompts, wanted - len(prompts)))
+            n = replay_count(others, replay_share, len(prompts) + own)
+            answers = (replay_answers(student, prompts[:n], replay_cache, self_prompts=own, exclude=replay_exclude,
+                                      seed=seed, progress=progress) if n else [])
             build.rows[REPLAY] = replay_rows(answers, n)
-            if n and len(answers) < round(others * replay_share / (1 - replay_share)):
+            written = sum(1 for a in answers if str(a.get("id", "")).startswith("self"))
+            if own:
+                build.notes.append(f"general replay: {written} of {len(answers)} prompts written by the student "
+                                   f"itself (asked for {own})")
+            if n and len(answers) < wanted:
                 build.notes.append(f"general replay: {len(answers)} rows, fewer than {replay_share:.0%} of the "
-                                   f"mix ({len(prompts)} prompts in {replay_prompts.name})")
+                                   f"mix ({len(prompts)} prompts in {replay_prompts.name}"
+                                   + (f", {written} written by the student)" if own else "; REPLAY_SELF_PROMPTS "
+                                      "lets the student write the rest)"))
     return build
 
 

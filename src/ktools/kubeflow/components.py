@@ -96,6 +96,7 @@ def knowledge_mixing(
     tokenizer_model_name: str = "",
     components: str = "all",
     replay_share: float = 0.1,
+    replay_self_prompts: int = 0,
     corpus_exam: bool = True,
     exam_share: float = 0.12,
     drop_invented: bool = True,

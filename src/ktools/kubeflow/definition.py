@@ -123,6 +123,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         seed: int = 42,
         mix_components: str = "all",
         replay_share: float = 0.1,
+        replay_self_prompts: int = 0,
         corpus_exam: bool = True,
         exam_share: float = 0.12,
         drop_invented: bool = True,
@@ -160,7 +161,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         mix = components.knowledge_mixing(
             step_02=prepare.outputs["step_02"], step_03=generate.outputs["step_03"], save_alpaca=save_alpaca,
             eval_share=eval_share, seed=seed, components=mix_components, replay_share=replay_share,
-            corpus_exam=corpus_exam, exam_share=exam_share, drop_invented=drop_invented,
+            replay_self_prompts=replay_self_prompts, corpus_exam=corpus_exam, exam_share=exam_share,
+            drop_invented=drop_invented,
             **component_settings(4, settings))
         mix.set_display_name("04 Knowledge mixing")
         training = components.model_training(

@@ -277,7 +277,8 @@ def run_knowledge_generation(
 def run_knowledge_mixing(
     step_03_in: str | Path, step_04_out: str | Path, *, save_alpaca: bool = False, eval_share: float = 0.1,
     seed: int = 42, step_02_in: str | Path | None = None, components: str = "all", replay_share: float = 0.1,
-    corpus_exam: bool = True, exam_share: float = 0.12, drop_invented: bool = True, **setting_parameters: Any,
+    corpus_exam: bool = True, exam_share: float = 0.12, drop_invented: bool = True, replay_self_prompts: int = 0,
+    **setting_parameters: Any,
 ) -> dict[str, Any]:
     """Step 04 as 04_Knowledge_Mixing runs it → `step_04/` (training mixes, eval set, corpus exam, stats).
 
@@ -295,7 +296,7 @@ def run_knowledge_mixing(
         options = MixOptions.from_settings(settings, save_alpaca=save_alpaca, eval_share=eval_share, seed=seed,
                                            components=components, replay_share=replay_share,
                                            corpus_exam=corpus_exam, exam_share=exam_share,
-                                           drop_invented=drop_invented)
+                                           drop_invented=drop_invented, replay_self_prompts=replay_self_prompts)
         paths = OutputPaths.from_settings(settings)
         # As the notebook: a real teacher (the pipeline's teacher parameters, its key from the secret)
         # rephrases the corpus exam.

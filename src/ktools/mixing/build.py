@@ -47,6 +47,8 @@ class MixOptions:
     exam_max_per_source: int = 40
     student_model_name: str = ""   # answers the replay prompts (default: the tokenizer's model)
     replay_prompts: str = ""       # default: assets/replay_prompts.jsonl
+    # Prompts the student may write itself when the file's cannot fill replay_share (0: none).
+    replay_self_prompts: int = 0
     exam_path: str = ""            # a user's exam: its questions are checked for leaks too
     # Drop step-03 rows stating numbers or names their chunk lacks (ktools.mixing.fidelity).
     drop_invented: bool = True
@@ -82,6 +84,8 @@ class MixOptions:
                              "(or 'all' / 'none')")
         if not 0.0 <= self.replay_share < 0.5:
             raise ValueError(f"replay_share must be in [0, 0.5), got {self.replay_share}")
+        if self.replay_self_prompts < 0:
+            raise ValueError(f"replay_self_prompts must be >= 0, got {self.replay_self_prompts}")
         if not 0.0 < self.exam_share < 0.5:
             raise ValueError(f"exam_share must be in (0, 0.5), got {self.exam_share}")
 
@@ -93,7 +97,7 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if name == "cut_sizes":
             return [int(p) for p in raw.replace(" ", "").split(",") if p]
-        if name in {"qa_per_doc", "seed", "verify_sample", "exam_max_per_source"}:
+        if name in {"qa_per_doc", "seed", "verify_sample", "exam_max_per_source", "replay_self_prompts"}:
             return int(raw)
         if name == "components":
             return parse_components(raw)
@@ -283,6 +287,7 @@ def _format_and_count(unique: dict[int, dict[str, Any]], fmt: str, counter: Toke
 def _knowledge(options: MixOptions, paths: OutputPaths, train: dict[str, list[dict[str, Any]]], rephrase: Any,
                progress: bool) -> KnowledgeBuild:
     """The corpus exam and the knowledge components; training rows that leak an exam question go."""
+    from ktools.knowledge.replay import general_questions
     from ktools.paths import assets_dir
 
     prompts = Path(options.replay_prompts) if options.replay_prompts else assets_dir() / "replay_prompts.jsonl"
@@ -292,7 +297,8 @@ def _knowledge(options: MixOptions, paths: OutputPaths, train: dict[str, list[di
         exam_max_per_source=options.exam_max_per_source, replay_share=options.replay_share,
         replay_prompts=prompts, replay_cache=paths.step(4) / "replay_answers.json",
         student=options.student_model_name or options.tokenizer_model_name or "", seed=options.seed,
-        rephrase=rephrase, progress=progress)
+        rephrase=rephrase, progress=progress, replay_self_prompts=options.replay_self_prompts,
+        replay_exclude=general_questions(assets_dir() / "general_questions.jsonl"))
     user_exam = []
     if options.exam_path and Path(options.exam_path).is_file():
         from ktools.knowledge.exam import read_exam
