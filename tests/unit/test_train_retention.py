@@ -214,3 +214,12 @@ def test_fingerprint_changes_with_retention_kl():
     assert TrainConfig(mix_path="x").fingerprint() != TrainConfig(mix_path="x", retention_kl=0.5).fingerprint()
     with pytest.raises(ValueError, match="retention_kl"):
         TrainConfig(retention_kl=-1.0)
+
+
+def test_the_step_plan_counts_the_base_models_forward_pass_on_replay_tokens():
+    from ktools.train.trainer import BASE_FORWARD_COST, retention_cost_factor
+
+    rows = [example(30, 10, distill=False), example(10, 4, distill=True)]   # a quarter of the tokens replay
+    assert retention_cost_factor(rows) == pytest.approx(1 + BASE_FORWARD_COST * 10 / 40)
+    assert retention_cost_factor([example(30, 10, distill=False)]) == 1.0
+    assert retention_cost_factor([]) == 1.0

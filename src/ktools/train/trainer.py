@@ -86,6 +86,18 @@ def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: i
     return elapsed / n
 
 
+# A forward pass without gradients costs about a third of forward+backward.
+BASE_FORWARD_COST = 1 / 3
+
+
+def retention_cost_factor(examples: Sequence[Any]) -> float:
+    """How much longer an epoch takes with retention KL: the frozen base model's forward pass
+    on the replay rows' tokens, at ~1/3 of the student's forward+backward per token."""
+    total = sum(len(e) for e in examples)
+    replay = sum(len(e) for e in examples if getattr(e, "distill", False))
+    return 1.0 + BASE_FORWARD_COST * replay / total if total else 1.0
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AMX tiles or AVX512-BF16).
 
@@ -280,6 +292,8 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
                         tokenizer.pad_token_id)
         seconds_per_token = measure_seconds_per_token(model, probe, bf16=use_bf16)
         log.info("measured %.1f tokens/s (forward+backward) on this machine", 1 / seconds_per_token)
+        if retain:
+            seconds_per_token *= retention_cost_factor(examples)
     if dist.is_main:
         plan = _plan(config, checkpoints, steps_per_epoch, tokens_per_epoch / len(batches), seconds_per_token,
                      fingerprint)
@@ -323,7 +337,7 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
 
         # The student's loading path without LoRA adapters (the base is the plain model); where the
         # student starts (RetentionTrainer follows it if FSDP moves it). Its forward pass on replay
-        # rows adds ~1/3 of their forward+backward cost, which the step plan does not count.
+        # rows is in the step plan (retention_cost_factor).
         base = freeze(_load_model(config.replace(method="full"), device=dist.model_device(cuda)))
         trainer = RetentionTrainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
                                    callbacks=callbacks, base_model=base, retention_weight=config.retention_kl)
