@@ -28,6 +28,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retention-kl", type=float, default=0.0,
                         help="weight of KL(base || student) on the mix's general-replay rows, against a frozen "
                              "copy of the base model (default 0 = off)")
+    parser.add_argument("--freeze-embeddings", action="store_true",
+                        help="keep the token embeddings and the output head as they were (full method)")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     parser.add_argument("--no-calibrate", action="store_true",
                         help="keep the trained logits as they are (default: fit a temperature on step 04's "
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr, epochs=args.epochs, max_steps=args.max_steps,
         time_budget_minutes=args.time_budget or None, max_seq_len=args.max_seq_len,
         tokens_per_batch=args.tokens_per_batch, batching=args.batching, max_rows=args.max_rows, seed=args.seed,
-        resume=not args.no_resume, output_dir=args.output, retention_kl=args.retention_kl)
+        resume=not args.no_resume, output_dir=args.output, retention_kl=args.retention_kl,
+        freeze_embeddings=args.freeze_embeddings)
     if args.no_calibrate:
         config = config.replace(calibration_path="")
     # Workers' output goes to stderr, so stdout stays the JSON summary.

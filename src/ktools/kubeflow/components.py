@@ -135,6 +135,7 @@ def model_training(
     max_rows: int = 0,
     seed: int = 42,
     retention_kl: float = 0.0,
+    freeze_embeddings: bool = False,
     calibrate: bool = True,
 ):
     """Step 05: fine-tune the student on one training mix; the model is its own artifact."""

@@ -76,6 +76,9 @@ class TrainConfig:
     precision: str = "auto"       # auto (bf16 autocast on a bf16 GPU or a CPU with AMX/AVX512-BF16, else fp32) | fp32 | bf16
     # λ of the retention KL on step 04's general-replay rows (train.retention); 0 = off, no base model loaded.
     retention_kl: float = 0.0
+    # Keep the token embeddings (and the output head, tied to them or not) as they were: the
+    # document's names then cannot raise their tokens' logits everywhere (train.freeze).
+    freeze_embeddings: bool = False
     # Held-out Q&A the temperature is fitted on after training (train.calibrate); "" = no calibration.
     calibration_path: str = ""
 

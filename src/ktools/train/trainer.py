@@ -122,6 +122,11 @@ def _load_model(config: TrainConfig, device: str | None = None) -> Any:
     if getattr(model, "hf_quantizer", None) is not None:  # a GGUF loaded directly
         model.hf_quantizer.remove_quantization_config(model)
     model.config.use_cache = False
+    if config.freeze_embeddings and config.method == "full":
+        from ktools.train.freeze import freeze_embeddings
+
+        frozen = freeze_embeddings(model)
+        log.info("embeddings frozen: %s (%.1fM parameters)", ", ".join(frozen.names), frozen.parameters / 1e6)
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
