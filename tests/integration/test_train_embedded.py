@@ -85,3 +85,19 @@ def test_other_parameters_do_not_resume_a_foreign_checkpoint(tmp_path):
     train(config, progress=False)
     result = train(config.replace(learning_rate=1e-4), progress=False)
     assert result.resumed_from is None and result.steps == 1
+
+
+def test_frozen_embeddings_stay_the_base_models_and_the_loss_still_falls(tmp_path):
+    """FREEZE_EMBEDDINGS on the real student: the saved model's (tied) embedding matrix is the
+    base's bit for bit, its blocks moved, and the facts are still being learnt."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ktools.models import load_causal_lm
+
+    result = train(_config(tmp_path, max_steps=4, freeze_embeddings=True, calibration_path=""), progress=False)
+    assert result.final_loss < 0.8 * result.first_loss, result.losses
+    base = load_causal_lm()
+    tuned = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    assert torch.equal(tuned.get_input_embeddings().weight, base.get_input_embeddings().weight)
+    assert not torch.equal(tuned.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
