@@ -13,7 +13,10 @@ When the hand-written prompts cannot fill the share, the student writes more its
 aligned model writes the kind of request it was tuned on. Repeating the same answers to
 fill a share kept fewer general answers (see `replay_rows`); prompts of the student's own
 distribution are distinct and need no download. Near-copies of the general eval questions
-are dropped, so the forgetting measure stays held out.
+are dropped, so the forgetting measure stays held out. Off by default: on the sample
+document (README, run exp9) 131 such prompts at a 20 % share kept no more general answers
+and cost exam key facts; the 135M student writes advice requests with long answers, not the
+short factual questions it forgets. A larger student's own prompts may serve better.
 """
 
 from __future__ import annotations
