@@ -128,9 +128,8 @@ def _word_matches(answer_word: str, fact_word: str) -> bool:
     return False
 
 
-def contains_fact(answer_words: Sequence[str], fact: str) -> bool:
-    """Whether the fact's words occur, in order and adjacent, among the answer's words."""
-    words = fact_words(fact)
+def contains_fact(answer_words: Sequence[str], words: Sequence[str]) -> bool:
+    """Whether a fact's words (`fact_words`) occur, in order and adjacent, among the answer's words."""
     if not words:
         return False
     span = len(words)
@@ -140,8 +139,8 @@ def contains_fact(answer_words: Sequence[str], fact: str) -> bool:
 
 def key_fact_hit_rate(prediction: str, key_facts: Sequence[str]) -> float | None:
     """Share of key facts found in the answer, as whole words in one canonical form (None: no facts)."""
-    facts = [f for f in key_facts if fact_words(f)]
+    facts = [words for words in map(fact_words, key_facts) if words]
     if not facts:
         return None
     answer = fact_words(prediction)
-    return sum(contains_fact(answer, fact) for fact in facts) / len(facts)
+    return sum(contains_fact(answer, words) for words in facts) / len(facts)

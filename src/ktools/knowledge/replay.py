@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +188,9 @@ def _close(bar: Any) -> None:
 
 def general_questions(path: Path) -> list[str]:
     """The general eval set's questions (what self-written prompts must not copy); [] without it."""
-    if not path.is_file():
-        return []
-    return [str(row["question"]) for row in iter_jsonl(path) if isinstance(row, Mapping) and row.get("question")]
+    from ktools.evaluate.evalset import load_eval_set
+
+    return [item.question for item in load_eval_set(path)] if path.is_file() else []
 
 
 def replay_rows(answers: list[dict[str, str]], n: int) -> list[ViewRow]:
