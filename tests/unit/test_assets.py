@@ -139,6 +139,17 @@ def test_no_general_question_is_trained_on_as_replay() -> None:
     assert not prompts & general
 
 
+def test_no_replay_prompt_is_a_near_copy_of_a_general_question() -> None:
+    # By step 04's own leak rule (same text, containment, or >= 0.6 of word 3-shingles shared):
+    # "What is the capital of Italy?" against "...of France?" was one, and is no longer replayed.
+    from ktools.knowledge.exam import find_leaks
+
+    general = [{"id": row["id"], "question": row["question"]} for row in read_jsonl(GENERAL)]
+    prompts = [row["prompt"] for row in read_jsonl(ASSETS / "replay_prompts.jsonl")]
+    assert len(prompts) >= 100
+    assert find_leaks(general, prompts) == []
+
+
 def _assert_contains_known_text(text: str, name: str) -> None:
     flat = normalise(text)
     for sentence in (*KNOWN_SENTENCES, *KNOWN_TABLE_CELLS, KNOWN_CODE_LINE):

@@ -276,6 +276,27 @@ def test_replay_uses_each_answer_once_and_says_when_the_share_is_not_filled(tmp_
     assert any("general replay: 4 rows, fewer than 20% of the mix" in n for n in build.notes), build.notes
 
 
+def test_replay_spreads_a_partial_share_over_the_whole_prompts_file(tmp_path, monkeypatch):
+    from ktools.knowledge import components
+    from ktools.knowledge.replay import spread
+
+    ten = [{"id": f"r{k}", "prompt": f"p{k}"} for k in range(10)]
+    assert [p["id"] for p in spread(ten, 5)] == ["r0", "r2", "r4", "r6", "r8"]
+    assert spread(ten, 10) == ten and spread(ten, 30) == ten and spread(ten, 0) == []
+    # Through step 04's builder: 2 rows of a 10-prompt file come from both halves, not the first two.
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(p) + "\n" for p in ten))
+    asked: list[str] = []
+    monkeypatch.setattr(components, "replay_answers", lambda student, ps, cache, **kw: [
+        asked.append(p["id"]) or {**p, "answer": "a"} for p in ps])
+    train = {"key_facts_to_qa": [{"question": f"q{k}", "response": "a"} for k in range(18)]}
+    build = components.build_knowledge(tmp_path / "missing_chunks.jsonl", tmp_path / "manifest.json", train,
+                                       components=("replay",), corpus_exam=False, exam_share=0.1,
+                                       exam_max_per_source=10, replay_share=0.1, replay_prompts=prompts,
+                                       replay_cache=tmp_path / "cache.json", student="student", seed=1)
+    assert asked == ["r0", "r5"] and [r.item_id for r in build.rows["replay"]] == ["replay/r0", "replay/r5"]
+
+
 def test_components_option_parsing():
     from ktools.knowledge.components import COMPONENTS
     from ktools.mixing.build import parse_components

@@ -15,7 +15,7 @@ from typing import Any
 
 from ktools.knowledge.corpus import load_corpus
 from ktools.knowledge.exam import ExamBuild, build_exam, find_leaks
-from ktools.knowledge.replay import load_prompts, replay_answers, replay_count, replay_rows
+from ktools.knowledge.replay import load_prompts, replay_answers, replay_count, replay_rows, spread
 from ktools.knowledge.views import VIEWS, ViewRow, build_view_rows
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def build_knowledge(chunks_path: Path, manifest_path: Path, train: dict[str, lis
             # The student writes what the hand-written prompts leave unfilled, up to its cap.
             own = max(0, min(replay_self_prompts, wanted - len(prompts)))
             n = replay_count(others, replay_share, len(prompts) + own)
-            answers = (replay_answers(student, prompts[:n], replay_cache, self_prompts=own, exclude=replay_exclude,
+            answers = (replay_answers(student, spread(prompts, n), replay_cache, self_prompts=own, exclude=replay_exclude,
                                       seed=seed, progress=progress) if n else [])
             build.rows[REPLAY] = replay_rows(answers, n)
             written = sum(1 for a in answers if str(a.get("id", "")).startswith("self"))

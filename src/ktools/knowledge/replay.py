@@ -204,6 +204,17 @@ def replay_rows(answers: list[dict[str, str]], n: int) -> list[ViewRow]:
                     unmask=False) for a in answers[:n]]
 
 
+def spread(prompts: list[dict[str, str]], n: int) -> list[dict[str, str]]:
+    """`n` prompts evenly spaced over the file (all of them when `n` covers it).
+
+    The file is written in kinds (capitals, science, people, numbers, instructions...): the
+    first `n` would replay some kinds and none of the others, while an even spread keeps
+    every kind in the share."""
+    if n >= len(prompts):
+        return list(prompts)
+    return [prompts[i * len(prompts) // n] for i in range(max(0, n))]
+
+
 def replay_count(other_rows: int, share: float, available: int) -> int:
     """Rows making `share` of the final mix (capped by the prompts there are)."""
     if share <= 0 or other_rows <= 0:
