@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -36,8 +35,7 @@ from ktools.config import EMBEDDED_MODEL_NAME, find_repo_root  # noqa: E402
 from ktools.evaluate.answering import generate_answers  # noqa: E402
 from ktools.evaluate.evalset import EvalItem, load_eval_set  # noqa: E402
 from ktools.evaluate.metrics import key_fact_hit_rate  # noqa: E402
-
-BOOTSTRAP = 2000
+from ktools.evaluate.stats import paired_bootstrap_ratio  # noqa: E402
 
 
 def hits(model: object, tokenizer: object, items: list[EvalItem], max_new_tokens: int) -> list[float]:
@@ -45,19 +43,10 @@ def hits(model: object, tokenizer: object, items: list[EvalItem], max_new_tokens
     return [key_fact_hit_rate(a, i.key_facts) or 0.0 for a, i in zip(answers, items, strict=True)]
 
 
-def kept_interval(base: list[float], other: list[float], seed: int = 0) -> tuple[float, float, float]:
-    """other's score as a share of base's, with a 95 % paired bootstrap interval."""
-    rng = random.Random(seed)
-    n = len(base)
-    ratios = []
-    for _ in range(BOOTSTRAP):
-        idx = [rng.randrange(n) for _ in range(n)]
-        b = sum(base[i] for i in idx)
-        if b > 0:
-            ratios.append(sum(other[i] for i in idx) / b)
-    ratios.sort()
-    point = sum(other) / sum(base) if sum(base) else float("nan")
-    return point, ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
+def kept_interval(base: list[float], other: list[float]) -> tuple[float, float, float]:
+    """other's score as a share of base's, with step 06's 95 % paired bootstrap interval."""
+    ratio = paired_bootstrap_ratio(base, other)
+    return ratio["mean"], ratio["lo"], ratio["hi"]
 
 
 def main(argv: list[str] | None = None) -> int:
