@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     base_state = {k: v.detach().clone() for k, v in model.named_parameters()}
     tuned_state = load_file(str(weights))
-    unknown = [k for k in base_state if k not in tuned_state]
-    if len(unknown) == len(base_state):
+    if not any(k in tuned_state for k in base_state):
         parser.error(f"{weights} shares no tensor names with {args.base}: not a fine-tune of it")
     sets = {"general": (load_eval_set(args.general), args.general_tokens)}
     if args.exam:

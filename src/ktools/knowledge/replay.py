@@ -212,7 +212,7 @@ def spread(prompts: list[dict[str, str]], n: int) -> list[dict[str, str]]:
     every kind in the share."""
     if n >= len(prompts):
         return list(prompts)
-    return [prompts[i * len(prompts) // n] for i in range(max(0, n))]
+    return [prompts[i * len(prompts) // n] for i in range(n)]
 
 
 def replay_count(other_rows: int, share: float, available: int) -> int:
