@@ -10,13 +10,17 @@ benchmark gives that floor. For a fine-tuned model it scores, on the general set
 - ``base``: the base student;
 - ``tuned``: the fine-tuned model (`--tuned`, e.g. `output/fine_tuned_model/<model>`);
 - ``random xS``: the base plus a random direction, per weight tensor of the same norm as the
-  tuned model's change of that tensor times S (`--scales`), one per `--seeds` seed.
+  tuned model's change of that tensor times S (`--scales`), one per `--seeds` seed;
+- ``tuned, largest F``: with `--largest F,...`, the base plus only the largest fraction F of
+  each tensor's change entries (by magnitude): where in the change the facts and the general
+  answers go.
 
 A random direction teaches nothing, so if it loses as many general answers as the tuned
 model, what the general set measures is the size of the change, not what was learnt.
 
     python bench/forgetting_null.py --tuned /tmp/exp11/fine_tuned_model/SmolLM2-135M-Instruct
     python bench/forgetting_null.py --tuned DIR --scales 1,0.5,0.25 --seeds 0,1 --exam
+    python bench/forgetting_null.py --tuned DIR --scales 1 --largest 0.3,0.1 --exam
 
 Each row costs ~1 minute on 2 idle cores (~2 with `--exam`).
 """
@@ -43,6 +47,14 @@ def hits(model: object, tokenizer: object, items: list[EvalItem], max_new_tokens
     return [key_fact_hit_rate(a, i.key_facts) or 0.0 for a, i in zip(answers, items, strict=True)]
 
 
+def largest_entries(delta: object, fraction: float) -> object:
+    """`delta` with all but its `fraction` largest-magnitude entries set to 0 (the selection
+    step 05's momentum filter uses; tensors above its SAMPLE size are thresholded from a sample)."""
+    from ktools.train.mofo import top_fraction_mask
+
+    return delta * top_fraction_mask(delta, fraction).to(delta.dtype)
+
+
 def kept_interval(base: list[float], other: list[float]) -> tuple[float, float, float]:
     """other's score as a share of base's, with step 06's 95 % paired bootstrap interval."""
     ratio = paired_bootstrap_ratio(base, other)
@@ -65,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                         default=None, help="also score this exam (default path when given alone)")
     parser.add_argument("--scales", default="1.0,0.5", help="random-direction norms, times the tuned change's")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--largest", default="", help="also the tuned change cut to its largest entries, e.g. 0.3,0.1")
     parser.add_argument("--general-tokens", type=int, default=32, help="as step 06 (GENERAL max_new_tokens)")
     parser.add_argument("--exam-tokens", type=int, default=64)
     args = parser.parse_args(argv)
@@ -111,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                 noise[name] = direction / (direction.norm() + 1e-12) * delta.norm() * scale
             load(noise)
             rows.append((f"random x{scale:g} (seed {seed})", score(f"random x{scale:g} seed {seed}")))
+
+    for fraction in (float(f) for f in args.largest.split(",") if f):
+        load({name: largest_entries(delta, fraction) for name, delta in tuned_delta.items()})
+        rows.append((f"tuned, largest {fraction:.0%}", score(f"largest {fraction:.0%}")))
 
     base_hits = rows[0][1]
     header = "| weights | " + " | ".join(f"{name} key facts" for name in sets) + " | general kept (95 % interval) |"

@@ -101,3 +101,21 @@ def test_frozen_embeddings_stay_the_base_models_and_the_loss_still_falls(tmp_pat
     tuned = AutoModelForCausalLM.from_pretrained(result.model_dir)
     assert torch.equal(tuned.get_input_embeddings().weight, base.get_input_embeddings().weight)
     assert not torch.equal(tuned.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
+
+
+def test_momentum_filtered_training_moves_a_bounded_share_of_each_matrix(tmp_path):
+    """UPDATE_FRACTION through the real Trainer: the Trainer builds the MoFO optimizer, two steps
+    at 10 % move at most ~20 % of an MLP matrix's entries (AdamW moves nearly all), and the
+    loss still falls."""
+    from transformers import AutoModelForCausalLM
+
+    from ktools.models import load_causal_lm
+
+    result = train(_config(tmp_path, max_steps=2, update_fraction=0.1, freeze_embeddings=True,
+                           calibration_path=""), progress=False)
+    assert result.config["update_fraction"] == 0.1
+    assert result.final_loss < result.first_loss, result.losses
+    base = load_causal_lm()
+    tuned = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    moved = (tuned.model.layers[3].mlp.up_proj.weight != base.model.layers[3].mlp.up_proj.weight).float().mean()
+    assert 0.05 < float(moved) <= 0.21, float(moved)

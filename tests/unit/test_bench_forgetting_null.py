@@ -28,3 +28,12 @@ def test_kept_share_is_paired_and_its_interval_holds_the_point():
     # A share of the base's score (as step 06's "kept"), not of its right answers: what the base
     # missed and the other model answers counts too.
     assert kept_interval([1.0, 0.0] * 20, [1.0, 1.0] * 20)[0] == 2.0
+
+
+def test_largest_entries_keeps_the_biggest_changes_and_zeroes_the_rest():
+    import torch
+
+    delta = torch.tensor([[0.5, -3.0, 0.1], [2.0, -0.2, 1.0]])
+    cut = _bench().largest_entries(delta, 1 / 3)
+    assert torch.equal(cut, torch.tensor([[0.0, -3.0, 0.0], [2.0, 0.0, 0.0]]))
+    assert torch.equal(_bench().largest_entries(delta, 1.0), delta)

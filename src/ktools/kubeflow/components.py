@@ -136,6 +136,7 @@ def model_training(
     seed: int = 42,
     retention_kl: float = 0.0,
     freeze_embeddings: bool = False,
+    update_fraction: float = 1.0,
     calibrate: bool = True,
 ):
     """Step 05: fine-tune the student on one training mix; the model is its own artifact."""

@@ -79,6 +79,9 @@ class TrainConfig:
     # Keep the token embeddings (and the output head, tied to them or not) as they were: the
     # document's names then cannot raise their tokens' logits everywhere (train.freeze).
     freeze_embeddings: bool = False
+    # Share of each weight tensor's entries an optimizer step moves, those with the largest
+    # Adam momentum (train.mofo, MoFO); 1.0 = plain AdamW.
+    update_fraction: float = 1.0
     # Held-out Q&A the temperature is fitted on after training (train.calibrate); "" = no calibration.
     calibration_path: str = ""
 
@@ -93,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"batching must be 'packing' or 'length', got {self.batching!r}")
         if not self.retention_kl >= 0:  # also refuses NaN
             raise ValueError(f"retention_kl must be >= 0 (0 = off), got {self.retention_kl!r}")
+        if not 0.0 < self.update_fraction <= 1.0:  # also refuses NaN
+            raise ValueError(f"update_fraction must be in (0, 1] (1 = plain AdamW), got {self.update_fraction!r}")
         if self.tokens_per_batch < self.max_seq_len:
             raise ValueError(f"tokens_per_batch ({self.tokens_per_batch}) must be >= max_seq_len "
                              f"({self.max_seq_len}) so that the longest example fits a batch")

@@ -337,6 +337,14 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     callbacks = [time_limit, *extra_callbacks]
     if progress and dist.is_main:
         callbacks.insert(0, LossProgressCallback())
+    trainer_options: dict[str, Any] = {}
+    if config.update_fraction < 1.0:
+        from ktools.train.mofo import MomentumFilteredAdamW
+
+        # The Trainer builds it (after any FSDP wrapping) with its own scheduler on top.
+        trainer_options["optimizer_cls_and_kwargs"] = (MomentumFilteredAdamW, {
+            "lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon,
+            "weight_decay": args.weight_decay, "fraction": config.update_fraction})
     if retain:
         from ktools.train.retention import RetentionTrainer, freeze
 
@@ -345,10 +353,11 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         # rows is in the step plan (retention_cost_factor).
         base = freeze(_load_model(config.replace(method="full"), device=dist.model_device(cuda)))
         trainer = RetentionTrainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
-                                   callbacks=callbacks, base_model=base, retention_weight=config.retention_kl)
+                                   callbacks=callbacks, base_model=base, retention_weight=config.retention_kl,
+                                   **trainer_options)
     else:
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
-                          callbacks=callbacks)
+                          callbacks=callbacks, **trainer_options)
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
     if dist.enabled:
