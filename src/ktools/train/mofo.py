@@ -10,7 +10,8 @@ are tiny and inconsistent still drift, step after step, in directions that teach
 general set as many answers as the tuned model loses; filtering the updates is meant to keep
 the model closer to the base for the same fit of the document.
 
-``fraction = 1`` is plain AdamW (decoupled weight decay), update for update.
+``fraction = 1`` is plain AdamW (decoupled weight decay), update for update. "Each weight
+tensor" is each tensor the optimizer holds: under FSDP, a worker's flat shard.
 
 The threshold of a large tensor is the quantile of a sample of its momentum (`SAMPLE`
 entries, drawn by a generator seeded with the step number, so a resumed run draws the same
