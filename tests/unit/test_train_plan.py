@@ -94,6 +94,35 @@ def test_speed_probe_counts_tokens_of_one_row_even_for_padded_batches():
     assert 0.0004 < per_token < 0.001
 
 
+def test_speed_probe_takes_the_median_so_one_slow_pass_does_not_set_the_plan():
+    import time
+
+    import torch
+
+    from ktools.train.trainer import measure_seconds_per_token
+
+    class OnceSlowModel:
+        """0.5 ms a token, but the first timed pass (after the warm-up) takes 4x as long."""
+        device = torch.device("cpu")
+        calls = 0
+
+        def train(self):
+            pass
+
+        def zero_grad(self, set_to_none=True):
+            pass
+
+        def __call__(self, input_ids, labels=None, use_cache=False, **kwargs):
+            OnceSlowModel.calls += 1
+            time.sleep(0.0005 * input_ids.numel() * (4 if OnceSlowModel.calls == 2 else 1))
+            return type("Out", (), {"loss": torch.zeros((), requires_grad=True)})()
+
+    batch = {"input_ids": torch.zeros((1, 100), dtype=torch.long), "labels": torch.zeros((1, 100), dtype=torch.long)}
+    assert 0.0004 < measure_seconds_per_token(OnceSlowModel(), batch, probe_tokens=100) < 0.001
+    OnceSlowModel.calls = 0
+    assert measure_seconds_per_token(OnceSlowModel(), batch, probe_tokens=100, repeats=1) > 0.0018
+
+
 def test_default_learning_rate_follows_method_and_model_size():
     from ktools.train.config import TrainConfig, default_learning_rate
 

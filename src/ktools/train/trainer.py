@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,12 +57,15 @@ def choose_backend(requested: str) -> str:
     return requested
 
 
-def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 512, bf16: bool = False
-                              ) -> float:
-    """Forward+backward time per token on this machine (a warm-up, then a timed slice of
-    the longest row of `batch`, so padded batches are not undercounted).
+def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: int = 512, bf16: bool = False,
+                              repeats: int = 3) -> float:
+    """Forward+backward time per token on this machine (a warm-up, then the median of `repeats`
+    timed slices of the longest row of `batch`, so padded batches are not undercounted).
 
-    Gradients are cleared afterwards, so the model is unchanged.
+    Why the median: one timed pass on a 2-core CPU varied from 4.6 to 7.6 s a step for the
+    same batch (three probes in a row, session 10), and one high probe planned run nu2's
+    30 minutes as 186 steps that took 21. Gradients are cleared afterwards, so the model is
+    unchanged.
     """
     import torch
 
@@ -81,7 +85,7 @@ def measure_seconds_per_token(model: Any, batch: dict[str, Any], probe_tokens: i
 
     model.train()
     run(min(64, n))  # warm-up (allocations, kernels)
-    elapsed = run(n)
+    elapsed = statistics.median(run(n) for _ in range(max(1, repeats)))
     model.zero_grad(set_to_none=True)
     return elapsed / n
 
