@@ -341,12 +341,13 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     callbacks = [time_limit, *extra_callbacks]
     if progress and dist.is_main:
         callbacks.insert(0, LossProgressCallback())
-    trainer_options: dict[str, Any] = {}
+    trainer_kwargs: dict[str, Any] = {"model": model, "args": args, "train_dataset": dataset,
+                                      "data_collator": unwrap_single, "callbacks": callbacks}
     if config.update_fraction < 1.0:
         from ktools.train.mofo import MomentumFilteredAdamW
 
         # The Trainer builds it (after any FSDP wrapping) with its own scheduler on top.
-        trainer_options["optimizer_cls_and_kwargs"] = (MomentumFilteredAdamW, {
+        trainer_kwargs["optimizer_cls_and_kwargs"] = (MomentumFilteredAdamW, {
             "lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon,
             "weight_decay": args.weight_decay, "fraction": config.update_fraction})
     if retain:
@@ -356,12 +357,9 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         # student starts (RetentionTrainer follows it if FSDP moves it). Its forward pass on replay
         # rows is in the step plan (retention_cost_factor).
         base = freeze(_load_model(config.replace(method="full"), device=dist.model_device(cuda)))
-        trainer = RetentionTrainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
-                                   callbacks=callbacks, base_model=base, retention_weight=config.retention_kl,
-                                   **trainer_options)
+        trainer = RetentionTrainer(**trainer_kwargs, base_model=base, retention_weight=config.retention_kl)
     else:
-        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=unwrap_single,
-                          callbacks=callbacks, **trainer_options)
+        trainer = Trainer(**trainer_kwargs)
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
     if dist.enabled:
