@@ -25,6 +25,8 @@ class LossProgressCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         if self.bar is not None:
+            if self.bar.total != state.max_steps:  # re-planned (train.budget)
+                self.bar.total = state.max_steps
             self.bar.update(state.global_step - self.bar.n)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001

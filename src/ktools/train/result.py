@@ -48,6 +48,8 @@ class TrainResult:
     calibration: dict[str, Any] | None = None  # train.calibrate.calibrate_model's record, when it ran
     # Mean KL(base || student) over the batches with replay rows (retention_kl > 0 only; train.retention).
     retention_kl_mean: float | None = None
+    # Step counts re-planned during training to fill the time budget (train.budget); planned_steps is the probe's.
+    replans: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ktools.io import read_json, replace_dir_atomic, write_json
 from ktools.train.batching import BatchDataset, collate, make_batches, unwrap_single
+from ktools.train.budget import StepBudgetCallback
 from ktools.train.callbacks import LossProgressCallback, TimeLimitCallback
 from ktools.train.config import TrainConfig
 from ktools.train.data import load_mix, tokenize_mix
@@ -311,11 +312,15 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         plan = read_json(plan_path)
     resume_from = _last_checkpoint(checkpoints) if config.resume else None
 
+    # With a time budget the steps re-plan themselves from their own times (train.budget): the
+    # Trainer is built for every step of the epochs asked for and stops where the budget ends.
+    epoch_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    fit_budget = bool(config.time_budget_minutes) and not config.max_steps and not dist.enabled
     layer_classes = getattr(model, "_no_split_modules", None) or ()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=1,
-        max_steps=plan["max_steps"],
+        max_steps=max(epoch_steps, plan["max_steps"]) if fit_budget else plan["max_steps"],
         learning_rate=config.effective_learning_rate,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=int(config.warmup_ratio * plan["max_steps"]),
@@ -339,8 +344,20 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     time_limit = TimeLimitCallback(config.time_budget_minutes * 60 * 1.25 if config.time_budget_minutes else None,
                                    agree=dist.any if dist.enabled else None)
     callbacks = [time_limit, *extra_callbacks]
+    budget = None
+    if fit_budget:
+        def keep_replan(steps: int, record: dict[str, Any]) -> None:
+            # A resumed run ends at the re-planned step (the plan file is what it reads).
+            saved = read_json(plan_path)
+            write_json(plan_path, {**saved, "max_steps": steps, "replans": [*saved.get("replans", []), record]})
+
+        budget = StepBudgetCallback(plan["max_steps"], max(epoch_steps, plan["max_steps"]),
+                                    config.time_budget_minutes * 60, replan=resume_from is None,
+                                    on_replan=keep_replan)
     if progress and dist.is_main:
         callbacks.insert(0, LossProgressCallback())
+    if budget is not None:
+        callbacks.insert(0, budget)  # first: the progress bar starts from the step count it sets
     trainer_kwargs: dict[str, Any] = {"model": model, "args": args, "train_dataset": dataset,
                                       "data_collator": unwrap_single, "callbacks": callbacks}
     if config.update_fraction < 1.0:
@@ -397,7 +414,7 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         tokens_per_epoch=tokens_per_epoch, loss_tokens_per_epoch=sum(e.n_loss_tokens for e in examples),
         seconds_per_token_estimate=seconds_per_token, torch_threads=threads, loss_curve=str(curve) if curve else None,
         config=config.as_dict(), world_size=dist.world_size, strategy=dist.strategy,
-        retention_kl_mean=getattr(trainer, "mean_kl", None),
+        retention_kl_mean=getattr(trainer, "mean_kl", None), replans=budget.replans if budget else [],
     )
     report_path = report_dir / "train_report.json"
     result.report_path = str(report_path)
