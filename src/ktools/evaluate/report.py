@@ -50,6 +50,31 @@ def model_markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Below this share of the epochs asked for, the report warns that the budget, not the recipe,
+# limited what was learnt (facts came with the third and fourth epochs in the README's runs).
+SHORT_TRAINING = 0.75
+
+
+def training_notes(training: Mapping[str, Any] | None) -> list[str]:
+    """The report's line on how much the fine-tuned model trained, loud when a time budget cut it."""
+    if not training or training.get("epochs_done") is None:
+        return []
+    done, asked = float(training["epochs_done"]), training.get("epochs_asked")
+    line = f"- training: {training.get('steps')} steps = {done:.2f} epochs"
+    if training.get("train_seconds"):
+        line += f" in {float(training['train_seconds']) / 60:.0f} min ({training.get('tokens_per_second')} tokens/s)"
+    if not asked:
+        return [line + "."]
+    line += f", of the {float(asked):g} asked for"
+    budget = training.get("time_budget_minutes")
+    if done >= SHORT_TRAINING * float(asked) or not budget:
+        return [line + "."]
+    return [line + f": **the {float(budget):g}-minute time budget cut training to {done / float(asked):.0%} of "
+            "the epochs asked for.** Facts are learnt over several epochs, so a small gain here says more "
+            "about this machine's speed than about the recipe: raise `TIME_BUDGET_MINUTES` (or set it to 0 "
+            "to train every epoch asked for)."]
+
+
 def comparison_markdown(report: Mapping[str, Any]) -> str:
     base, tuned = report["base"], report["tuned"]
     lines = ["# Base vs fine-tuned", "",
@@ -62,6 +87,7 @@ def comparison_markdown(report: Mapping[str, Any]) -> str:
                      f"fitted by step 05 on `{Path(str(calibration['set'])).name}` ({calibration['questions']} "
                      "questions; greedy answers are unchanged by it): that set's reference NLL is not an "
                      "independent measure.")
+    lines += training_notes(report.get("training"))
     lines.append("")
     if report.get("headline"):
         lines += headline_markdown(report["headline"])

@@ -83,20 +83,40 @@ def earlier_base_results(paths: Any) -> dict[str, Any]:
     return found
 
 
+def _step05_report(paths: Any, tuned_model: str) -> dict[str, Any]:
+    """Step 05's train_report.json when it is about `tuned_model`, else {}."""
+    report_path = Path(paths.step(5)) / "train_report.json"
+    try:
+        report = read_json(report_path) if report_path.is_file() else {}
+    except Exception:  # noqa: BLE001 - a broken report only loses the notes it feeds
+        return {}
+    same_model = Path(str(report.get("model_dir", ""))).resolve() == Path(tuned_model).resolve()
+    return report if same_model else {}
+
+
 def tuned_calibration(paths: Any, tuned_model: str) -> dict[str, Any] | None:
     """Step 05's temperature calibration of `tuned_model` (train.calibrate), when step 05's
     report is about that model and a temperature was applied: the report must say that the
     held-out set's NLL was fitted on."""
-    report_path = Path(paths.step(5)) / "train_report.json"
-    try:
-        report = read_json(report_path) if report_path.is_file() else {}
-    except Exception:  # noqa: BLE001 - a broken report only loses the note
-        return None
-    calibration = report.get("calibration") or {}
-    same_model = Path(str(report.get("model_dir", ""))).resolve() == Path(tuned_model).resolve()
-    if not same_model or calibration.get("reason") != "applied":
+    calibration = _step05_report(paths, tuned_model).get("calibration") or {}
+    if calibration.get("reason") != "applied":
         return None
     return {k: calibration.get(k) for k in ("temperature", "set", "questions", "nll_before", "nll_after")}
+
+
+def tuned_training(paths: Any, tuned_model: str) -> dict[str, Any] | None:
+    """How much training `tuned_model` had against what was asked (step 05's report): the
+    report says so when a time budget cut the epochs, since that, not the recipe, is then
+    why few facts were learnt (a CPU without native bf16 trains 3-4x slower)."""
+    report = _step05_report(paths, tuned_model)
+    if not report.get("steps_per_epoch"):
+        return None
+    config = report.get("config") or {}
+    return {"steps": report.get("steps"), "epochs_done": report.get("epochs_done"),
+            "epochs_asked": None if config.get("max_steps") else config.get("epochs"),
+            "time_budget_minutes": config.get("time_budget_minutes"),
+            "stopped_by_time_limit": report.get("stopped_by_time_limit", False),
+            "train_seconds": report.get("train_seconds"), "tokens_per_second": report.get("tokens_per_second")}
 
 
 def run_evaluation(base_model: str, tuned_model: str, sets: Mapping[str, Sequence[EvalItem]], paths: Any, *,
@@ -113,6 +133,9 @@ def run_evaluation(base_model: str, tuned_model: str, sets: Mapping[str, Sequenc
     calibration = tuned_calibration(paths, tuned_model)
     if calibration:
         report["calibration"] = calibration
+    training = tuned_training(paths, tuned_model)
+    if training:
+        report["training"] = training
     for line in headline_lines(report["headline"]):
         log.info("%s", line)
     out_json = Path(paths.eval_report_json)
