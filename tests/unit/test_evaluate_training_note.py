@@ -43,3 +43,20 @@ def test_a_run_that_trained_what_was_asked_gets_a_plain_line(tmp_path):
     write_report(paths, model, time_budget_minutes=None)
     assert "cut" not in training_notes(tuned_training(paths, model))[0]
     assert training_notes(None) == []
+
+
+def test_the_run_ends_with_the_outcome_in_plain_lines(tmp_path):
+    from ktools.evaluate.report import result_lines
+
+    paths, model = OutputPaths(tmp_path), str(tmp_path / "model")
+    write_report(paths, model)
+    headline = {"exam": {"key_facts_ratio": {"mean": 1.0, "lo": 0.0, "hi": float("inf")},
+                         "key_facts_diff": {"mean": 0.0, "lo": -0.02, "hi": 0.025},
+                         "nll_change": {"mean": -0.27, "lo": -0.31, "hi": -0.23}},
+                "general": {"retention": {"mean": 0.79, "lo": 0.71, "hi": 0.88}}}
+    lines = result_lines({"headline": headline, "training": tuned_training(paths, model)})
+    assert lines[0] == "exam: key facts ×1.0 [0.0, ∞], +0.000 [-0.020, +0.025]; reference NLL -27% [-31%, -23%]"
+    assert lines[1] == "general: 79% [71%, 88%] of the base's key-fact score"
+    assert lines[-1].startswith("training: 73 steps") and "**" not in lines[-1] and "`" not in lines[-1]
+    assert "cut training to 28%" in lines[-1]
+    assert result_lines({}) == []

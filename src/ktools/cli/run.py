@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ktools.llm.local.lifecycle import stop_teachers_started_during
@@ -105,4 +106,20 @@ def run(args: argparse.Namespace) -> int:
             report = output_root / "step_06" / "eval_report.md"
             if report.exists():
                 print(f"evaluation report:  {report}")
+                _print_result(report.with_suffix(".json"))
     return 0
+
+
+def _print_result(report_json: Path) -> None:
+    """Base vs tuned in a few lines under the run's summary (a broken report only loses them)."""
+    from ktools.evaluate.report import result_lines
+    from ktools.io import read_json
+
+    try:
+        lines = result_lines(read_json(report_json))
+    except Exception:  # noqa: BLE001
+        return
+    if lines:
+        print("\nbase vs fine-tuned (95 % intervals):")
+        for line in lines:
+            print(f"  {line}")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ktools.evaluate.headline import headline_markdown
+from ktools.evaluate.headline import headline_lines, headline_markdown
 from ktools.evaluate.runner import METRIC_LABELS, METRICS
 
 
@@ -73,6 +73,14 @@ def training_notes(training: Mapping[str, Any] | None) -> list[str]:
             "the epochs asked for.** Facts are learnt over several epochs, so a small gain here says more "
             "about this machine's speed than about the recipe: raise `TIME_BUDGET_MINUTES` (or set it to 0 "
             "to train every epoch asked for)."]
+
+
+def result_lines(report: Mapping[str, Any]) -> list[str]:
+    """Step 06's outcome in plain lines, for the end of `ktools run`: what changed per set, and
+    how much the model trained (so a run cut short by its time budget says so where it ends)."""
+    lines = list(headline_lines(report.get("headline") or {}))
+    lines += [line.removeprefix("- ").replace("**", "").replace("`", "") for line in training_notes(report.get("training"))]
+    return lines
 
 
 def comparison_markdown(report: Mapping[str, Any]) -> str:
