@@ -44,6 +44,9 @@ def test_smoke_profile_runs_every_step(smoke_run):
     paths = OutputPaths(out)
     assert paths.eval_report_md.is_file()
     assert "step timings" in proc.stdout
+    # The run ends with base vs tuned, and how much the model trained (cli/run.py, evaluate.report.result_lines).
+    outcome = proc.stdout.split("base vs fine-tuned (95 % intervals):", 1)[-1]
+    assert outcome != proc.stdout and "training: " in outcome and "epochs" in outcome, proc.stdout[-2000:]
 
 
 def test_second_run_skips_completed_steps(smoke_run):
