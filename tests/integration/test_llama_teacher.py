@@ -16,7 +16,7 @@ from ktools.llm.local import lifecycle
 from ktools.llm.local.llama_backend import available
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not available(), reason="llama-cpp-python is not installed (make install builds it)")]
+              pytest.mark.skipif(not available(), reason="llama-cpp-python is not installed (`make llama` builds it)")]
 
 PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "city"],
           "properties": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer"},
