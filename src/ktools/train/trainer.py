@@ -314,13 +314,13 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
 
     # With a time budget the steps re-plan themselves from their own times (train.budget): the
     # Trainer is built for every step of the epochs asked for and stops where the budget ends.
-    epoch_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    step_cap = max(math.ceil(config.epochs * steps_per_epoch), plan["max_steps"])
     fit_budget = bool(config.time_budget_minutes) and not config.max_steps and not dist.enabled
     layer_classes = getattr(model, "_no_split_modules", None) or ()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=1,
-        max_steps=max(epoch_steps, plan["max_steps"]) if fit_budget else plan["max_steps"],
+        max_steps=step_cap if fit_budget else plan["max_steps"],
         learning_rate=config.effective_learning_rate,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=int(config.warmup_ratio * plan["max_steps"]),
@@ -351,9 +351,8 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
             saved = read_json(plan_path)
             write_json(plan_path, {**saved, "max_steps": steps, "replans": [*saved.get("replans", []), record]})
 
-        budget = StepBudgetCallback(plan["max_steps"], max(epoch_steps, plan["max_steps"]),
-                                    config.time_budget_minutes * 60, replan=resume_from is None,
-                                    on_replan=keep_replan)
+        budget = StepBudgetCallback(plan["max_steps"], step_cap, config.time_budget_minutes * 60,
+                                    replan=resume_from is None, on_replan=keep_replan)
     if progress and dist.is_main:
         callbacks.insert(0, LossProgressCallback())
     if budget is not None:
