@@ -78,12 +78,20 @@ class _Tokenizer:
 
 
 def test_answer_budget_shortens_short_answer_sets_only():
-    options = EvalOptions(max_new_tokens=64)
-    assert answer_budget(options, _Tokenizer(), ["Paris", "Tokyo is it"]) == 32
-    assert answer_budget(options, _Tokenizer(), ["word " * 12]) == 48
-    assert answer_budget(options, _Tokenizer(), ["word " * 40]) == 64
-    assert answer_budget(EvalOptions(max_new_tokens=64, fit_answer_length=False), _Tokenizer(), ["Paris"]) == 64
+    options = EvalOptions(max_new_tokens=256)
+    assert answer_budget(options, _Tokenizer(), ["Paris", "Tokyo is it"]) == 64  # the floor
+    assert answer_budget(options, _Tokenizer(), ["word " * 20]) == 80
+    assert answer_budget(options, _Tokenizer(), ["word " * 80]) == 256
+    assert answer_budget(EvalOptions(max_new_tokens=256, fit_answer_length=False), _Tokenizer(), ["Paris"]) == 256
     assert answer_budget(EvalOptions(max_new_tokens=16), _Tokenizer(), ["Paris"]) == 16
+    # At the default 64 every set gets 64: a short-reference set is no longer cut at 32.
+    assert answer_budget(EvalOptions(), _Tokenizer(), ["Paris"]) == 64
+    assert answer_budget(EvalOptions(min_answer_tokens=32), _Tokenizer(), ["Paris"]) == 32
+
+
+def test_a_base_run_with_another_answer_floor_is_not_reused():
+    assert (set_fingerprint("m", ITEMS, EvalOptions(min_answer_tokens=32), None)
+            != set_fingerprint("m", ITEMS, EvalOptions(), None))
 
 
 def test_the_sample_is_recognised_by_its_bytes_from_another_checkout(tmp_path, repo_root):

@@ -22,7 +22,7 @@ def _cell(text: str | None, width: int = 160) -> str:
 
 
 def _budgets(result: Mapping[str, Any]) -> str:
-    """"at most 64 new tokens (general: 32)": the per-set caps that differ from the option."""
+    """"at most 128 new tokens (general: 64)": the per-set caps that differ from the option."""
     cap = result["options"]["max_new_tokens"]
     own = [f"{name}: {data['max_new_tokens']}" for name, data in result["sets"].items()
            if data.get("max_new_tokens") not in (None, cap)]
