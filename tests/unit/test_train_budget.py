@@ -105,6 +105,22 @@ def test_steps_slower_than_the_probe_said_shrink_the_plan_and_stop_in_time():
     assert clock.now - 1000.0 == pytest.approx(600.0)
 
 
+def test_steps_that_speed_up_are_planned_by_their_recent_time_not_the_mean_since_the_start():
+    # Run f3's shape: another job shares the CPU for the first 20 steps (30 s each), then the
+    # steps take 12 s. The mean since the start would still say ~17 s at step 53 and stop early.
+    clock = Clock()
+    callback = StepBudgetCallback(150, cap=400, budget_seconds=2700, clock=clock)
+    state, _ = run_steps(callback, clock, [30.0] * 20 + [12.0] * 400)
+    assert callback.replans[-1]["seconds_per_step"] == pytest.approx(12.0)
+    # 20 x 30 s + 175 x 12 s = 2,700 s: the budget is filled to the step.
+    assert state.global_step == state.max_steps == 195
+    assert clock.now - 1000.0 == pytest.approx(2700.0)
+    # The mean since the start, at the last re-plan, would have planned fewer.
+    at = callback.replans[-1]["at_step"]
+    mean = (20 * 30.0 + (at - 20) * 12.0 - 30.0) / (at - 1)
+    assert fitted_steps(at, 20 * 30.0 + (at - 20) * 12.0, mean, 2700, 400) < 195
+
+
 def test_never_beyond_the_epochs_asked_for():
     clock = Clock()
     callback = StepBudgetCallback(20, cap=40, budget_seconds=600, clock=clock)

@@ -9,8 +9,12 @@ for one of 2,030, on an AVX2 CPU in float32), and the first passes run while the
 allocator still grows.
 
 So the steps re-plan themselves. At 5 %, 25 %, 50 % and 75 % of the current plan, the
-mean time of the steps so far (the first one excluded: it pays the warm-up) says how
-many more fit in what is left of the budget; the step count moves there, never above
+mean time of the recent steps says how many more fit in what is left of the budget: the
+steps since the last re-plan point (at least MIN_WINDOW_STEPS of them; else all steps so
+far, the first one excluded: it pays the warm-up). Recent, not all: in run f3 another job
+shared the CPU for the first 8 minutes (30 s a step), then the steps took 12 s, and the
+mean since the start still said 17 s at step 53, planning 153 steps where ~200 fit. The
+step count moves there, never above
 the epochs asked for and never below the step just done, and the learning-rate schedule
 is stretched or shrunk to end where training now ends (its warm-up unchanged). The
 Trainer is built for the largest count (the epochs asked), so its epoch loop has room to
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 
 REPLAN_AT = (0.05, 0.25, 0.5, 0.75)  # shares of the current plan
 MIN_MEASURED_STEPS = 2  # steps after the first before the first re-plan
+MIN_WINDOW_STEPS = 5  # fewest steps since the last re-plan point to time the rate by (batches vary)
 
 
 def retarget_schedule(lr_scheduler: Any, total_steps: int) -> bool:
@@ -85,6 +90,7 @@ class StepBudgetCallback(TrainerCallback):
         self._begin_step = 0
         self._first_end: float | None = None
         self._points: list[float] = []
+        self._mark: tuple[float, int] | None = None  # (time, steps done) at the last re-plan point
 
     def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):  # noqa: ANN001
         state.max_steps = self.planned
@@ -99,13 +105,14 @@ class StepBudgetCallback(TrainerCallback):
         done = state.global_step - self._begin_step
         if done == 1:
             self._first_end = now
+            self._mark = (now, done)
         if not self._points or self._first_end is None or done <= MIN_MEASURED_STEPS:
             return control
         if done < self._points[0] * state.max_steps:
             return control
         while self._points and done >= self._points[0] * state.max_steps:
             self._points.pop(0)
-        seconds_per_step = (now - self._first_end) / (done - 1)
+        seconds_per_step = self._recent_seconds_per_step(now, done)
         elapsed = now - self._start
         steps = fitted_steps(state.global_step, elapsed, seconds_per_step, self.budget, self.cap)
         if steps == state.max_steps:
@@ -124,3 +131,13 @@ class StepBudgetCallback(TrainerCallback):
             control.should_training_stop = True
             control.should_save = True
         return control
+
+    def _recent_seconds_per_step(self, now: float, done: int) -> float:
+        """Mean seconds a step since the last re-plan point (all steps after the first when
+        fewer than MIN_WINDOW_STEPS have run since); the point moves here."""
+        assert self._first_end is not None and self._mark is not None
+        mark_time, mark_done = self._mark
+        self._mark = (now, done)
+        if done - mark_done >= MIN_WINDOW_STEPS:
+            return (now - mark_time) / (done - mark_done)
+        return (now - self._first_end) / (done - 1)
