@@ -14,11 +14,11 @@ steps since the last re-plan point (at least MIN_WINDOW_STEPS of them; else all 
 far, the first one excluded: it pays the warm-up). Recent, not all: in run f3 another job
 shared the CPU for the first 8 minutes (30 s a step), then the steps took 12 s, and the
 mean since the start still said 17 s at step 53, planning 153 steps where ~200 fit. The
-step count moves there, never above
-the epochs asked for and never below the step just done, and the learning-rate schedule
-is stretched or shrunk to end where training now ends (its warm-up unchanged). The
-Trainer is built for the largest count (the epochs asked), so its epoch loop has room to
-go on; this callback sets the count it really stops at.
+step count moves there, never above the epochs asked for and never below the step just
+done, and the learning-rate schedule is stretched or shrunk to end where training now
+ends (its warm-up unchanged). The Trainer is built for the largest count (the epochs
+asked), so its epoch loop has room to go on; this callback sets the count it really
+stops at.
 
 Single-process runs only: distributed workers would have to agree on the count, so they
 keep the probe's plan. A resumed run keeps the count its plan file holds (the last
