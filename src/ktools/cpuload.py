@@ -18,9 +18,13 @@ larger of the two.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal (idle=3, iowait=4 are not busy)
 
@@ -79,3 +83,55 @@ class CpuUse:
 
 def cpu_use(sample_seconds: float = 1.0) -> CpuUse:
     return CpuUse(os.cpu_count() or 1, busy_cores(sample_seconds))
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class ThreadGovernor:
+    """Call `poll()` between steps (decode or training); it returns a new thread count when one
+    is due (ktools.llm.local.threads says why), at most `most`."""
+
+    def __init__(self, initial: int, *, fixed: bool = False, interval: float = 5.0, cores: int | None = None,
+                 most: int | None = None,
+                 system: Callable[[], tuple[float, float] | None] = cpu_times,
+                 own: Callable[[], float] = _own_cpu_seconds, clock: Callable[[], float] = time.monotonic):
+        self.threads = initial
+        self.fixed = fixed  # `--threads N` given: never change it
+        self.interval = interval
+        self.cores = cores or os.cpu_count() or 1
+        self.most = most or self.cores
+        self.changes = 0
+        self.others_busy: float | None = None  # cores other work kept busy in the last sample
+        self._system, self._own, self._clock = system, own, clock
+        self._last = (self._clock(), self._system(), self._own())
+        self._pending: int | None = None
+
+    def poll(self) -> int | None:
+        if self.fixed:
+            return None
+        now = self._clock()
+        then, system_then, own_then = self._last
+        if now - then < self.interval:
+            return None
+        system_now, own_now = self._system(), self._own()
+        self._last = (now, system_now, own_now)
+        if system_now is None or system_then is None or system_now[1] <= system_then[1]:
+            return None
+        share = (system_now[0] - system_then[0]) / (system_now[1] - system_then[1])
+        own_cores = (own_now - own_then) / (now - then)
+        self.others_busy = max(0.0, share * self.cores - own_cores)
+        wanted = min(self.most, CpuUse(self.cores, self.others_busy).threads)
+        if wanted == self.threads:
+            self._pending = None
+            return None
+        if self._pending != wanted:  # wait for a second sample that agrees
+            self._pending = wanted
+            return None
+        log.info("other work keeps %.1f of %d cores busy: %d thread(s) instead of %d",
+                 self.others_busy, self.cores, wanted, self.threads)
+        self.threads, self._pending = wanted, None
+        self.changes += 1
+        return wanted

@@ -50,6 +50,7 @@ class TrainResult:
     retention_kl_mean: float | None = None
     # Step counts re-planned during training to fill the time budget (train.budget); planned_steps is the probe's.
     replans: list[dict[str, Any]] = field(default_factory=list)
+    thread_changes: list[dict[str, Any]] = field(default_factory=list)  # torch threads re-chosen mid-run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

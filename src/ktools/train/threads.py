@@ -10,14 +10,22 @@ more than torch's default (physical cores). "Busy" is `ktools.cpuload.busy_cores
 (a 2 s sample) or the load average beyond what the pipeline's own previous step can
 have left in it, whichever is larger.
 `KTOOLS_TORCH_THREADS` overrides the choice.
+
+Training re-chooses it between steps (`FollowTheMachine`, the embedded teacher's
+`ThreadGovernor`): a check of the re-plan with a one-core busy loop during the first
+2.5 minutes chose 1 thread at the start and kept it for all 6 minutes, the steps taking
+~31 s after the loop had stopped, against 12-14 s with 2 threads.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+from transformers import TrainerCallback
 
 from ktools.config import setting
-from ktools.cpuload import cpu_use
+from ktools.cpuload import ThreadGovernor, cpu_use
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +47,28 @@ def choose_torch_threads() -> int:
                      use.busy, use.cores, threads)
     torch.set_num_threads(threads)
     return threads
+
+
+def thread_governor(threads: int, most: int) -> ThreadGovernor:
+    """A governor that starts at `threads` and never goes beyond `most` (torch's count before
+    `choose_torch_threads`: physical cores); fixed when KTOOLS_TORCH_THREADS is set."""
+    return ThreadGovernor(threads, fixed=bool(setting("torch_threads")), most=most)
+
+
+class FollowTheMachine(TrainerCallback):
+    """Re-chooses torch's thread count before each training step when the machine's load
+    changed (two samples that agree, at least 5 s apart); `changes` lists each move."""
+
+    def __init__(self, governor: ThreadGovernor):
+        self.governor = governor
+        self.changes: list[dict[str, Any]] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        import torch
+
+        threads = self.governor.poll()
+        if threads is not None:
+            torch.set_num_threads(threads)
+            self.changes.append({"at_step": state.global_step, "threads": threads,
+                                 "others_busy": round(self.governor.others_busy or 0.0, 2)})
+        return control

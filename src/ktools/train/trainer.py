@@ -274,12 +274,13 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
 
     import torch
 
-    from ktools.train.threads import choose_torch_threads
+    from ktools.train.threads import FollowTheMachine, choose_torch_threads, thread_governor
 
     cuda = torch.cuda.is_available()
     dist.init(cuda)
     if dist.strategy == "fsdp" and not cuda:
         log.warning("FSDP shards across CUDA GPUs; on CPU workers accelerate trains data parallel (DDP)")
+    most_threads = torch.get_num_threads()
     threads = choose_torch_threads()
     torch.manual_seed(config.seed)
     model = _load_model(config, device=dist.model_device(cuda))
@@ -344,6 +345,11 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     time_limit = TimeLimitCallback(config.time_budget_minutes * 60 * 1.25 if config.time_budget_minutes else None,
                                    agree=dist.any if dist.enabled else None)
     callbacks = [time_limit, *extra_callbacks]
+    # Torch's thread count follows the machine's load between steps (CPU, one process: workers
+    # of a distributed run were each given their share of the cores by torchrun).
+    follow = FollowTheMachine(thread_governor(threads, most_threads)) if not cuda and not dist.enabled else None
+    if follow is not None:
+        callbacks.append(follow)
     budget = None
     if fit_budget:
         def keep_replan(steps: int, record: dict[str, Any]) -> None:
@@ -414,6 +420,7 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         seconds_per_token_estimate=seconds_per_token, torch_threads=threads, loss_curve=str(curve) if curve else None,
         config=config.as_dict(), world_size=dist.world_size, strategy=dist.strategy,
         retention_kl_mean=getattr(trainer, "mean_kl", None), replans=budget.replans if budget else [],
+        thread_changes=follow.changes if follow else [],
     )
     report_path = report_dir / "train_report.json"
     result.report_path = str(report_path)
