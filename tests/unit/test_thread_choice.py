@@ -48,35 +48,26 @@ def test_training_takes_the_cores_back_when_the_machine_frees_up(monkeypatch):
     """Step 05 started on a busy machine (1 thread) goes to 2 once two samples say it is idle,
     and never beyond torch's own count."""
     import torch
+    from test_teacher_steadiness import FakeMachine  # tests/unit is on sys.path (rootdir conftest)
     from transformers import TrainerControl, TrainerState
 
-    from ktools.cpuload import ThreadGovernor
     from ktools.train.threads import FollowTheMachine, thread_governor
 
-    clock = {"now": 0.0, "busy": 0.0, "total": 0.0, "own": 0.0}
-
-    def run(seconds: float, others: float, own: float) -> None:
-        clock["now"] += seconds
-        clock["busy"] += min(2.0, others + own) * seconds
-        clock["total"] += 2 * seconds
-        clock["own"] += own * seconds
-
-    governor = ThreadGovernor(1, cores=2, most=2, interval=5.0, system=lambda: (clock["busy"], clock["total"]),
-                              own=lambda: clock["own"], clock=lambda: clock["now"])
-    follow, state, control = FollowTheMachine(governor), TrainerState(), TrainerControl()
+    machine = FakeMachine(cores=2)
+    follow, state, control = FollowTheMachine(machine.governor(1, most=2)), TrainerState(), TrainerControl()
     applied = []
     monkeypatch.setattr(torch, "set_num_threads", applied.append)
     for step, others in enumerate([1.0, 1.0, 0.0, 0.0, 0.0]):  # a busy loop, then nothing else
         state.global_step = step
-        run(12.0, others=others, own=1.0)
+        machine.run(12.0, others=others, own=1.0)
         follow.on_step_begin(None, state, control)
     assert applied == [2]
     assert follow.changes == [{"at_step": 3, "threads": 2, "others_busy": 0.0}]
     # Capped: a machine of 4 logical cores whose torch uses 2 (physical) never gets 4.
-    capped = ThreadGovernor(1, cores=4, most=2, interval=5.0, system=lambda: (clock["busy"], clock["total"]),
-                            own=lambda: clock["own"], clock=lambda: clock["now"])
+    machine = FakeMachine(cores=4)
+    capped = machine.governor(1, most=2)
     for _ in range(3):
-        run(12.0, others=0.0, own=1.0)
+        machine.run(12.0, others=1.0, own=1.0)
         result = capped.poll()
     # Others keep 1 of the 4 cores busy, so the rule says all 4; torch's 2 is the ceiling.
     assert capped.others_busy == pytest.approx(1.0) and capped.threads == 2 and result in (None, 2)

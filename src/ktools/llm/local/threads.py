@@ -9,8 +9,9 @@ that loses its core to another process stalls all of them (see `server.default_t
 for the numbers measured here).
 
 `ThreadGovernor` (in ktools.cpuload, since step 05's training follows it too) samples the
-machine every `interval` seconds between decode steps: the CPU time of all processes (`ktools.cpuload.cpu_times`, /proc/stat) less this process's
-own (os.times), i.e. what other work keeps busy now, and applies the one thread rule of
+machine every `interval` seconds between decode steps: the CPU time of all processes
+(`ktools.cpuload.cpu_times`, /proc/stat) less this process's own (os.times), i.e. what
+other work keeps busy now, and applies the one thread rule of
 ktools (`ktools.cpuload.CpuUse.threads`, shared with the start-up choice and the
 trainer). A new count is taken only when two samples in a row agree, so one burst does
 not flip it back and forth.
