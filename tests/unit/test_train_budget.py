@@ -12,6 +12,8 @@ from transformers import TrainerControl, TrainerState, get_scheduler
 
 from ktools.models import load_tokenizer
 from ktools.train.budget import REPLAN_AT, StepBudgetCallback, fitted_steps, retarget_schedule
+from ktools.train.config import TrainConfig
+from ktools.train.schedule import scheduler_arguments
 
 
 def test_fitted_steps_fill_what_is_left_and_stay_within_the_epochs_and_the_step_done():
@@ -194,3 +196,55 @@ def test_training_fills_the_budget_when_the_probe_over_estimates(tmp_path, monke
     assert all(r["schedule_moved"] for r in result.replans)
     # The cosine schedule ends where training ended: the last step's rate is near 0, not mid-decay.
     assert len(rates) == result.steps and rates[-1] < 0.02 * max(rates)
+
+
+def wsd(total: int, warmup: int = 2):
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    arguments = scheduler_arguments("wsd", total)
+    return optimizer, get_scheduler(arguments["lr_scheduler_type"], optimizer=optimizer, num_warmup_steps=warmup,
+                                    num_training_steps=total, scheduler_specific_kwargs=arguments["lr_scheduler_kwargs"])
+
+
+def rates(optimizer, scheduler, steps: int) -> list[float]:
+    seen = []
+    for _ in range(steps):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def test_wsd_holds_the_peak_through_a_re_plan_and_cools_down_over_the_last_fifth_of_the_new_count():
+    # The f3 shape: built for the epochs asked (300 steps), planned at 153, re-planned to 88 at
+    # step 8, then to 174. A cosine's rate moves at each re-plan; the stable part's does not.
+    optimizer, scheduler = wsd(300)
+    assert retarget_schedule(scheduler, 153)
+    seen = rates(optimizer, scheduler, 8)
+    assert seen[0] == 0.0 and seen[2:] == [1.0] * 6  # warm-up of 2, then the peak
+    assert retarget_schedule(scheduler, 88)
+    assert optimizer.param_groups[0]["lr"] == 1.0
+    seen += rates(optimizer, scheduler, 60)
+    assert retarget_schedule(scheduler, 174)
+    assert optimizer.param_groups[0]["lr"] == 1.0  # step 68: still stable under both plans
+    seen += rates(optimizer, scheduler, 106)
+    decay = round(0.2 * 174)
+    assert seen[2:174 - decay] == [1.0] * (172 - decay)
+    tail = seen[174 - decay:]
+    assert all(a > b for a, b in zip(tail, tail[1:], strict=False)) and tail[-1] < 0.2
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)  # ends at the new count
+    # The same run under cosine: the shrunk plan cut the rate at step 8 (to ~0.97) and by step 68
+    # the rate was far below the peak, while the run went on to 174.
+    optimizer, scheduler = schedule("cosine", total=300)
+    retarget_schedule(scheduler, 153)
+    rates(optimizer, scheduler, 8)
+    retarget_schedule(scheduler, 88)
+    rates(optimizer, scheduler, 60)
+    assert optimizer.param_groups[0]["lr"] < 0.3
+
+
+def test_unknown_schedules_are_refused_by_name():
+    with pytest.raises(ValueError, match="lr_scheduler must be one of"):
+        scheduler_arguments("warmup_stable_decay", 10)
+    with pytest.raises(ValueError, match="wsd"):
+        TrainConfig(lr_scheduler="cosine_with_restarts")

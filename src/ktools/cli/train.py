@@ -8,6 +8,8 @@ import sys
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from ktools.train.schedule import SCHEDULERS
+
     parser.add_argument("--mix", help="training mix JSONL (default: output/step_04/training_mix/combined_cut_<cut>x.jsonl)")
     parser.add_argument("--cut", type=int, help="cut size of the mix to use (default: the smallest of CUT_SIZES)")
     parser.add_argument("--model", help="student model name or path (default: STUDENT_MODEL_NAME)")
@@ -16,6 +18,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="osft = training_hub (needs the package and a GPU)")
     parser.add_argument("--lr", type=float, help="learning rate (default: 2e-4 up to 400M parameters, 5e-5 full "
                         "/ 1e-4 LoRA above)")
+    parser.add_argument("--lr-scheduler", choices=list(SCHEDULERS), default="cosine",
+                        help="learning-rate schedule; wsd keeps the peak rate until the last 20 %% of the steps")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--max-steps", type=int, help="exact number of optimizer steps (overrides --epochs)")
     parser.add_argument("--time-budget", type=float, default=7.0,
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(step_dir="05_Model_Training")
     config = TrainConfig.from_settings(
         settings, cut=args.cut, model_name=args.model, mix_path=args.mix, method=args.method, backend=args.backend,
-        learning_rate=args.lr, epochs=args.epochs, max_steps=args.max_steps,
+        learning_rate=args.lr, lr_scheduler=args.lr_scheduler, epochs=args.epochs, max_steps=args.max_steps,
         time_budget_minutes=args.time_budget or None, max_seq_len=args.max_seq_len,
         tokens_per_batch=args.tokens_per_batch, batching=args.batching, max_rows=args.max_rows, seed=args.seed,
         resume=not args.no_resume, output_dir=args.output, retention_kl=args.retention_kl,

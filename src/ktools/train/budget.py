@@ -36,6 +36,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from ktools.train.schedule import moved_horizon
+
 log = logging.getLogger(__name__)
 
 REPLAN_AT = (0.05, 0.25, 0.5, 0.75)  # shares of the current plan
@@ -48,11 +50,13 @@ def retarget_schedule(lr_scheduler: Any, total_steps: int) -> bool:
     rate follows at once. False when the schedule has no horizon to move (constant ones,
     or a scheduler that is not a LambdaLR over transformers' `partial` lambdas)."""
     lambdas = getattr(lr_scheduler, "lr_lambdas", None)
-    if not lambdas or not all(isinstance(fn, functools.partial) and "num_training_steps" in fn.keywords
-                              for fn in lambdas):
+    if not lambdas or not all(isinstance(fn, functools.partial) for fn in lambdas):
         return False
-    lr_scheduler.lr_lambdas = [functools.partial(fn.func, *fn.args, **{**fn.keywords, "num_training_steps": total_steps})
-                               for fn in lambdas]
+    moved = [moved_horizon(fn.keywords, total_steps) for fn in lambdas]
+    if any(keywords is None for keywords in moved):
+        return False
+    lr_scheduler.lr_lambdas = [functools.partial(fn.func, *fn.args, **keywords)
+                               for fn, keywords in zip(lambdas, moved, strict=True)]
     step = lr_scheduler.last_epoch
     rates = [base * fn(step) for base, fn in zip(lr_scheduler.base_lrs, lr_scheduler.lr_lambdas, strict=True)]
     for group, rate in zip(lr_scheduler.optimizer.param_groups, rates, strict=True):

@@ -12,6 +12,7 @@ from typing import Any
 from ktools.config import EMBEDDED_MODEL_NAME, Settings
 from ktools.paths import OutputPaths
 from ktools.train.mix_choice import training_mix_for
+from ktools.train.schedule import SCHEDULERS
 
 METHODS = ("full", "lora")
 BACKENDS = ("auto", "sft", "osft")
@@ -60,7 +61,7 @@ class TrainConfig:
     max_seq_len: int = 512
     tokens_per_batch: int = 2048
     batching: str = "length"      # length | packing (bench/training_batching.py: length was faster here)
-    lr_scheduler: str = "cosine"
+    lr_scheduler: str = "cosine"  # cosine | linear | constant | wsd (train.schedule)
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
         if self.batching not in ("packing", "length"):
             raise ValueError(f"batching must be 'packing' or 'length', got {self.batching!r}")
         if not self.retention_kl >= 0:  # also refuses NaN

@@ -29,6 +29,7 @@ from ktools.train.callbacks import LossProgressCallback, TimeLimitCallback
 from ktools.train.config import TrainConfig
 from ktools.train.data import load_mix, tokenize_mix
 from ktools.train.result import TrainResult
+from ktools.train.schedule import scheduler_arguments
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +324,7 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
         per_device_train_batch_size=1,
         max_steps=step_cap if fit_budget else plan["max_steps"],
         learning_rate=config.effective_learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
+        **scheduler_arguments(config.lr_scheduler, step_cap if fit_budget else plan["max_steps"]),
         warmup_steps=int(config.warmup_ratio * plan["max_steps"]),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
