@@ -92,7 +92,18 @@ def _own_cpu_seconds() -> float:
 
 class ThreadGovernor:
     """Call `poll()` between steps (decode or training); it returns a new thread count when one
-    is due (ktools.llm.local.threads says why), at most `most`."""
+    is due, at most `most`.
+
+    Why not once at start-up: the embedded teacher's count used to be chosen from a moment's
+    CPU use when the server started. A machine busy for that moment (a package install in
+    another terminal) kept the teacher on one of two cores for the whole run, and one started
+    on an idle machine kept two oversubscribed threads when other work arrived later; step
+    05's training the same (run f3). Torch's and ggml's worker threads wait on each other at
+    every operator, so a thread that loses its core stalls all of them (numbers in
+    `llm.local.server.default_threads`). Every `interval` seconds the governor samples what
+    other work keeps busy now (all processes' CPU time from /proc/stat less this process's
+    own, os.times) and applies the one thread rule, `CpuUse.threads`. A new count is taken
+    only when two samples in a row agree, so one burst does not flip it back and forth."""
 
     def __init__(self, initial: int, *, fixed: bool = False, interval: float = 5.0, cores: int | None = None,
                  most: int | None = None,

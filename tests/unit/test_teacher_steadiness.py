@@ -12,11 +12,10 @@ import httpx
 import pytest
 from test_local_teacher_protocol import MSG, FakeBackend  # tests/unit is on sys.path (rootdir conftest)
 
-from ktools.cpuload import CpuUse
+from ktools.cpuload import CpuUse, ThreadGovernor
 from ktools.llm.local import lifecycle
 from ktools.llm.local.protocol import RequestError, parse_chat_request
 from ktools.llm.local.server import TeacherServer
-from ktools.llm.local.threads import ThreadGovernor, threads_for
 
 
 class FakeMachine:
@@ -37,8 +36,8 @@ class FakeMachine:
 
 
 def test_thread_rule_matches_the_start_up_rule():
-    assert [threads_for(CpuUse(2, b)) for b in (0.0, 0.9, 1.0, 2.0)] == [2, 2, 1, 1]
-    assert threads_for(CpuUse(8, 5.0)) == 4
+    assert [CpuUse(2, b).threads for b in (0.0, 0.9, 1.0, 2.0)] == [2, 2, 1, 1]
+    assert CpuUse(8, 5.0).threads == 4
 
 
 def test_threads_follow_the_machine_but_not_one_burst():

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ktools.cpuload import ThreadGovernor
 from ktools.llm.local.requests import Completion, EngineStopped, GenerationRequest, GenerationResult, settle
-from ktools.llm.local.threads import ThreadGovernor
 
 log = logging.getLogger(__name__)
 

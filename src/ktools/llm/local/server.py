@@ -97,8 +97,8 @@ class ModelBackend:
                  dtype: str = "auto", model_name: str | None = None, forward: str = "lean", draft_tokens: int = 0):
         import torch
 
+        from ktools.cpuload import ThreadGovernor
         from ktools.llm.local.engine import BatchEngine
-        from ktools.llm.local.threads import ThreadGovernor
         from ktools.models import load_causal_lm, load_tokenizer
 
         self.governor = ThreadGovernor(threads or default_threads(), fixed=threads is not None)
