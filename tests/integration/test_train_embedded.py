@@ -119,3 +119,22 @@ def test_momentum_filtered_training_moves_a_bounded_share_of_each_matrix(tmp_pat
     tuned = AutoModelForCausalLM.from_pretrained(result.model_dir)
     moved = (tuned.model.layers[3].mlp.up_proj.weight != base.model.layers[3].mlp.up_proj.weight).float().mean()
     assert 0.05 < float(moved) <= 0.21, float(moved)
+
+
+class _Rates(TrainerCallback):
+    def __init__(self):
+        self.rates = []
+
+    def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+        self.rates.append(lr_scheduler.get_last_lr()[0])
+
+
+def test_wsd_schedule_through_the_real_trainer_holds_the_peak_then_cools_down(tmp_path):
+    """LR_SCHEDULER wsd as the Trainer builds it (transformers' warmup_stable_decay with our
+    cool-down share): 10 steps, no warm-up, the peak for 8, then the 1-sqrt cool-down."""
+    rates = _Rates()
+    result = train(_config(tmp_path, max_steps=10, lr_scheduler="wsd", warmup_ratio=0.0, freeze_embeddings=True,
+                           calibration_path=""), progress=False, extra_callbacks=[rates])
+    assert result.steps == 10 and result.config["lr_scheduler"] == "wsd"
+    assert rates.rates[:8] == pytest.approx([3e-4] * 8)
+    assert rates.rates[8] == pytest.approx(3e-4) and rates.rates[9] == pytest.approx(3e-4 * (1 - 0.5 ** 0.5))

@@ -49,3 +49,14 @@ def test_one_invented_name_is_tolerated():
     kept, report = drop_invented({"document_based_qa": [row("Where?", "At the terminal in Orlenmoor.")]},
                                  SUMMARY_GENERATORS)
     assert len(kept["document_based_qa"]) == 1 and not report.dropped
+
+
+def test_answers_that_say_nothing_are_dropped_and_short_real_answers_kept():
+    # The embedded teacher's scaffolding-only answers (sample document, run f3's step 03).
+    empty = ["Answer:", "The answer is:", "The Fact: The", "The", "**Answer:**"]
+    real = ["Red.", "Yes", "30", "06:00", "Kesterholm Terminal", "It is 1200 crowns."]
+    datasets = {"key_facts_to_qa": [row("What does the ferry regulation say?", text) for text in empty + real]}
+    kept, report = drop_invented(datasets, SUMMARY_GENERATORS)
+    assert [r["response"] for r in kept["key_facts_to_qa"]] == real
+    assert report.dropped == {"key_facts_to_qa": len(empty)} and report.checked == {"key_facts_to_qa": 11}
+    assert {e["reason"] for e in report.examples} == {"the answer says nothing"}

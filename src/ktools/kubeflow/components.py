@@ -126,6 +126,7 @@ def model_training(
     backend: str = "auto",
     strategy: str = "auto",
     learning_rate: float = 0.0,
+    lr_scheduler: str = "cosine",
     epochs: float = 3.0,
     max_steps: int = 0,
     time_budget_minutes: float = 7.0,

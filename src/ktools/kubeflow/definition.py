@@ -133,6 +133,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         backend: str = "auto",
         strategy: str = "auto",
         learning_rate: float = 0.0,
+        lr_scheduler: str = "cosine",
         epochs: float = 3.0,
         max_steps: int = 0,
         time_budget_minutes: float = 7.0,
@@ -169,7 +170,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         mix.set_display_name("04 Knowledge mixing")
         training = components.model_training(
             step_04=mix.outputs["step_04"], cut_size=cut_size, method=method, backend=backend, strategy=strategy,
-            learning_rate=learning_rate, epochs=epochs, max_steps=max_steps,
+            learning_rate=learning_rate, lr_scheduler=lr_scheduler, epochs=epochs, max_steps=max_steps,
             time_budget_minutes=time_budget_minutes, max_seq_len=train_max_seq_len,
             tokens_per_batch=tokens_per_batch, batching=batching, max_rows=max_rows, seed=seed,
             retention_kl=retention_kl, freeze_embeddings=freeze_embeddings, update_fraction=update_fraction,

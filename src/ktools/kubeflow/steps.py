@@ -310,8 +310,8 @@ def run_knowledge_mixing(
 def run_model_training(
     step_04_in: str | Path, step_05_out: str | Path, model_out: str | Path, *, cut_size: int | None = None,
     method: str = "full", backend: str = "auto", strategy: str = "auto",
-    learning_rate: float | None = None, epochs: float = 3.0, max_steps: int | None = None,
-    time_budget_minutes: float | None = 7.0, max_seq_len: int = 512, tokens_per_batch: int = 2048,
+    learning_rate: float | None = None, lr_scheduler: str = "cosine", epochs: float = 3.0,
+    max_steps: int | None = None, time_budget_minutes: float | None = 7.0, max_seq_len: int = 512, tokens_per_batch: int = 2048,
     batching: str = "length", max_rows: int | None = None, seed: int = 42, retention_kl: float = 0.0,
     calibrate: bool = True, freeze_embeddings: bool = False, update_fraction: float = 1.0,
     **setting_parameters: Any,
@@ -336,7 +336,7 @@ def run_model_training(
         settings = _settings(5, root, repo, setting_parameters)
         config = TrainConfig.from_settings(
             settings, cut=_unset(cut_size), method=method, backend=backend, learning_rate=_unset(learning_rate),
-            epochs=epochs, max_steps=_unset(max_steps), max_seq_len=max_seq_len, tokens_per_batch=tokens_per_batch,
+            lr_scheduler=lr_scheduler, epochs=epochs, max_steps=_unset(max_steps), max_seq_len=max_seq_len, tokens_per_batch=tokens_per_batch,
             batching=batching, max_rows=_unset(max_rows), seed=seed, retention_kl=retention_kl,
             freeze_embeddings=freeze_embeddings, update_fraction=update_fraction)
         # The notebook's TIME_BUDGET_MINUTES = None (no limit) is 0 here; from_settings skips None values.

@@ -50,7 +50,8 @@ class MixOptions:
     # Prompts the student may write itself when the file's cannot fill replay_share (0: none).
     replay_self_prompts: int = 0
     exam_path: str = ""            # a user's exam: its questions are checked for leaks too
-    # Drop step-03 rows stating numbers or names their chunk lacks (ktools.mixing.fidelity).
+    # Drop step-03 rows stating numbers or names their chunk lacks, or answers that say nothing
+    # (ktools.mixing.fidelity).
     drop_invented: bool = True
 
     @classmethod
@@ -227,7 +228,8 @@ def build_mixes(
         dropped = sum(fidelity.dropped.values())
         if dropped:
             report.notes.append(f"dropped {dropped} of {sum(fidelity.checked.values())} step-03 rows that state "
-                                "numbers or names their chunk does not contain (fidelity; DROP_INVENTED=False "
+                                "numbers or names their chunk does not contain, or whose answer says nothing "
+                                "(fidelity; DROP_INVENTED=False "
                                 "keeps them): " + ", ".join(f"{g} {n}" for g, n in fidelity.dropped.items()))
     report.knowledge["leaks"] = knowledge.leaks[:50]
     report.notes.extend(knowledge.notes)

@@ -7,6 +7,11 @@ grounding) catch some of that; this check catches the rest cheaply and by rule, 
 no teacher: the *specifics* of a row (numbers, and capitalised names that are not the
 first word of a sentence) must occur in the row's source chunk, outline or domain.
 
+Nor may a row's answer say nothing. The embedded teacher's key-fact Q&A of the sample
+document held 8 answers that were only scaffolding ("Answer:" six times, "The answer
+is:", "The Fact: The"); they invent nothing, so they passed, and the student trained on
+them (run f3) answered 6 of the 99 exam questions with "The answer is:" and stopped.
+
 A row is dropped when its trained text (the response, and for summary generators the
 generated summary it is conditioned on) holds an invented number, or more than
 `max_invented_names` invented names (one is tolerated: a teacher may name the
@@ -37,6 +42,20 @@ a an the this that these those it its i we you he she they there here what which
 when where why how yes no not and or but if then so as at by for from in into of on to with
 according answer question summary document section article chapter note example however also
 """.split())
+
+
+# Words an answer's scaffolding is made of: an answer of these alone (and no digit) says nothing.
+_SCAFFOLDING = frozenset("""
+a an the answer answers is are was were be can also written as fact facts here it this that following
+response question q to of
+""".split())
+
+
+def says_nothing(answer: str) -> bool:
+    """True for an answer without a digit or any word beyond "The answer is:" scaffolding."""
+    if any(ch.isdigit() for ch in answer):
+        return False
+    return all(word.lower() in _SCAFFOLDING for word in _WORD.findall(answer))
 
 
 def _digits(token: str) -> str:
@@ -104,7 +123,8 @@ def trained_texts(row: dict[str, Any], generator: str, summary_generators: Itera
 
 def drop_invented(datasets: dict[str, list[dict[str, Any]]], summary_generators: Iterable[str],
                   max_invented_names: int = 1) -> tuple[dict[str, list[dict[str, Any]]], FidelityReport]:
-    """`datasets` without rows that state specifics absent from their source; and what was dropped."""
+    """`datasets` without rows that state specifics absent from their source or whose answer says
+    nothing; and what was dropped."""
     summary_generators = tuple(summary_generators)
     report = FidelityReport()
     vocabularies: dict[tuple[str, str], SourceVocabulary] = {}
@@ -118,6 +138,13 @@ def drop_invented(datasets: dict[str, list[dict[str, Any]]], summary_generators:
                     [str(row.get("raw_document") or row.get("document") or ""),
                      str(row.get("document_outline") or ""), str(row.get("domain") or "")])
             vocab = vocabularies[key]
+            report.checked[generator] = report.checked.get(generator, 0) + 1
+            response = str(row.get("response") or "")
+            if says_nothing(response):
+                report.dropped[generator] = report.dropped.get(generator, 0) + 1
+                report.examples.append({"dataset": generator, "chunk_id": row.get("chunk_id"),
+                                        "reason": "the answer says nothing", "response": response[:200]})
+                continue
             new_numbers: list[str] = []
             new_names: list[str] = []
             for text in trained_texts(row, generator, summary_generators):
@@ -125,10 +152,10 @@ def drop_invented(datasets: dict[str, list[dict[str, Any]]], summary_generators:
                 new_numbers += n
                 new_names += w
             new_names = sorted(set(new_names))
-            report.checked[generator] = report.checked.get(generator, 0) + 1
             if new_numbers or len(new_names) > max_invented_names:
                 report.dropped[generator] = report.dropped.get(generator, 0) + 1
                 report.examples.append({"dataset": generator, "chunk_id": row.get("chunk_id"),
+                                        "reason": "invented specifics",
                                         "invented_numbers": sorted(set(new_numbers))[:8],
                                         "invented_names": new_names[:8],
                                         "response": str(row.get("response") or "")[:200]})
