@@ -318,13 +318,14 @@ def train(config: TrainConfig, *, progress: bool = True, extra_callbacks: Sequen
     # Trainer is built for every step of the epochs asked for and stops where the budget ends.
     step_cap = max(math.ceil(config.epochs * steps_per_epoch), plan["max_steps"])
     fit_budget = bool(config.time_budget_minutes) and not config.max_steps and not dist.enabled
+    trainer_steps = step_cap if fit_budget else plan["max_steps"]  # what the Trainer and its schedule are built for
     layer_classes = getattr(model, "_no_split_modules", None) or ()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=1,
-        max_steps=step_cap if fit_budget else plan["max_steps"],
+        max_steps=trainer_steps,
         learning_rate=config.effective_learning_rate,
-        **scheduler_arguments(config.lr_scheduler, step_cap if fit_budget else plan["max_steps"]),
+        **scheduler_arguments(config.lr_scheduler, trainer_steps),
         warmup_steps=int(config.warmup_ratio * plan["max_steps"]),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
