@@ -103,6 +103,25 @@ def test_frozen_embeddings_stay_the_base_models_and_the_loss_still_falls(tmp_pat
     assert not torch.equal(tuned.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
 
 
+def test_frozen_lower_blocks_through_the_real_trainer_stay_the_base_models(tmp_path):
+    """FREEZE_LOWER_LAYERS with the embedded student: the lowest 20 of its 30 blocks come out as
+    the base's, the blocks above them learnt, and the loss still falls."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ktools.models import load_causal_lm
+
+    result = train(_config(tmp_path, max_steps=3, freeze_embeddings=True, freeze_lower_layers=20,
+                           calibration_path=""), progress=False)
+    assert result.config["freeze_lower_layers"] == 20
+    assert result.final_loss < result.first_loss, result.losses
+    base = load_causal_lm()
+    tuned = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    for index in (0, 19):
+        assert torch.equal(tuned.model.layers[index].mlp.up_proj.weight, base.model.layers[index].mlp.up_proj.weight)
+    assert not torch.equal(tuned.model.layers[20].mlp.up_proj.weight, base.model.layers[20].mlp.up_proj.weight)
+
+
 def test_momentum_filtered_training_moves_a_bounded_share_of_each_matrix(tmp_path):
     """UPDATE_FRACTION through the real Trainer: the Trainer builds the MoFO optimizer, two steps
     at 10 % move at most ~20 % of an MLP matrix's entries (AdamW moves nearly all), and the

@@ -52,6 +52,7 @@ CELLS = [
         "QA_CHECK_ROWS = 40            # training questions asked to measure the fit (0: skip)\n"
         "RETENTION_KL = 0.0            # λ of KL(base || student) on the general-replay rows (0: off)\n"
         "FREEZE_EMBEDDINGS = False     # keep the token embeddings and output head as they were (full method)\n"
+        "FREEZE_LOWER_LAYERS = 0       # the lowest N transformer blocks keep their weights too: cheaper steps (full method)\n"
         "UPDATE_FRACTION = 1.0         # share of each tensor a step moves, largest momentum first (MoFO); 1: AdamW\n"
         "CALIBRATE = True              # fit a temperature on step 04's held-out Q&A after training",
         metadata={"tags": ["parameters"]},
@@ -70,7 +71,7 @@ CELLS = [
         "    learning_rate=LEARNING_RATE, lr_scheduler=LR_SCHEDULER, epochs=EPOCHS, max_steps=MAX_STEPS, time_budget_minutes=TIME_BUDGET_MINUTES,\n"
         "    max_seq_len=TRAIN_MAX_SEQ_LEN, tokens_per_batch=TOKENS_PER_BATCH, batching=BATCHING, max_rows=MAX_ROWS,\n"
         "    seed=SEED, resume=RESUME, retention_kl=RETENTION_KL, freeze_embeddings=FREEZE_EMBEDDINGS,\n"
-        "    update_fraction=UPDATE_FRACTION)\n"
+        "    freeze_lower_layers=FREEZE_LOWER_LAYERS, update_fraction=UPDATE_FRACTION)\n"
         "if not CALIBRATE:\n"
         "    config = config.replace(calibration_path=\"\")\n"
         "display(pd.DataFrame([{**detect_backends(), \"launch\": plan_launch(config, STRATEGY).reason}]))\n"

@@ -34,6 +34,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "copy of the base model (default 0 = off)")
     parser.add_argument("--freeze-embeddings", action="store_true",
                         help="keep the token embeddings and the output head as they were (full method)")
+    parser.add_argument("--freeze-lower-layers", type=int, default=0, metavar="N",
+                        help="the lowest N transformer blocks keep their weights too; the backward pass stops "
+                             "above them, so steps are cheaper (full method; default 0 = every block learns)")
     parser.add_argument("--update-fraction", type=float, default=1.0,
                         help="share of each weight tensor an optimizer step moves, the entries with the largest "
                              "momentum (MoFO; default 1 = plain AdamW)")
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         time_budget_minutes=args.time_budget or None, max_seq_len=args.max_seq_len,
         tokens_per_batch=args.tokens_per_batch, batching=args.batching, max_rows=args.max_rows, seed=args.seed,
         resume=not args.no_resume, output_dir=args.output, retention_kl=args.retention_kl,
-        freeze_embeddings=args.freeze_embeddings, update_fraction=args.update_fraction)
+        freeze_embeddings=args.freeze_embeddings, freeze_lower_layers=args.freeze_lower_layers,
+        update_fraction=args.update_fraction)
     if args.no_calibrate:
         config = config.replace(calibration_path="")
     # Workers' output goes to stderr, so stdout stays the JSON summary.

@@ -137,6 +137,7 @@ def model_training(
     seed: int = 42,
     retention_kl: float = 0.0,
     freeze_embeddings: bool = False,
+    freeze_lower_layers: int = 0,
     update_fraction: float = 1.0,
     calibrate: bool = True,
 ):

@@ -143,6 +143,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
         max_rows: int = 0,
         retention_kl: float = 0.0,
         freeze_embeddings: bool = False,
+        freeze_lower_layers: int = 0,
         update_fraction: float = 1.0,
         calibrate: bool = True,
         # + the settings' parameters (teacher endpoint, number_of_summaries, cut_sizes, …)
@@ -173,8 +174,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, secret_name: str = DEFAULT_SECRET
             learning_rate=learning_rate, lr_scheduler=lr_scheduler, epochs=epochs, max_steps=max_steps,
             time_budget_minutes=time_budget_minutes, max_seq_len=train_max_seq_len,
             tokens_per_batch=tokens_per_batch, batching=batching, max_rows=max_rows, seed=seed,
-            retention_kl=retention_kl, freeze_embeddings=freeze_embeddings, update_fraction=update_fraction,
-            calibrate=calibrate,
+            retention_kl=retention_kl, freeze_embeddings=freeze_embeddings,
+            freeze_lower_layers=freeze_lower_layers, update_fraction=update_fraction, calibrate=calibrate,
             **component_settings(5, settings))
         training.set_display_name("05 Model training")
         if train_gpus:

@@ -313,8 +313,8 @@ def run_model_training(
     learning_rate: float | None = None, lr_scheduler: str = "cosine", epochs: float = 3.0,
     max_steps: int | None = None, time_budget_minutes: float | None = 7.0, max_seq_len: int = 512, tokens_per_batch: int = 2048,
     batching: str = "length", max_rows: int | None = None, seed: int = 42, retention_kl: float = 0.0,
-    calibrate: bool = True, freeze_embeddings: bool = False, update_fraction: float = 1.0,
-    **setting_parameters: Any,
+    calibrate: bool = True, freeze_embeddings: bool = False, freeze_lower_layers: int = 0,
+    update_fraction: float = 1.0, **setting_parameters: Any,
 ) -> dict[str, Any]:
     """Step 05 as 05_Model_Training runs it → `step_05/` (report, loss curve) and the model directory.
 
@@ -338,7 +338,8 @@ def run_model_training(
             settings, cut=_unset(cut_size), method=method, backend=backend, learning_rate=_unset(learning_rate),
             lr_scheduler=lr_scheduler, epochs=epochs, max_steps=_unset(max_steps), max_seq_len=max_seq_len, tokens_per_batch=tokens_per_batch,
             batching=batching, max_rows=_unset(max_rows), seed=seed, retention_kl=retention_kl,
-            freeze_embeddings=freeze_embeddings, update_fraction=update_fraction)
+            freeze_embeddings=freeze_embeddings, freeze_lower_layers=freeze_lower_layers,
+            update_fraction=update_fraction)
         # The notebook's TIME_BUDGET_MINUTES = None (no limit) is 0 here; from_settings skips None values.
         config = config.replace(time_budget_minutes=_unset(time_budget_minutes))
         if not calibrate:  # the notebook's CALIBRATE = False

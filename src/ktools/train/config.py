@@ -80,6 +80,9 @@ class TrainConfig:
     # Keep the token embeddings (and the output head, tied to them or not) as they were: the
     # document's names then cannot raise their tokens' logits everywhere (train.freeze).
     freeze_embeddings: bool = False
+    # The lowest N transformer blocks keep their weights too (full method): the backward pass
+    # stops above them, so a step is cheaper and a time budget buys more epochs (train.freeze).
+    freeze_lower_layers: int = 0
     # Share of each weight tensor's entries an optimizer step moves, those with the largest
     # Adam momentum (train.mofo, MoFO); 1.0 = plain AdamW.
     update_fraction: float = 1.0
@@ -95,6 +98,11 @@ class TrainConfig:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.lr_scheduler not in SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
+        if self.freeze_lower_layers < 0:
+            raise ValueError(f"freeze_lower_layers must be >= 0 (0 = every block learns), got {self.freeze_lower_layers!r}")
+        if self.freeze_lower_layers and self.method != "full":
+            raise ValueError("freeze_lower_layers applies to full fine-tuning (LoRA already leaves the blocks' "
+                             "weights as they were); set it to 0 or use method='full'")
         if self.batching not in ("packing", "length"):
             raise ValueError(f"batching must be 'packing' or 'length', got {self.batching!r}")
         if not self.retention_kl >= 0:  # also refuses NaN

@@ -133,6 +133,11 @@ def _load_model(config: TrainConfig, device: str | None = None) -> Any:
 
         frozen = freeze_embeddings(model)
         log.info("embeddings frozen: %s (%.1fM parameters)", ", ".join(frozen.names), frozen.parameters / 1e6)
+    if config.freeze_lower_layers and config.method == "full":
+        from ktools.train.freeze import freeze_lower_layers
+
+        frozen = freeze_lower_layers(model, config.freeze_lower_layers)
+        log.info("frozen: %s (%.1fM parameters)", ", ".join(frozen.names), frozen.parameters / 1e6)
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
