@@ -108,14 +108,15 @@ def _chunks(text: str = DOC) -> list[dict]:
 def test_views_rows_and_held_out_sentences(facts):
     held = next(s for s in facts.sentences if "Marta Ellingsen" in s.text)
     rows = build_view_rows(facts, _chunks(), held_out={sentence_key("rules.md", held.text)})
-    assert set(rows) == {"raw_text", "restatement", "shuffled", "cloze", "fact_qa", "about"}
+    assert set(rows) == {"raw_text", "restatement", "shuffled", "cloze", "fact_qa", "about", "table_qa"}
     for view, items in rows.items():
         assert items, view
         assert all(r.unmask == (view in TEXT_VIEWS) for r in items), view
     # The held-out sentence is read (text views) but never quizzed (question views).
     assert any("Marta Ellingsen" in r.answer for r in rows["restatement"])
     assert any("Marta Ellingsen" in r.answer for r in rows["shuffled"])
-    assert not any("Marta Ellingsen" in r.prompt + r.answer for v in ("cloze", "fact_qa", "about") for r in rows[v])
+    assert not any("Marta Ellingsen" in r.prompt + r.answer for v in ("cloze", "fact_qa", "about", "table_qa")
+                   for r in rows[v])
     # A restatement names the document and expands the document's own abbreviations and terms.
     restated = " ".join(r.answer for r in rows["restatement"])
     assert "According to the Harbour Board of Quillmouth, section 3. Fees:" in restated
@@ -132,6 +133,41 @@ def test_views_rows_and_held_out_sentences(facts):
     record = cloze.record("harbours")
     assert record["messages"][0]["role"] == "user" and record["metadata"]["generator"] == "cloze"
     assert record["unmask"] is False and record["metadata"]["key_fact"] == "Tarrow Marine Services"
+
+
+def test_table_questions_ask_each_cell_plainly_and_skip_held_out_rows(facts):
+    rows = build_view_rows(facts, _chunks(), views=("table_qa",))["table_qa"]
+    by_question = {r.prompt: r for r in rows}
+    assert len(rows) == 4  # two berths x two columns
+    depth = by_question["In the Harbour Board of Quillmouth (section 3. Fees), what is the depth of Berth C2?"]
+    assert depth.answer == "The depth of Berth C2 is 4.0 metres." and depth.key_fact == "4.0 metres"
+    assert depth.unmask is False and depth.record()["metadata"]["generator"] == "table_qa"
+    assert "what is the max length of Berth C1?" in " ".join(by_question)
+    # Every answer holds its key fact verbatim, as the document writes it.
+    assert all(r.key_fact in r.answer and r.key_fact in DOC for r in rows)
+    held = next(s for s in facts.sentences if s.text.startswith("Berth C2"))
+    kept = build_view_rows(facts, _chunks(), views=("table_qa",), held_out={sentence_key("rules.md", held.text)})
+    assert [r.prompt for r in kept["table_qa"]] == [r.prompt for r in rows if "C1" in r.prompt]
+
+
+@pytest.mark.parametrize("header, phrase", [
+    ("Scheduled crossing time", "scheduled crossing time"), ("Depth", "depth"), ("Max length", "max length"),
+    ("Between", None), ("Built", None), ("Vehicles carried", None), ("K4", None), ("OC", None),
+    ("Suspended at or above", None), ("Tidecard balance", "tidecard balance"), ("VAT Rate", "VAT Rate"),
+])
+def test_column_headers_read_as_the_noun_of_a_question_or_not_at_all(header, phrase):
+    from ktools.knowledge.views import column_phrase
+
+    assert column_phrase(header) == phrase
+
+
+def test_a_header_that_is_not_a_noun_still_gets_a_question_that_names_it():
+    from ktools.knowledge.views import table_questions
+
+    _, sample = sentences("# Fares\n\n| Ticket type | K4 |\n|---|---|\n| Adult passenger | OC 14.50 |\n")
+    (_, question, answer, key_fact), = table_questions(sample[0], "Fares")
+    assert question == "In the Fares, what is given under K4 for Ticket type Adult passenger?"
+    assert answer == "Under K4, Ticket type Adult passenger has OC 14.50." and key_fact == "OC 14.50"
 
 
 def test_view_loss_masks(facts):

@@ -76,6 +76,10 @@ class Sentence:
     heading_path: tuple[str, ...] = ()
     index: int = 0  # position in the document (a stable id within one source)
     from_table: bool = False
+    # A table row's identifying cell as the sentence names it ("Route K1") and its other cells as
+    # (column header, cell) pairs: what a question about one cell asks for (views.table_qa).
+    row_label: str = ""
+    cells: tuple[tuple[str, str], ...] = ()
 
     @property
     def section(self) -> str:
@@ -118,7 +122,14 @@ def split_sentences(paragraph: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def _table_sentences(rows: list[list[str]]) -> list[str]:
+@dataclass(frozen=True)
+class TableRow:
+    text: str
+    label: str
+    cells: tuple[tuple[str, str], ...]
+
+
+def _table_sentences(rows: list[list[str]]) -> list[TableRow]:
     """A markdown table as one sentence per data row, naming each cell by its column header."""
     if len(rows) < 2:
         return []
@@ -130,7 +141,8 @@ def _table_sentences(rows: list[list[str]]) -> list[str]:
             continue
         (first_h, first_c), rest = pairs[0], pairs[1:]
         lead = f"{first_h} {first_c}" if first_h else first_c
-        out.append(lead + (": " + "; ".join(f"{h} {c}" if h else c for h, c in rest) if rest else "") + ".")
+        text = lead + (": " + "; ".join(f"{h} {c}" if h else c for h, c in rest) if rest else "") + "."
+        out.append(TableRow(text, lead, tuple((h, c) for h, c in rest if h)))
     return out
 
 
@@ -149,10 +161,11 @@ def sentences(markdown: str) -> tuple[str, list[Sentence]]:
     def heading_path() -> tuple[str, ...]:
         return tuple(text for _, text in path)
 
-    def add(text: str, from_table: bool = False) -> None:
+    def add(text: str, row: TableRow | None = None) -> None:
         text = re.sub(r"\s+", " ", text).strip()
         if len(text) >= 12 and re.search(r"[A-Za-z]{2}", text):
-            out.append(Sentence(text, heading_path(), len(out), from_table))
+            out.append(Sentence(text, heading_path(), len(out), row is not None,
+                                row.label if row else "", row.cells if row else ()))
 
     def flush() -> None:
         if paragraph:
@@ -160,8 +173,8 @@ def sentences(markdown: str) -> tuple[str, list[Sentence]]:
                 add(sentence)
             paragraph.clear()
         if table:
-            for sentence in _table_sentences(table):
-                add(sentence, from_table=True)
+            for row in _table_sentences(table):
+                add(row.text, row)
             table.clear()
 
     for raw in markdown.splitlines():

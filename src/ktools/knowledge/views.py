@@ -20,7 +20,12 @@ built by rule from step 02's chunks, so it needs no teacher and cannot invent a 
                    the form of the corpus exam's questions, answered with the sentence;
 - ``about``        "What does the document say about X?" for the names, codes and
                    defined terms of the document, answered by the sentences that
-                   mention X.
+                   mention X;
+- ``table_qa``     one plain question per table cell, "What is the distance of Route
+                   K1 (…)?", answered "The distance of Route K1 is 2.4 nautical miles.":
+                   the way people ask about a table's values, which the in-place
+                   questions of `fact_qa` ("Route K1: …; Distance what number …?") are
+                   not; a manual's specifications, fares and limits are mostly tables.
 
 Text views (`raw_text`, `restatement`, `shuffled`) train on the whole row (`unmask`);
 question views train on the answer only, as the exam asks for it. Question views answer
@@ -53,7 +58,7 @@ from ktools.knowledge.questions import rule_question, short_title
 from ktools.training_rows import chat_messages
 
 TEXT_VIEWS = ("raw_text", "restatement", "shuffled")
-QUESTION_VIEWS = ("cloze", "fact_qa", "about")
+QUESTION_VIEWS = ("cloze", "fact_qa", "about", "table_qa")
 VIEWS = TEXT_VIEWS + QUESTION_VIEWS
 # How many sentences one text-view row holds: long enough that the chat template's
 # fixed tokens (system prompt, turn markers) are a small share of the row.
@@ -133,6 +138,47 @@ def _blank(sentence: str, start: int, end: int) -> str:
     return sentence[:start] + "____" + sentence[end:]
 
 
+# Headers that do not read as "the <header> of <row>" ("the between of Route K1"): a last
+# word that is a preposition or a participle; codes and acronyms ("K4", "OC") likewise.
+_NOT_NOUN_ENDINGS = {"between", "from", "to", "until", "till", "above", "below", "at", "of", "in", "on", "by",
+                     "for", "with", "per", "via", "built", "made", "held", "paid", "sold", "run", "if", "or"}
+
+
+def column_phrase(header: str) -> str | None:
+    """A column header as it reads in "what is the <phrase> of <row>?" ("Scheduled crossing
+    time" → "scheduled crossing time"), or None where it does not read as a noun phrase."""
+    header = header.strip()
+    words = header.split()
+    if not words or any(ch.isdigit() for ch in header) or header.isupper():
+        return None
+    last = words[-1].lower().strip("()")
+    if last in _NOT_NOUN_ENDINGS or (last.endswith("ed") and len(last) > 4):
+        return None
+    first, rest = words[0], words[1:]
+    if first[:1].isupper() and first[1:].islower() and all(w == w.lower() for w in rest):
+        return " ".join([first.lower(), *rest])
+    return header
+
+
+def table_questions(sentence: Sentence, where: str) -> list[tuple[str, str, str, str]]:
+    """(column, question, answer, key fact) for each cell of a table-row sentence."""
+    if not (sentence.from_table and sentence.row_label and sentence.cells):
+        return []
+    section = f" (section {sentence.section})" if sentence.section and sentence.section != where else ""
+    label = sentence.row_label
+    out = []
+    for header, cell in sentence.cells:
+        column = column_phrase(header)
+        if column:
+            question = f"In the {where}{section}, what is the {column} of {label}?"
+            answer = f"The {column} of {label} is {cell}."
+        else:
+            question = f"In the {where}{section}, what is given under {header} for {label}?"
+            answer = f"Under {header}, {label} has {cell}."
+        out.append((header, question, answer, cell))
+    return out
+
+
 def _chunk_of(sentence: Sentence, chunk_ids: Mapping[int, str]) -> str:
     return chunk_ids.get(sentence.index, "")
 
@@ -201,6 +247,13 @@ def build_view_rows(facts: DocumentFacts, chunks: Sequence[Mapping[str, Any]], *
                                                   sentence.text, facts.source, chunk_id,
                                                   f"{facts.source}/fact_qa/{sentence.index}/{span.start}",
                                                   unmask=False, key_fact=span.text))
+    if "table_qa" in out:
+        for sentence in quizzable:
+            for header, question, answer, key_fact in table_questions(sentence, where):
+                out["table_qa"].append(ViewRow(
+                    "table_qa", question, answer, facts.source, _chunk_of(sentence, sentence_chunks),
+                    f"{facts.source}/table_qa/{sentence.index}/{normalise(header)}", unmask=False,
+                    key_fact=key_fact))
     if "about" in out:
         mentions: dict[str, list[Sentence]] = defaultdict(list)
         subjects = {s.text for sent in quizzable for s in fact_spans(sent.text) if s.kind in {"name", "code"}}
