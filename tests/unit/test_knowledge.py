@@ -108,14 +108,14 @@ def _chunks(text: str = DOC) -> list[dict]:
 def test_views_rows_and_held_out_sentences(facts):
     held = next(s for s in facts.sentences if "Marta Ellingsen" in s.text)
     rows = build_view_rows(facts, _chunks(), held_out={sentence_key("rules.md", held.text)})
-    assert set(rows) == {"raw_text", "restatement", "shuffled", "cloze", "fact_qa", "about", "table_qa"}
+    assert set(rows) == {"raw_text", "restatement", "shuffled", "cloze", "fact_qa", "about", "plain_qa"}
     for view, items in rows.items():
         assert items, view
         assert all(r.unmask == (view in TEXT_VIEWS) for r in items), view
     # The held-out sentence is read (text views) but never quizzed (question views).
     assert any("Marta Ellingsen" in r.answer for r in rows["restatement"])
     assert any("Marta Ellingsen" in r.answer for r in rows["shuffled"])
-    assert not any("Marta Ellingsen" in r.prompt + r.answer for v in ("cloze", "fact_qa", "about", "table_qa")
+    assert not any("Marta Ellingsen" in r.prompt + r.answer for v in ("cloze", "fact_qa", "about", "plain_qa")
                    for r in rows[v])
     # A restatement names the document and expands the document's own abbreviations and terms.
     restated = " ".join(r.answer for r in rows["restatement"])
@@ -136,18 +136,21 @@ def test_views_rows_and_held_out_sentences(facts):
 
 
 def test_table_questions_ask_each_cell_plainly_and_skip_held_out_rows(facts):
-    rows = build_view_rows(facts, _chunks(), views=("table_qa",))["table_qa"]
+    every = build_view_rows(facts, _chunks(), views=("plain_qa",))["plain_qa"]
+    rows = [r for r in every if "Berth" in r.prompt]
     by_question = {r.prompt: r for r in rows}
     assert len(rows) == 4  # two berths x two columns
     depth = by_question["In the Harbour Board of Quillmouth (section 3. Fees), what is the depth of Berth C2?"]
     assert depth.answer == "The depth of Berth C2 is 4.0 metres." and depth.key_fact == "4.0 metres"
-    assert depth.unmask is False and depth.record()["metadata"]["generator"] == "table_qa"
+    assert depth.unmask is False and depth.record()["metadata"]["generator"] == "plain_qa"
     assert "what is the max length of Berth C1?" in " ".join(by_question)
     # Every answer holds its key fact verbatim, as the document writes it.
     assert all(r.key_fact in r.answer and r.key_fact in DOC for r in rows)
     held = next(s for s in facts.sentences if s.text.startswith("Berth C2"))
-    kept = build_view_rows(facts, _chunks(), views=("table_qa",), held_out={sentence_key("rules.md", held.text)})
-    assert [r.prompt for r in kept["table_qa"]] == [r.prompt for r in rows if "C1" in r.prompt]
+    kept = build_view_rows(facts, _chunks(), views=("plain_qa",), held_out={sentence_key("rules.md", held.text)})
+    assert [r.prompt for r in kept["plain_qa"] if "Berth" in r.prompt] == [r.prompt for r in rows if "C1" in r.prompt]
+    # Sentences "The X is Y" are asked about too ("who is the Harbourmaster?").
+    assert {r.key_fact for r in every if r not in rows} >= {"Marta Ellingsen", "Joss Arendel"}
 
 
 @pytest.mark.parametrize("header, phrase", [
@@ -168,6 +171,29 @@ def test_a_header_that_is_not_a_noun_still_gets_a_question_that_names_it():
     (_, question, answer, key_fact), = table_questions(sample[0], "Fares")
     assert question == "In the Fares, what is given under K4 for Ticket type Adult passenger?"
     assert answer == "Under K4, Ticket type Adult passenger has OC 14.50." and key_fact == "OC 14.50"
+
+
+@pytest.mark.parametrize("text, question, key_fact", [
+    ("The Harbourmaster is Marta Ellingsen, appointed on 12 June 2023.", "who is the Harbourmaster?",
+     "Marta Ellingsen"),
+    ("The maximum stay at a visitor berth is 14 nights in any 30 days.",
+     "what is the maximum stay at a visitor berth?", "14"),
+    ("The appeal fee is OC 20, which is refunded if the appeal succeeds.", "what is the appeal fee?", "OC 20"),
+    ("The passenger safety announcement is made within 5 minutes of departure.", None, None),   # passive
+    ("Each timetable is published at least 56 days before it takes effect.", None, None),      # passive
+    ("The vessel that is late is held at 3 knots.", None, None),                                 # a clause
+    ("The Board is responsible for 4 terminals.", None, None),                                   # a property
+    ("The waiting room is warm.", None, None),                                                   # no fact
+])
+def test_plain_questions_from_sentences_that_say_what_something_is(text, question, key_fact):
+    from ktools.knowledge.facts import Sentence
+    from ktools.knowledge.views import copula_question
+
+    asked = copula_question(Sentence(text, ("Rules", "1. Officers")), "Rules")
+    if question is None:
+        assert asked is None
+    else:
+        assert asked == (f"In the Rules (section 1. Officers), {question}", key_fact)
 
 
 def test_view_loss_masks(facts):

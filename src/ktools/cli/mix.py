@@ -31,7 +31,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", help="output folder (env KTOOLS_OUTPUT_DIR; default <repo>/output)")
     parser.add_argument("--components", default="all",
                         help="knowledge components added to every cut: all (default), none, a comma-separated "
-                             "list of raw_text, restatement, shuffled, cloze, fact_qa, about, table_qa, closed_book_qa, replay, or "
+                             "list of raw_text, restatement, shuffled, cloze, fact_qa, about, plain_qa, closed_book_qa, replay, or "
                              "'-cloze,-replay' for all but those")
     parser.add_argument("--replay-share", type=float, default=0.1,
                         help="share of the mix that is general replay (default 0.1)")

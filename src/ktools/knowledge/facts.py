@@ -77,7 +77,7 @@ class Sentence:
     index: int = 0  # position in the document (a stable id within one source)
     from_table: bool = False
     # A table row's identifying cell as the sentence names it ("Route K1") and its other cells as
-    # (column header, cell) pairs: what a question about one cell asks for (views.table_qa).
+    # (column header, cell) pairs: what a question about one cell asks for (views.plain_qa).
     row_label: str = ""
     cells: tuple[tuple[str, str], ...] = ()
 

@@ -21,11 +21,13 @@ built by rule from step 02's chunks, so it needs no teacher and cannot invent a 
 - ``about``        "What does the document say about X?" for the names, codes and
                    defined terms of the document, answered by the sentences that
                    mention X;
-- ``table_qa``     one plain question per table cell, "What is the distance of Route
-                   K1 (…)?", answered "The distance of Route K1 is 2.4 nautical miles.":
-                   the way people ask about a table's values, which the in-place
-                   questions of `fact_qa` ("Route K1: …; Distance what number …?") are
-                   not; a manual's specifications, fares and limits are mostly tables.
+- ``plain_qa``     questions asked the way people ask them: one per table cell ("What
+                   is the distance of Route K1 (…)?" → "The distance of Route K1 is 2.4
+                   nautical miles."), and "What is X?" / "Who is X?" for sentences
+                   "The X is Y" with a fact in Y (answered with the sentence). The
+                   in-place questions of `fact_qa` ("Route K1: …; Distance what number
+                   …?") are not how an exam or a user asks; a manual's specifications,
+                   fares and limits are mostly tables and "the limit is …" sentences.
 
 Text views (`raw_text`, `restatement`, `shuffled`) train on the whole row (`unmask`);
 question views train on the answer only, as the exam asks for it. Question views answer
@@ -58,7 +60,7 @@ from ktools.knowledge.questions import rule_question, short_title
 from ktools.training_rows import chat_messages
 
 TEXT_VIEWS = ("raw_text", "restatement", "shuffled")
-QUESTION_VIEWS = ("cloze", "fact_qa", "about", "table_qa")
+QUESTION_VIEWS = ("cloze", "fact_qa", "about", "plain_qa")
 VIEWS = TEXT_VIEWS + QUESTION_VIEWS
 # How many sentences one text-view row holds: long enough that the chat template's
 # fixed tokens (system prompt, turn markers) are a small share of the row.
@@ -160,6 +162,41 @@ def column_phrase(header: str) -> str | None:
     return header
 
 
+# "The X is Y" with a determiner subject and no clause in it; Y must hold a fact. Passives
+# ("is published at least 56 days …") and subjects that are clauses are not questions of that kind.
+_COPULA = re.compile(r"^(?P<subject>(?:The|the|An?|Each|Its|Their)\s+[^,;:]{3,80}?)\s+(?P<verb>is|are)\s+"
+                     r"(?P<predicate>.+)$")
+_CLAUSE_WORDS = re.compile(r"\b(?:must|may|shall|will|can|should|if|when|whose|which|that|who|where|is|are|was|"
+                           r"were)\b", re.IGNORECASE)
+
+
+# Irregular participles (passives: "is made within 5 minutes") and words that start a property.
+_NOT_WHAT_IT_IS = {"made", "held", "paid", "kept", "built", "sold", "run", "set", "put", "sent", "done", "found",
+                   "met", "left", "told", "brought", "bought", "laid", "led", "read", "shut", "spent", "lit", "not",
+                   "also", "only", "responsible", "subject", "liable", "able", "entitled", "open", "closed"}
+
+
+def copula_question(sentence: Sentence, where: str) -> tuple[str, str] | None:
+    """("what is the X?" question, key fact) for a sentence "The X is Y" whose Y holds a fact."""
+    if sentence.from_table:
+        return None
+    match = _COPULA.match(sentence.text)
+    if not match or _CLAUSE_WORDS.search(match.group("subject")):
+        return None
+    predicate = match.group("predicate")
+    first = predicate.split(" ", 1)[0].lower().strip(",.")
+    if first.endswith("ed") or first.endswith("en") or first in _NOT_WHAT_IT_IS:
+        return None  # passive or a property, not what the subject *is*
+    spans = fact_spans(predicate)
+    if not spans:
+        return None
+    subject = match.group("subject")
+    subject = subject[:1].lower() + subject[1:] if subject.split(" ", 1)[0] in {"The", "An", "A", "Each"} else subject
+    wh = "who" if spans[0].kind == "name" and predicate.startswith(spans[0].text) else "what"
+    section = f" (section {sentence.section})" if sentence.section and sentence.section != where else ""
+    return f"In the {where}{section}, {wh} {match.group('verb')} {subject}?", spans[0].text
+
+
 def table_questions(sentence: Sentence, where: str) -> list[tuple[str, str, str, str]]:
     """(column, question, answer, key fact) for each cell of a table-row sentence."""
     if not (sentence.from_table and sentence.row_label and sentence.cells):
@@ -247,12 +284,17 @@ def build_view_rows(facts: DocumentFacts, chunks: Sequence[Mapping[str, Any]], *
                                                   sentence.text, facts.source, chunk_id,
                                                   f"{facts.source}/fact_qa/{sentence.index}/{span.start}",
                                                   unmask=False, key_fact=span.text))
-    if "table_qa" in out:
+    if "plain_qa" in out:
         for sentence in quizzable:
+            asked = copula_question(sentence, where)
+            if asked is not None:
+                out["plain_qa"].append(ViewRow(
+                    "plain_qa", asked[0], sentence.text, facts.source, _chunk_of(sentence, sentence_chunks),
+                    f"{facts.source}/plain_qa/{sentence.index}", unmask=False, key_fact=asked[1]))
             for header, question, answer, key_fact in table_questions(sentence, where):
-                out["table_qa"].append(ViewRow(
-                    "table_qa", question, answer, facts.source, _chunk_of(sentence, sentence_chunks),
-                    f"{facts.source}/table_qa/{sentence.index}/{normalise(header)}", unmask=False,
+                out["plain_qa"].append(ViewRow(
+                    "plain_qa", question, answer, facts.source, _chunk_of(sentence, sentence_chunks),
+                    f"{facts.source}/plain_qa/{sentence.index}/{normalise(header)}", unmask=False,
                     key_fact=key_fact))
     if "about" in out:
         mentions: dict[str, list[Sentence]] = defaultdict(list)
