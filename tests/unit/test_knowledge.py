@@ -437,3 +437,33 @@ def test_step04_callers_have_a_real_teacher_rephrase_the_exam(tmp_output, tmp_pa
                                    components="raw_text,cloze", eval_share=0.0, drop_invented=False, **teacher)
         assert len(server.requests) == 2 * asked
     assert read_jsonl(artifact / paths.corpus_exam.relative_to(paths.step(4))) == exam
+
+
+def test_step04_checks_the_sample_exam_for_leaks_only_for_the_sample(tmp_path, repo_root):
+    """Step 06 scores the sample's hand-written exam when the documents are the sample, so step
+    04 drops training rows that copy its questions, as it does for a user's EXAM_PATH; and the
+    views built from the sample copy none of them."""
+    import hashlib
+
+    from ktools.documents.manifest import Manifest, ManifestEntry
+    from ktools.knowledge.exam import read_exam
+    from ktools.mixing.build import sample_exam_for
+
+    sample = repo_root / "assets" / "sample" / "sample_document.md"
+    paths = OutputPaths(tmp_path / "output")
+    paths.conversion_manifest.parent.mkdir(parents=True, exist_ok=True)
+
+    def manifest_of(data: bytes) -> None:
+        entry = ManifestEntry(source="doc.md", sha256=hashlib.sha256(data).hexdigest(), converter="text",
+                              output="x.md", characters=len(data))
+        Manifest(documents=[entry]).write(paths.conversion_manifest)
+
+    manifest_of(sample.read_bytes())
+    assert sample_exam_for(paths) == repo_root / "assets" / "sample" / "exam.jsonl"
+    manifest_of(b"# A manual of someone else's\n")
+    assert sample_exam_for(paths) is None
+
+    exam = read_exam(repo_root / "assets" / "sample" / "exam.jsonl")
+    views = build_view_rows(document_facts(sample.read_text(), "sample_document.md"), [])
+    questions = [r.prompt for view in ("cloze", "fact_qa", "about", "plain_qa") for r in views[view]]
+    assert len(questions) > 400 and find_leaks(exam, questions) == []

@@ -286,6 +286,16 @@ def _format_and_count(unique: dict[int, dict[str, Any]], fmt: str, counter: Toke
     return {k: chat_rows[k].record for k in keys}
 
 
+def sample_exam_for(paths: OutputPaths) -> Path | None:
+    """The sample document's hand-written exam when the documents are the sample: step 06 scores
+    it without an EXAM_PATH, so its questions are checked for leaks like a user's own exam."""
+    from ktools.evaluate.runner import is_sample_corpus
+    from ktools.paths import assets_dir
+
+    repo = assets_dir().parent
+    return repo / "assets" / "sample" / "exam.jsonl" if is_sample_corpus(None, paths, repo) else None
+
+
 def _knowledge(options: MixOptions, paths: OutputPaths, train: dict[str, list[dict[str, Any]]], rephrase: Any,
                progress: bool) -> KnowledgeBuild:
     """The corpus exam and the knowledge components; training rows that leak an exam question go."""
@@ -302,10 +312,11 @@ def _knowledge(options: MixOptions, paths: OutputPaths, train: dict[str, list[di
         rephrase=rephrase, progress=progress, replay_self_prompts=options.replay_self_prompts,
         replay_exclude=general_questions(assets_dir() / "general_questions.jsonl"))
     user_exam = []
-    if options.exam_path and Path(options.exam_path).is_file():
+    exam_path = Path(options.exam_path) if options.exam_path else sample_exam_for(paths)
+    if exam_path is not None and exam_path.is_file():
         from ktools.knowledge.exam import read_exam
 
-        user_exam = read_exam(options.exam_path)
+        user_exam = read_exam(exam_path)
     remove_leaks(build, train, user_exam)
     return build
 
