@@ -159,13 +159,13 @@ def test_table_questions_ask_each_cell_plainly_and_skip_held_out_rows(facts):
     ("Suspended at or above", None), ("Tidecard balance", "tidecard balance"), ("VAT Rate", "VAT Rate"),
 ])
 def test_column_headers_read_as_the_noun_of_a_question_or_not_at_all(header, phrase):
-    from ktools.knowledge.views import column_phrase
+    from ktools.knowledge.questions import column_phrase
 
     assert column_phrase(header) == phrase
 
 
 def test_a_header_that_is_not_a_noun_still_gets_a_question_that_names_it():
-    from ktools.knowledge.views import table_questions
+    from ktools.knowledge.questions import table_questions
 
     _, sample = sentences("# Fares\n\n| Ticket type | K4 |\n|---|---|\n| Adult passenger | OC 14.50 |\n")
     (_, question, answer, key_fact), = table_questions(sample[0], "Fares")
@@ -187,7 +187,7 @@ def test_a_header_that_is_not_a_noun_still_gets_a_question_that_names_it():
 ])
 def test_plain_questions_from_sentences_that_say_what_something_is(text, question, key_fact):
     from ktools.knowledge.facts import Sentence
-    from ktools.knowledge.views import copula_question
+    from ktools.knowledge.questions import copula_question
 
     asked = copula_question(Sentence(text, ("Rules", "1. Officers")), "Rules")
     if question is None:

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ktools.knowledge.facts import DocumentFacts, Sentence, best_span, document_facts, fact_spans
-from ktools.knowledge.questions import rule_question, short_title
+from ktools.knowledge.questions import copula_question, rule_question, short_title, table_questions
 from ktools.training_rows import chat_messages
 
 TEXT_VIEWS = ("raw_text", "restatement", "shuffled")
@@ -138,82 +138,6 @@ def restate(sentence: Sentence, facts: DocumentFacts) -> str:
 
 def _blank(sentence: str, start: int, end: int) -> str:
     return sentence[:start] + "____" + sentence[end:]
-
-
-# Headers that do not read as "the <header> of <row>" ("the between of Route K1"): a last
-# word that is a preposition or a participle; codes and acronyms ("K4", "OC") likewise.
-_NOT_NOUN_ENDINGS = {"between", "from", "to", "until", "till", "above", "below", "at", "of", "in", "on", "by",
-                     "for", "with", "per", "via", "built", "made", "held", "paid", "sold", "run", "if", "or"}
-
-
-def column_phrase(header: str) -> str | None:
-    """A column header as it reads in "what is the <phrase> of <row>?" ("Scheduled crossing
-    time" → "scheduled crossing time"), or None where it does not read as a noun phrase."""
-    header = header.strip()
-    words = header.split()
-    if not words or any(ch.isdigit() for ch in header) or header.isupper():
-        return None
-    last = words[-1].lower().strip("()")
-    if last in _NOT_NOUN_ENDINGS or (last.endswith("ed") and len(last) > 4):
-        return None
-    first, rest = words[0], words[1:]
-    if first[:1].isupper() and first[1:].islower() and all(w == w.lower() for w in rest):
-        return " ".join([first.lower(), *rest])
-    return header
-
-
-# "The X is Y" with a determiner subject and no clause in it; Y must hold a fact. Passives
-# ("is published at least 56 days …") and subjects that are clauses are not questions of that kind.
-_COPULA = re.compile(r"^(?P<subject>(?:The|the|An?|Each|Its|Their)\s+[^,;:]{3,80}?)\s+(?P<verb>is|are)\s+"
-                     r"(?P<predicate>.+)$")
-_CLAUSE_WORDS = re.compile(r"\b(?:must|may|shall|will|can|should|if|when|whose|which|that|who|where|is|are|was|"
-                           r"were)\b", re.IGNORECASE)
-
-
-# Irregular participles (passives: "is made within 5 minutes") and words that start a property.
-_NOT_WHAT_IT_IS = {"made", "held", "paid", "kept", "built", "sold", "run", "set", "put", "sent", "done", "found",
-                   "met", "left", "told", "brought", "bought", "laid", "led", "read", "shut", "spent", "lit", "not",
-                   "also", "only", "responsible", "subject", "liable", "able", "entitled", "open", "closed"}
-
-
-def copula_question(sentence: Sentence, where: str) -> tuple[str, str] | None:
-    """("what is the X?" question, key fact) for a sentence "The X is Y" whose Y holds a fact."""
-    if sentence.from_table:
-        return None
-    match = _COPULA.match(sentence.text)
-    if not match or _CLAUSE_WORDS.search(match.group("subject")):
-        return None
-    predicate = match.group("predicate")
-    first = predicate.split(" ", 1)[0].lower().strip(",.")
-    if first.endswith("ed") or first.endswith("en") or first in _NOT_WHAT_IT_IS:
-        return None  # passive or a property, not what the subject *is*
-    spans = fact_spans(predicate)
-    if not spans:
-        return None
-    subject = match.group("subject")
-    subject = subject[:1].lower() + subject[1:] if subject.split(" ", 1)[0] in {"The", "An", "A", "Each"} else subject
-    wh = "who" if spans[0].kind == "name" and predicate.startswith(spans[0].text) else "what"
-    section = f" (section {sentence.section})" if sentence.section and sentence.section != where else ""
-    return f"In the {where}{section}, {wh} {match.group('verb')} {subject}?", spans[0].text
-
-
-def table_questions(sentence: Sentence, where: str) -> list[tuple[str, str, str, str]]:
-    """(column, question, answer, key fact) for each cell of a table-row sentence."""
-    if not (sentence.from_table and sentence.row_label and sentence.cells):
-        return []
-    section = f" (section {sentence.section})" if sentence.section and sentence.section != where else ""
-    label = sentence.row_label
-    out = []
-    for header, cell in sentence.cells:
-        column = column_phrase(header)
-        if column:
-            question = f"In the {where}{section}, what is the {column} of {label}?"
-            answer = f"The {column} of {label} is {cell}."
-        else:
-            question = f"In the {where}{section}, what is given under {header} for {label}?"
-            answer = f"Under {header}, {label} has {cell}."
-        out.append((header, question, answer, cell))
-    return out
 
 
 def _chunk_of(sentence: Sentence, chunk_ids: Mapping[int, str]) -> str:
