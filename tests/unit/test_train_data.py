@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from ktools.models import load_tokenizer
-from ktools.train.batching import collate, length_grouped_batches, make_batches, pack_batches
+from ktools.train.batching import collate, length_grouped_batches, make_batches, pack_batches, spread_batches
 from ktools.train.data import IGNORE_INDEX, MixFormatError, load_mix, tokenize_conversation, tokenize_mix
 
 MESSAGES = [{"role": "user", "content": "What colour is the Orlenmoor ferry?"},
@@ -93,6 +94,36 @@ def test_length_grouping_respects_padded_budget():
     assert all(max(lengths[i] for i in b.indices) * len(b.indices) <= 512 for b in batches)
 
 
+def test_spread_batches_deal_replay_rows_over_every_batch_within_budget():
+    rng = random.Random(3)
+    knowledge = [rng.randint(60, 500) for _ in range(200)]
+    replay = [rng.randint(40, 200) for _ in range(24)]
+    lengths = knowledge + replay
+    flagged = [False] * len(knowledge) + [True] * len(replay)
+    grouped = length_grouped_batches(lengths, 2048, seed=0)
+    spread = spread_batches(lengths, flagged, 2048, seed=0)
+    for batches in (grouped, spread):
+        assert sorted(i for b in batches for i in b.indices) == list(range(len(lengths)))
+        assert all(max(lengths[i] for i in b.indices) * len(b.indices) <= 2048 for b in batches)
+    per_batch = [sum(flagged[i] for i in b.indices) for b in spread]
+    # Grouped by length the replay rows crowd into a few batches; dealt out, every batch gets
+    # one before any gets two, at a bounded padding cost (5.6 % more padded tokens here; 8.9 %
+    # on run h1's mix of the sample document).
+    assert max(sum(flagged[i] for i in b.indices) for b in grouped) > 2
+    assert max(per_batch) <= -(-len(replay) // len(spread)) + 1
+    assert sum(n > 0 for n in per_batch) == min(len(replay), len(spread))
+
+    def padded(batches):
+        return sum(max(lengths[i] for i in b.indices) * len(b.indices) for b in batches)
+    assert padded(spread) <= 1.1 * padded(grouped)
+    assert spread == spread_batches(lengths, flagged, 2048, seed=0)
+
+
+def test_spread_batches_without_replay_is_length_grouping():
+    lengths = [500, 300, 200, 120, 90, 60, 480, 33]
+    assert spread_batches(lengths, [False] * 8, 512, seed=1) == length_grouped_batches(lengths, 512, seed=1)
+
+
 def test_packed_collation_restarts_positions_and_masks_boundaries(tokenizer):
     a = tokenize_conversation(tokenizer, MESSAGES, unmask=True)
     b = tokenize_conversation(tokenizer, MESSAGES, unmask=False)
@@ -117,3 +148,12 @@ def test_padded_collation_pads_labels_with_ignore(tokenizer):
 def test_make_batches_rejects_unknown_strategy():
     with pytest.raises(ValueError, match="packing"):
         make_batches([], "magic", 512)
+
+
+def test_train_config_takes_every_batching_strategy_and_names_them_on_a_typo():
+    from ktools.train.config import TrainConfig
+
+    for strategy in ("length", "packing", "length-spread"):
+        assert TrainConfig(batching=strategy).batching == strategy
+    with pytest.raises(ValueError, match="length-spread"):
+        TrainConfig(batching="length_spread")

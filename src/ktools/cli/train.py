@@ -8,6 +8,7 @@ import sys
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from ktools.train.batching import STRATEGIES
     from ktools.train.schedule import SCHEDULERS
 
     parser.add_argument("--mix", help="training mix JSONL (default: output/step_04/training_mix/combined_cut_<cut>x.jsonl)")
@@ -26,7 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="minutes: fewer steps are planned if the epochs would not fit (0 = no limit)")
     parser.add_argument("--max-seq-len", type=int, help="truncate examples to this many tokens (default 512)")
     parser.add_argument("--tokens-per-batch", type=int, default=2048)
-    parser.add_argument("--batching", choices=["length", "packing"], default="length")
+    parser.add_argument("--batching", choices=STRATEGIES, default="length")
     parser.add_argument("--max-rows", type=int, help="use only the first N rows of the mix")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--retention-kl", type=float, default=0.0,

@@ -11,6 +11,12 @@ exactly the batches already trained on.
   The first label of every example is -100 (no prediction across a boundary).
 - **length**: examples sorted by length are grouped so that
   ``batch_size x longest <= tokens_per_batch``; rows are right-padded.
+- **length-spread**: the same for the knowledge examples, with the general-replay examples
+  (`distill`) dealt out one by one over those batches instead of grouped by their own length.
+  With plain length grouping the replay rows land in a few batches (run h1, README session 16:
+  101 replay rows in 32 of 71 batches, one batch 20 of its 28 rows), so most steps carry no
+  retention term and the student drifts between the few that do. Not measured in training yet;
+  "length" stays the default.
 
 With `distill=True` (retention KL on, ktools.train.retention) a batch also carries
 ``distill_mask``: a bool tensor shaped like ``input_ids``, True on every token of a
@@ -31,7 +37,7 @@ from typing import Any
 
 from ktools.train.data import IGNORE_INDEX, TokenizedExample
 
-STRATEGIES = ("packing", "length")
+STRATEGIES = ("packing", "length", "length-spread")
 
 
 @dataclass(frozen=True)
@@ -64,20 +70,72 @@ def pack_batches(lengths: Sequence[int], tokens_per_batch: int, seed: int = 0) -
     return [Batch(tuple(items), packed=True) for items in bins]
 
 
-def length_grouped_batches(lengths: Sequence[int], tokens_per_batch: int, seed: int = 0) -> list[Batch]:
-    """Consecutive examples in length order, as many as fit the padded budget, in shuffled order."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
+def _length_groups(indices: Sequence[int], lengths: Sequence[int], tokens_per_batch: int,
+                   reserve: int = 0) -> list[list[int]]:
+    """`indices` in length order, cut into groups whose padded size leaves room for `reserve`
+    more rows as long as their longest: ``longest x (size + reserve) <= tokens_per_batch``."""
+    groups: list[list[int]] = []
     current: list[int] = []
-    for i in order:
+    for i in sorted(indices, key=lambda i: lengths[i]):
         longest = max([lengths[j] for j in current] + [lengths[i]])
-        if current and longest * (len(current) + 1) > tokens_per_batch:
-            batches.append(current)
+        if current and longest * (len(current) + 1 + reserve) > tokens_per_batch:
+            groups.append(current)
             current = []
         current.append(i)
     if current:
-        batches.append(current)
+        groups.append(current)
+    return groups
+
+
+def length_grouped_batches(lengths: Sequence[int], tokens_per_batch: int, seed: int = 0) -> list[Batch]:
+    """Consecutive examples in length order, as many as fit the padded budget, in shuffled order."""
+    batches = _length_groups(range(len(lengths)), lengths, tokens_per_batch)
     random.Random(seed).shuffle(batches)
+    return [Batch(tuple(items), packed=False) for items in batches]
+
+
+def spread_batches(lengths: Sequence[int], spread: Sequence[bool], tokens_per_batch: int,
+                   seed: int = 0) -> list[Batch]:
+    """Length-grouped batches of the examples not flagged in `spread`, the flagged ones dealt out
+    over them: each goes to a batch holding the fewest flagged examples so far (of those, the one
+    it pads least), so they are as even as the budget allows.
+
+    The unflagged examples are grouped leaving room for the even share of flagged ones per batch
+    (a padded row costs the batch's longest, so the room is counted in rows, not tokens); a
+    flagged example longer than every batch's room starts a batch of its own."""
+    flagged = [i for i in range(len(lengths)) if spread[i]]
+    plain = [i for i in range(len(lengths)) if not spread[i]]
+    if not flagged or not plain:
+        return length_grouped_batches(lengths, tokens_per_batch, seed)
+    reserve = 0
+    batches = _length_groups(plain, lengths, tokens_per_batch)
+    while reserve < -(-len(flagged) // len(batches)):   # more batches, smaller share: converges
+        reserve = -(-len(flagged) // len(batches))
+        batches = _length_groups(plain, lengths, tokens_per_batch, reserve)
+    longest = [max(lengths[i] for i in b) for b in batches]
+    dealt = [0] * len(batches)
+    for i in sorted(flagged, key=lambda i: -lengths[i]):
+        best = None
+        for b, items in enumerate(batches):
+            padded = max(longest[b], lengths[i]) * (len(items) + 1)
+            if padded > tokens_per_batch:
+                continue
+            key = (dealt[b], padded - longest[b] * len(items))
+            if best is None or key < best[0]:
+                best = (key, b)
+        if best is None:
+            batches.append([i])
+            longest.append(lengths[i])
+            dealt.append(1)
+            continue
+        b = best[1]
+        batches[b].append(i)
+        longest[b] = max(longest[b], lengths[i])
+        dealt[b] += 1
+    rng = random.Random(seed)
+    for items in batches:
+        rng.shuffle(items)
+    rng.shuffle(batches)
     return [Batch(tuple(items), packed=False) for items in batches]
 
 
@@ -88,6 +146,8 @@ def make_batches(examples: Sequence[TokenizedExample], strategy: str, tokens_per
     lengths = [len(e) for e in examples]
     if strategy == "packing":
         return pack_batches(lengths, tokens_per_batch, seed)
+    if strategy == "length-spread":
+        return spread_batches(lengths, [e.distill for e in examples], tokens_per_batch, seed)
     return length_grouped_batches(lengths, tokens_per_batch, seed)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from ktools.config import EMBEDDED_MODEL_NAME, Settings
 from ktools.paths import OutputPaths
+from ktools.train.batching import STRATEGIES
 from ktools.train.mix_choice import training_mix_for
 from ktools.train.schedule import SCHEDULERS
 
@@ -60,7 +61,7 @@ class TrainConfig:
     time_budget_minutes: float | None = 7.0  # plan the step count to fit; None = no limit
     max_seq_len: int = 512
     tokens_per_batch: int = 2048
-    batching: str = "length"      # length | packing (bench/training_batching.py: length was faster here)
+    batching: str = "length"      # length | packing | length-spread (ktools.train.batching; length was faster here)
     lr_scheduler: str = "cosine"  # cosine | linear | constant | wsd (train.schedule)
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
@@ -103,8 +104,8 @@ class TrainConfig:
         if self.freeze_lower_layers and self.method != "full":
             raise ValueError("freeze_lower_layers applies to full fine-tuning (LoRA already leaves the blocks' "
                              "weights as they were); set it to 0 or use method='full'")
-        if self.batching not in ("packing", "length"):
-            raise ValueError(f"batching must be 'packing' or 'length', got {self.batching!r}")
+        if self.batching not in STRATEGIES:
+            raise ValueError(f"batching must be one of {', '.join(STRATEGIES)}, got {self.batching!r}")
         if not self.retention_kl >= 0:  # also refuses NaN
             raise ValueError(f"retention_kl must be >= 0 (0 = off), got {self.retention_kl!r}")
         if not 0.0 < self.update_fraction <= 1.0:  # also refuses NaN
