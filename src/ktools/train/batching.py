@@ -30,6 +30,7 @@ row (a block-diagonal mask, no causal fast path), which measured 0.76x as fast h
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,33 +110,27 @@ def spread_batches(lengths: Sequence[int], spread: Sequence[bool], tokens_per_ba
         return length_grouped_batches(lengths, tokens_per_batch, seed)
     reserve = 0
     batches = _length_groups(plain, lengths, tokens_per_batch)
-    while reserve < -(-len(flagged) // len(batches)):   # more batches, smaller share: converges
-        reserve = -(-len(flagged) // len(batches))
+    while (share := math.ceil(len(flagged) / len(batches))) > reserve:  # more batches, smaller share
+        reserve = share
         batches = _length_groups(plain, lengths, tokens_per_batch, reserve)
     longest = [max(lengths[i] for i in b) for b in batches]
     dealt = [0] * len(batches)
+
+    def padded_with(b: int, i: int) -> int:
+        return max(longest[b], lengths[i]) * (len(batches[b]) + 1)
+
     for i in sorted(flagged, key=lambda i: -lengths[i]):
-        best = None
-        for b, items in enumerate(batches):
-            padded = max(longest[b], lengths[i]) * (len(items) + 1)
-            if padded > tokens_per_batch:
-                continue
-            key = (dealt[b], padded - longest[b] * len(items))
-            if best is None or key < best[0]:
-                best = (key, b)
-        if best is None:
-            batches.append([i])
-            longest.append(lengths[i])
-            dealt.append(1)
-            continue
-        b = best[1]
+        fits = [b for b in range(len(batches)) if padded_with(b, i) <= tokens_per_batch]
+        if not fits:
+            batches.append([])
+            longest.append(0)
+            dealt.append(0)
+            fits = [len(batches) - 1]
+        b = min(fits, key=lambda b: (dealt[b], padded_with(b, i) - longest[b] * len(batches[b])))
         batches[b].append(i)
         longest[b] = max(longest[b], lengths[i])
         dealt[b] += 1
-    rng = random.Random(seed)
-    for items in batches:
-        rng.shuffle(items)
-    rng.shuffle(batches)
+    random.Random(seed).shuffle(batches)
     return [Batch(tuple(items), packed=False) for items in batches]
 
 
